@@ -1,0 +1,24 @@
+# The two commands: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: bootstrap demo test unit netns bench clean
+
+bootstrap:
+	bash scripts/bootstrap.sh
+
+demo: bootstrap
+	$(PY) scripts/demo.py
+
+test: bootstrap
+	$(PY) -m pytest -q tests netns_tests
+
+unit: bootstrap
+	$(PY) -m pytest -q tests
+
+netns: bootstrap
+	$(PY) -m pytest -q netns_tests
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

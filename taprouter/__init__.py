@@ -1,0 +1,1 @@
+"""taprouter: OpenFlow switches as routers whose control plane is the Linux kernel."""

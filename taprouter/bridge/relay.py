@@ -1,0 +1,162 @@
+"""Relays frames between switch ports and TAPs: one epoll thread reads every TAP."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .ports import SwitchPort
+
+LOG = logging.getLogger(__name__)
+
+ETH_HEADER = 14
+MIN_FRAME = ETH_HEADER  # anything shorter cannot be Ethernet
+READ_SIZE = 65536
+BURST = 64  # frames read from one TAP before serving the others
+
+
+@dataclass
+class Counters:
+    """Per-direction frame counters; plain ints, updated by one thread each."""
+
+    to_tap: int = 0
+    to_switch: int = 0
+    runt: int = 0
+    oversize: int = 0
+    unknown_port: int = 0
+    write_errors: int = 0
+    send_dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Tap:
+    fd: int
+    port: SwitchPort
+    name: str
+    mtu: int
+    send: Callable[[int, bytes], bool] | None = field(default=None)
+
+
+class Relay:
+    """Owns the TAP fds the daemon uses, and the thread that reads them.
+
+    `send` callbacks (one per datapath) turn a frame into a PacketOut; they are
+    None while the switch is disconnected, and frames read then are dropped,
+    as a switch port that is unreachable would drop them.
+    """
+
+    def __init__(self) -> None:
+        self.counters = Counters()
+        self._by_fd: dict[int, _Tap] = {}
+        self._by_port: dict[SwitchPort, _Tap] = {}
+        self._lock = threading.Lock()
+        self._epoll = select.epoll()
+        self._wake_r, self._wake_w = os.pipe()
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="tap-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        os.write(self._wake_w, b"x")
+        self._thread.join(timeout=5)
+        with self._lock:
+            for tap in self._by_fd.values():
+                os.close(tap.fd)
+            self._by_fd.clear()
+            self._by_port.clear()
+        self._epoll.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def add(self, port: SwitchPort, name: str, fd: int, mtu: int) -> None:
+        with self._lock:
+            old = self._by_port.get(port)
+            if old is not None:
+                if old.fd == fd:
+                    old.mtu = mtu
+                    return
+                self._epoll.unregister(old.fd)
+                os.close(old.fd)
+                del self._by_fd[old.fd]
+            tap = _Tap(fd, port, name, mtu)
+            self._by_fd[fd] = tap
+            self._by_port[port] = tap
+            self._epoll.register(fd, select.EPOLLIN)
+
+    def fd(self, port: SwitchPort) -> int | None:
+        tap = self._by_port.get(port)
+        return tap.fd if tap else None
+
+    def attach(self, dpid: int, send: Callable[[int, bytes], bool] | None) -> None:
+        """Point a datapath's TAPs at a PacketOut sender, or at None when it disconnects."""
+        with self._lock:
+            for tap in self._by_fd.values():
+                if tap.port.dpid == dpid:
+                    tap.send = send
+
+    def to_tap(self, port: SwitchPort, frame: bytes) -> bool:
+        """Write a frame from a PacketIn to its TAP; bad frames are counted and dropped."""
+        tap = self._by_port.get(port)
+        if tap is None:
+            self.counters.unknown_port += 1
+            return False
+        if len(frame) < MIN_FRAME:
+            self.counters.runt += 1
+            return False
+        if len(frame) > tap.mtu + ETH_HEADER:
+            self.counters.oversize += 1
+            return False
+        try:
+            os.write(tap.fd, frame)
+        except OSError as exc:
+            # EIO while the TAP is down, EINVAL for frames the kernel refuses.
+            self.counters.write_errors += 1
+            LOG.debug("write to %s failed: %s", tap.name, exc)
+            return False
+        self.counters.to_tap += 1
+        return True
+
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                events = self._epoll.poll()
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == self._wake_r:
+                    continue
+                tap = self._by_fd.get(fd)
+                if tap is not None:
+                    self._drain(tap)
+
+    def _drain(self, tap: _Tap) -> None:
+        for _ in range(BURST):
+            try:
+                frame = os.read(tap.fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EBADFD, errno.EBADF):
+                    return  # being replaced by add(); the new fd is registered
+                LOG.warning("read from %s failed: %s", tap.name, exc)
+                return
+            if len(frame) < MIN_FRAME:
+                self.counters.runt += 1
+                continue
+            send = tap.send
+            if send is None or not send(tap.port.port, frame):
+                self.counters.send_dropped += 1
+                continue
+            self.counters.to_switch += 1

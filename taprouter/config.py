@@ -1,0 +1,296 @@
+"""Loading and validating the taprouter YAML file into frozen, typed objects."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
+MAX_DPID = (1 << 64) - 1
+# OpenFlow 1.3 reserves 0xffffff00 and above for logical ports.
+MAX_PORT = 0xFFFFFF00 - 1
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_NETNS_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+class ConfigError(Exception):
+    """A config file is wrong; the message names the file, the key and the problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class PortConfig:
+    number: int
+    tap: str
+    addresses: tuple[Interface, ...]
+
+
+@dataclass(frozen=True)
+class BirdConfig:
+    config: Path
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    name: str
+    dpid: int
+    netns: str
+    ports: tuple[PortConfig, ...]
+    bird: BirdConfig | None
+
+    def port(self, number: int) -> PortConfig | None:
+        for port in self.ports:
+            if port.number == number:
+                return port
+        return None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    listen: Listen
+    routers: tuple[RouterConfig, ...]
+
+    def router_for_dpid(self, dpid: int) -> RouterConfig | None:
+        for router in self.routers:
+            if router.dpid == dpid:
+                return router
+        return None
+
+
+class _Problems:
+    """Collects every problem in a file so the user fixes them in one pass."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.items: list[str] = []
+
+    def add(self, key: str, problem: str) -> None:
+        self.items.append(f"{self.path}: {key}: {problem}")
+
+
+def _unknown_keys(problems: _Problems, where: str, data: dict, allowed: Iterable[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            problems.add(f"{where}.{key}" if where else str(key),
+                         f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_listen(problems: _Problems, data: Any) -> Listen:
+    default = Listen("127.0.0.1", 6653)
+    if data is None:
+        return default
+    if not isinstance(data, dict):
+        problems.add("openflow", "must be a mapping")
+        return default
+    _unknown_keys(problems, "openflow", data, ("listen",))
+    text = data.get("listen", "127.0.0.1:6653")
+    if not isinstance(text, str) or ":" not in text:
+        problems.add("openflow.listen", f"must be HOST:PORT, got {text!r}")
+        return default
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        problems.add("openflow.listen", f"{host!r} is not an IP address")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        problems.add("openflow.listen", f"port {port_text!r} is not in 1..65535")
+        return default
+    return Listen(host, int(port_text))
+
+
+def _parse_dpid(problems: _Problems, key: str, value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value, 0)
+        except ValueError:
+            problems.add(key, f"{value!r} is not an integer or hex string such as 0x1")
+            return 0
+    if not _is_int(value):
+        problems.add(key, "is required: an integer or hex string such as 0x1")
+        return 0
+    if not 0 < value <= MAX_DPID:
+        problems.add(key, f"{value} is out of range 1..2^64-1")
+    return value
+
+
+def _parse_addresses(problems: _Problems, key: str, value: Any) -> tuple[Interface, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        problems.add(key, "must be a list of CIDR addresses such as 10.0.1.1/24")
+        return ()
+    result = []
+    for i, text in enumerate(value):
+        if not isinstance(text, str) or "/" not in text:
+            problems.add(f"{key}[{i}]", f"{text!r} is not a CIDR address such as 10.0.1.1/24")
+            continue
+        try:
+            iface = ipaddress.ip_interface(text)
+        except ValueError as exc:
+            problems.add(f"{key}[{i}]", f"{text!r} is not a CIDR address: {exc}")
+            continue
+        ip = iface.ip
+        if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+            problems.add(f"{key}[{i}]", f"{text} cannot be a router interface address")
+            continue
+        if iface.version == 4 and iface.network.prefixlen < 31 and ip in (
+                iface.network.network_address, iface.network.broadcast_address):
+            problems.add(f"{key}[{i}]", f"{text} is the network or broadcast address of its subnet")
+            continue
+        result.append(iface)
+    return tuple(result)
+
+
+def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> PortConfig | None:
+    if isinstance(number, str) and number.isdigit():
+        number = int(number)
+    if not _is_int(number) or not 0 < number <= MAX_PORT:
+        problems.add(f"{where}.{number}", "port numbers must be integers in 1..4294967039")
+        return None
+    key = f"{where}.{number}"
+    if not isinstance(data, dict):
+        problems.add(key, "must be a mapping with 'tap' and 'addresses'")
+        return None
+    _unknown_keys(problems, key, data, ("tap", "addresses"))
+    tap = data.get("tap")
+    if not isinstance(tap, str) or not tap:
+        problems.add(f"{key}.tap", "is required: the TAP interface name")
+        tap = ""
+    elif len(tap.encode()) > IFNAMSIZ:
+        problems.add(f"{key}.tap", f"{tap!r} is longer than Linux's {IFNAMSIZ}-character limit")
+    elif not _IFNAME_RE.match(tap) or tap in (".", ".."):
+        problems.add(f"{key}.tap", f"{tap!r} is not a valid interface name")
+    addresses = _parse_addresses(problems, f"{key}.addresses", data.get("addresses"))
+    return PortConfig(number, tap, addresses)
+
+
+def _parse_bird(problems: _Problems, base: Path, key: str, data: Any) -> BirdConfig | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        problems.add(key, "must be a mapping with 'config'")
+        return None
+    _unknown_keys(problems, key, data, ("config",))
+    path = data.get("config")
+    if not isinstance(path, str) or not path:
+        problems.add(f"{key}.config", "is required: the path of a BIRD 2 config file")
+        return None
+    resolved = (base / path) if not Path(path).is_absolute() else Path(path)
+    if not resolved.is_file():
+        problems.add(f"{key}.config", f"{resolved} does not exist")
+    return BirdConfig(resolved)
+
+
+def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> RouterConfig | None:
+    key = f"routers.{name}"
+    if not isinstance(name, str) or not _NETNS_RE.match(name):
+        problems.add(key, "router names must be letters, digits, '-', '_' or '.'")
+        return None
+    if not isinstance(data, dict):
+        problems.add(key, "must be a mapping with dpid, netns and ports")
+        return None
+    _unknown_keys(problems, key, data, ("dpid", "netns", "ports", "bird"))
+    dpid = _parse_dpid(problems, f"{key}.dpid", data.get("dpid"))
+    netns = data.get("netns", name)
+    if not isinstance(netns, str) or not _NETNS_RE.match(netns):
+        problems.add(f"{key}.netns", f"{netns!r} is not a valid network namespace name")
+        netns = name
+    ports_data = data.get("ports")
+    ports: list[PortConfig] = []
+    if not isinstance(ports_data, dict) or not ports_data:
+        problems.add(f"{key}.ports", "is required: a mapping of switch port number to {tap, addresses}")
+    else:
+        for number, port_data in ports_data.items():
+            port = _parse_port(problems, f"{key}.ports", number, port_data)
+            if port is not None:
+                ports.append(port)
+    bird = _parse_bird(problems, base, f"{key}.bird", data.get("bird"))
+    return RouterConfig(name, dpid, netns, tuple(sorted(ports, key=lambda p: p.number)), bird)
+
+
+def _check_unique(problems: _Problems, routers: list[RouterConfig]) -> None:
+    seen_dpid: dict[int, str] = {}
+    seen_netns: dict[str, str] = {}
+    for router in routers:
+        if router.dpid in seen_dpid:
+            problems.add(f"routers.{router.name}.dpid",
+                         f"{router.dpid:#x} is also the dpid of router {seen_dpid[router.dpid]}")
+        seen_dpid.setdefault(router.dpid, router.name)
+        if router.netns in seen_netns:
+            problems.add(f"routers.{router.name}.netns",
+                         f"{router.netns!r} is also the netns of router {seen_netns[router.netns]}")
+        seen_netns.setdefault(router.netns, router.name)
+        seen_tap: dict[str, int] = {}
+        seen_addr: dict[Any, int] = {}
+        for port in router.ports:
+            where = f"routers.{router.name}.ports.{port.number}"
+            if port.tap in seen_tap:
+                problems.add(f"{where}.tap", f"{port.tap!r} is also the TAP of port {seen_tap[port.tap]}")
+            seen_tap.setdefault(port.tap, port.number)
+            for iface in port.addresses:
+                if iface.ip in seen_addr:
+                    problems.add(f"{where}.addresses",
+                                 f"{iface.ip} is also an address of port {seen_addr[iface.ip]}")
+                seen_addr.setdefault(iface.ip, port.number)
+
+
+def parse(data: Any, path: Path) -> Config:
+    """Validate already-loaded YAML data; raise ConfigError listing every problem."""
+    problems = _Problems(path)
+    if not isinstance(data, dict):
+        problems.add("(top)", "the file must be a mapping with 'openflow' and 'routers'")
+        raise ConfigError(problems.items)
+    _unknown_keys(problems, "", data, ("openflow", "routers"))
+    listen = _parse_listen(problems, data.get("openflow"))
+    routers: list[RouterConfig] = []
+    routers_data = data.get("routers")
+    if not isinstance(routers_data, dict) or not routers_data:
+        problems.add("routers", "is required: a mapping of router name to its settings")
+    else:
+        for name, router_data in routers_data.items():
+            router = _parse_router(problems, path.parent, name, router_data)
+            if router is not None:
+                routers.append(router)
+    _check_unique(problems, routers)
+    if problems.items:
+        raise ConfigError(problems.items)
+    return Config(path, listen, tuple(routers))
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: {where}: {problem}"]) from None
+    return parse(data, path.resolve())

@@ -1,0 +1,1 @@
+"""The os-ken app, the pipeline schema, the planners and the reconciler."""

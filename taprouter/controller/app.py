@@ -1,0 +1,88 @@
+"""The os-ken app: a thin shim that turns OpenFlow events into calls on the router core."""
+
+from __future__ import annotations
+
+import logging
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER,
+                                       set_ev_cls)
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from ..bridge.ports import SwitchPort
+from .core import RouterCore, SwitchPortInfo
+
+LOG = logging.getLogger("taprouter.app")
+
+
+def _port_info(port) -> SwitchPortInfo:
+    link_up = not (port.state & ofp.OFPPS_LINK_DOWN) and not (port.config & ofp.OFPPC_PORT_DOWN)
+    return SwitchPortInfo(number=port.port_no, mac=port.hw_addr, link_up=link_up)
+
+
+class TapRouterApp(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.core: RouterCore = kwargs["taprouter_core"]
+        self._multipart: dict[tuple[int, int], list] = {}
+
+    def _collect(self, ev) -> list | None:
+        """Gather a multipart reply; returns the whole body on its last part."""
+        msg = ev.msg
+        key = (msg.datapath.id, msg.xid)
+        parts = self._multipart.setdefault(key, [])
+        parts.extend(msg.body)
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            return None
+        return self._multipart.pop(key)
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def switch_features(self, ev):
+        dp = ev.msg.datapath
+        if not self.core.knows(dp.id):
+            LOG.warning("switch %#x connected but no router in the config has that dpid; ignoring it", dp.id)
+            return
+        LOG.info("switch %#x connected from %s", dp.id, dp.address)
+        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def port_desc(self, ev):
+        ports = self._collect(ev)
+        dp = ev.msg.datapath
+        if ports is None or not self.core.knows(dp.id):
+            return
+        self.core.switch_up(dp, [_port_info(p) for p in ports if p.port_no <= ofp.OFPP_MAX])
+        dp.send_msg(self.core.flow_read_request(dp))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def flow_stats(self, ev):
+        body = self._collect(ev)
+        if body is not None and self.core.knows(ev.msg.datapath.id):
+            self.core.flows_read(ev.msg.datapath, body)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def port_status(self, ev):
+        msg = ev.msg
+        if not self.core.knows(msg.datapath.id):
+            return
+        removed = msg.reason == ofp.OFPPR_DELETE
+        self.core.port_changed(msg.datapath, _port_info(msg.desc), removed)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def packet_in(self, ev):
+        msg = ev.msg
+        self.core.relay.to_tap(SwitchPort(msg.datapath.id, msg.match["in_port"]), msg.data)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def error(self, ev):
+        self.core.switch_error(ev.msg.datapath.id, ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def disconnected(self, ev):
+        dp = ev.datapath
+        if dp.id is not None and self.core.knows(dp.id):
+            LOG.warning("switch %#x disconnected; its flows keep forwarding (fail-mode secure)", dp.id)
+            self.core.switch_down(dp.id)

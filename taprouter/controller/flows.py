@@ -1,0 +1,176 @@
+"""Typed OpenFlow 1.3 flows, groups and actions, independent of any OpenFlow library.
+
+Values are plain integers (MACs and IP addresses too), so the planner, the
+reconciler and the in-memory table model in the tests compare them exactly,
+and only the codec converts them to and from os-ken's objects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import Enum
+
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPCML_NO_BUFFER = 0xFFFF
+
+
+class Kind(Enum):
+    INT = "int"
+    MAC = "mac"
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+
+# The OXM fields the pipeline uses, with their widths in bits.
+FIELDS: dict[str, tuple[Kind, int]] = {
+    "in_port": (Kind.INT, 32),
+    "eth_dst": (Kind.MAC, 48),
+    "eth_src": (Kind.MAC, 48),
+    "eth_type": (Kind.INT, 16),
+    "arp_op": (Kind.INT, 16),
+    "arp_tpa": (Kind.IPV4, 32),
+    "ip_proto": (Kind.INT, 8),
+    "ipv4_dst": (Kind.IPV4, 32),
+    "ipv6_dst": (Kind.IPV6, 128),
+    "icmpv6_type": (Kind.INT, 8),
+}
+
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_IPV6 = 0x86DD
+IPPROTO_ICMPV6 = 58
+
+
+def mac_to_int(mac: str) -> int:
+    return int(mac.replace(":", ""), 16)
+
+
+def int_to_mac(value: int) -> str:
+    text = f"{value:012x}"
+    return ":".join(text[i:i + 2] for i in range(0, 12, 2))
+
+
+def to_text(name: str, value: int) -> str | int:
+    """Convert a field value to the form os-ken's OFPMatch takes."""
+    kind = FIELDS[name][0]
+    if kind is Kind.MAC:
+        return int_to_mac(value)
+    if kind is Kind.IPV4:
+        return str(ipaddress.IPv4Address(value))
+    if kind is Kind.IPV6:
+        return str(ipaddress.IPv6Address(value))
+    return value
+
+
+def from_text(name: str, value: str | int) -> int:
+    kind = FIELDS[name][0]
+    if kind is Kind.MAC:
+        return mac_to_int(value)  # type: ignore[arg-type]
+    if kind in (Kind.IPV4, Kind.IPV6):
+        return int(ipaddress.ip_address(value))
+    return int(value)
+
+
+@dataclass(frozen=True, order=True)
+class FieldMatch:
+    name: str
+    value: int
+    mask: int | None = None  # None means exact
+
+    def __post_init__(self) -> None:
+        if self.name not in FIELDS:
+            raise ValueError(f"unknown match field {self.name}")
+        width = FIELDS[self.name][1]
+        full = (1 << width) - 1
+        if self.mask == full:
+            object.__setattr__(self, "mask", None)
+        if self.mask is not None and self.value & ~self.mask:
+            object.__setattr__(self, "value", self.value & self.mask)
+
+    def matches(self, value: int | None) -> bool:
+        if value is None:
+            return False
+        if self.mask is None:
+            return value == self.value
+        return value & self.mask == self.value
+
+
+@dataclass(frozen=True, order=True)
+class Match:
+    """A set of field matches, kept sorted so equal matches compare equal."""
+
+    fields: tuple[FieldMatch, ...] = ()
+
+    @staticmethod
+    def of(*fields: FieldMatch) -> "Match":
+        names = [f.name for f in fields]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate field in match: {names}")
+        return Match(tuple(sorted(fields)))
+
+    def matches(self, packet: dict[str, int]) -> bool:
+        return all(f.matches(packet.get(f.name)) for f in self.fields)
+
+
+def exact(name: str, value: int) -> FieldMatch:
+    return FieldMatch(name, value)
+
+
+def prefix(name: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> FieldMatch:
+    width = FIELDS[name][1]
+    mask = ((1 << network.prefixlen) - 1) << (width - network.prefixlen)
+    return FieldMatch(name, int(network.network_address), mask)
+
+
+@dataclass(frozen=True, order=True)
+class Output:
+    port: int
+    max_len: int = 0
+
+
+@dataclass(frozen=True, order=True)
+class SetField:
+    name: str
+    value: int
+
+
+@dataclass(frozen=True, order=True)
+class DecTtl:
+    pass
+
+
+@dataclass(frozen=True, order=True)
+class ToGroup:
+    group_id: int
+
+
+Action = Output | SetField | DecTtl | ToGroup
+
+
+def to_controller() -> Output:
+    return Output(OFPP_CONTROLLER, OFPCML_NO_BUFFER)
+
+
+@dataclass(frozen=True, order=True)
+class Flow:
+    """One flow entry; (table, priority, match) is its identity on the switch."""
+
+    table: int
+    priority: int
+    match: Match
+    actions: tuple[Action, ...] = ()
+    goto: int | None = None
+    meter: int | None = None
+    cookie: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, Match]:
+        return (self.table, self.priority, self.match)
+
+
+@dataclass(frozen=True)
+class Meter:
+    meter_id: int
+    rate_pps: int
+    burst: int = field(default=0)

@@ -1,0 +1,62 @@
+"""The OpenFlow pipeline schema: tables, cookies and what each table may match."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from .flows import Flow
+
+
+class Table(IntEnum):
+    INGRESS = 0  # frames on known ports addressed to the router
+    PUNT = 1  # what the kernel must see goes to the controller
+
+
+# Which fields each table may match on; every planned flow is checked against it.
+TABLE_FIELDS: dict[Table, frozenset[str]] = {
+    Table.INGRESS: frozenset({"in_port", "eth_dst"}),
+    Table.PUNT: frozenset({"eth_type", "arp_tpa", "ip_proto", "icmpv6_type", "ipv4_dst", "ipv6_dst"}),
+}
+
+# Which tables a table may continue to.
+NEXT_TABLES: dict[Table, frozenset[Table]] = {
+    Table.INGRESS: frozenset({Table.PUNT}),
+    Table.PUNT: frozenset(),
+}
+
+# Every flow taprouter installs carries a cookie whose top 16 bits say "taprouter",
+# so read-back after a restart can tell its flows from anyone else's.
+COOKIE_MAGIC = 0x7A70 << 48
+COOKIE_MASK = 0xFFFF << 48
+
+
+class Owner(IntEnum):
+    PORT = 1  # ingress and punt flows derived from a port and its addresses
+
+
+def cookie(owner: Owner) -> int:
+    return COOKIE_MAGIC | (int(owner) << 32)
+
+
+def is_ours(flow_cookie: int) -> bool:
+    return flow_cookie & COOKIE_MASK == COOKIE_MAGIC
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def check(flow: Flow) -> Flow:
+    """Raise SchemaError if a flow does not fit its table's declaration."""
+    try:
+        table = Table(flow.table)
+    except ValueError:
+        raise SchemaError(f"flow in undeclared table {flow.table}: {flow}") from None
+    extra = {f.name for f in flow.match.fields} - TABLE_FIELDS[table]
+    if extra:
+        raise SchemaError(f"table {table.name} does not match on {sorted(extra)}: {flow}")
+    if flow.goto is not None and flow.goto not in NEXT_TABLES[table]:
+        raise SchemaError(f"table {table.name} cannot go to table {flow.goto}: {flow}")
+    if not is_ours(flow.cookie):
+        raise SchemaError(f"flow without a taprouter cookie: {flow}")
+    return flow

@@ -1,0 +1,94 @@
+"""Plans the ingress and punt flows: which frames the switch hands to the kernel."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable
+
+from . import pipeline
+from .flows import (ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_ICMPV6, FieldMatch, Flow,
+                    Match, exact, prefix, to_controller)
+from .pipeline import Owner, Table
+
+BROADCAST_MAC = 0xFFFFFFFFFFFF
+MULTICAST_BIT = 0x010000000000
+
+# ICMPv6 types the kernel needs: MLD query/report/done, MLDv2 report, RS, RA, NS, NA, redirect.
+ICMPV6_CONTROL_TYPES = (130, 131, 132, 143, 133, 134, 135, 136, 137)
+IPV4_LINK_LOCAL_MULTICAST = ipaddress.IPv4Network("224.0.0.0/24")  # OSPF's 224.0.0.5 and .6
+IPV6_LINK_SCOPE_MULTICAST = ipaddress.IPv6Network("ff02::/16")  # OSPFv3, all-nodes, solicited-node
+IPV6_LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
+IPV4_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+PRIO_ND = 300
+PRIO_LOCAL = 200
+PRIO_MULTICAST = 150
+
+
+@dataclass(frozen=True)
+class PortView:
+    """What the punt plan needs to know of one port: its number, MAC and the router's addresses on it."""
+
+    number: int
+    mac: int
+    addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
+
+
+def _flow(table: Table, priority: int, *fields, goto: Table | None = None,
+          punt: bool = False) -> Flow:
+    return pipeline.check(Flow(
+        table=int(table), priority=priority, match=Match.of(*fields),
+        actions=(to_controller(),) if punt else (), goto=None if goto is None else int(goto),
+        cookie=pipeline.cookie(Owner.PORT)))
+
+
+def ingress_flows(port: PortView) -> list[Flow]:
+    """Frames on a known port pass on only when addressed to the router."""
+    in_port = exact("in_port", port.number)
+    return [
+        _flow(Table.INGRESS, 100, in_port, exact("eth_dst", port.mac), goto=Table.PUNT),
+        _flow(Table.INGRESS, 100, in_port, exact("eth_dst", BROADCAST_MAC), goto=Table.PUNT),
+        _flow(Table.INGRESS, 90, in_port, FieldMatch("eth_dst", MULTICAST_BIT, MULTICAST_BIT),
+              goto=Table.PUNT),
+    ]
+
+
+def punt_flows(ports: Iterable[PortView]) -> list[Flow]:
+    """The router's own traffic, port-agnostic: Linux answers for any of its addresses on any port."""
+    flows: list[Flow] = []
+    v4 = sorted({a for p in ports for a in p.addresses if a.version == 4}, key=str)
+    v6 = sorted({a for p in ports for a in p.addresses if a.version == 6}, key=str)
+    ipv4 = exact("eth_type", ETH_TYPE_IPV4)
+    ipv6 = exact("eth_type", ETH_TYPE_IPV6)
+    for iface in v4:
+        flows.append(_flow(Table.PUNT, PRIO_ND, exact("eth_type", ETH_TYPE_ARP),
+                           exact("arp_tpa", int(iface.ip)), punt=True))
+        flows.append(_flow(Table.PUNT, PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.ip)), punt=True))
+        if iface.network.prefixlen < 31:
+            flows.append(_flow(Table.PUNT, PRIO_LOCAL, ipv4,
+                               exact("ipv4_dst", int(iface.network.broadcast_address)), punt=True))
+    for iface in v6:
+        flows.append(_flow(Table.PUNT, PRIO_LOCAL, ipv6, exact("ipv6_dst", int(iface.ip)), punt=True))
+    for icmp_type in ICMPV6_CONTROL_TYPES:
+        flows.append(_flow(Table.PUNT, PRIO_ND, ipv6, exact("ip_proto", IPPROTO_ICMPV6),
+                           exact("icmpv6_type", icmp_type), punt=True))
+    flows.append(_flow(Table.PUNT, PRIO_LOCAL, ipv4, exact("ipv4_dst", int(IPV4_LIMITED_BROADCAST)),
+                       punt=True))
+    flows.append(_flow(Table.PUNT, PRIO_MULTICAST, ipv4, prefix("ipv4_dst", IPV4_LINK_LOCAL_MULTICAST),
+                       punt=True))
+    flows.append(_flow(Table.PUNT, PRIO_MULTICAST, ipv6, prefix("ipv6_dst", IPV6_LINK_SCOPE_MULTICAST),
+                       punt=True))
+    flows.append(_flow(Table.PUNT, PRIO_MULTICAST, ipv6, prefix("ipv6_dst", IPV6_LINK_LOCAL), punt=True))
+    return flows
+
+
+def plan(ports: Iterable[PortView]) -> frozenset[Flow]:
+    """All ingress and punt flows for a router's ports; pure."""
+    ports = list(ports)
+    flows: list[Flow] = []
+    for port in ports:
+        flows.extend(ingress_flows(port))
+    if ports:
+        flows.extend(punt_flows(ports))
+    return frozenset(flows)

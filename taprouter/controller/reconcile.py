@@ -1,0 +1,47 @@
+"""Compares desired flows with the flows read back from a switch; returns ordered operations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Iterable
+
+from .flows import Flow
+from .pipeline import is_ours
+
+
+class Op(Enum):
+    ADD = "add"
+    MODIFY = "modify"  # same (table, priority, match), different actions: keeps counters
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class FlowOp:
+    op: Op
+    flow: Flow
+
+
+def diff(desired: Iterable[Flow], installed: Iterable[Flow]) -> list[FlowOp]:
+    """Operations that turn the installed flows we own into the desired ones.
+
+    Flows whose cookie is not ours are never touched: another controller or an
+    operator may own them. Deletes come last, so that a flow being replaced by
+    a more specific one never leaves a gap in forwarding.
+    """
+    want = {f.key: f for f in desired}
+    have = {f.key: f for f in installed if is_ours(f.cookie)}
+    adds: list[FlowOp] = []
+    mods: list[FlowOp] = []
+    dels: list[FlowOp] = []
+    for key, flow in want.items():
+        current = have.get(key)
+        if current is None:
+            adds.append(FlowOp(Op.ADD, flow))
+        elif current != flow:
+            mods.append(FlowOp(Op.MODIFY, flow))
+    for key, flow in have.items():
+        if key not in want:
+            dels.append(FlowOp(Op.DELETE, flow))
+    order = lambda op: (op.flow.table, -op.flow.priority, op.flow.match)  # noqa: E731
+    return sorted(adds, key=order) + sorted(mods, key=order) + sorted(dels, key=order)

@@ -1,0 +1,67 @@
+"""Runs os-ken in-process (native thread hub, no eventlet) with the taprouter app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+
+from .config import Config
+
+LOG = logging.getLogger("taprouter")
+
+
+class StartError(Exception):
+    pass
+
+
+def _check_listen(host: str, port: int) -> None:
+    """os-ken binds in a background thread and only logs a failure; fail loudly here instead."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartError(f"cannot listen for switches on {host}:{port}: {exc.strerror}") from None
+
+
+def run(config: Config) -> int:
+    # Imported here so that `taprouter check` and `status` stay fast and need no os-ken.
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager
+
+    from .controller.core import RouterCore
+
+    _check_listen(config.listen.host, config.listen.port)
+    cfg.CONF(args=[], project="os_ken")
+    cfg.CONF.set_override("ofp_listen_host", config.listen.host)
+    cfg.CONF.set_override("ofp_tcp_listen_port", config.listen.port)
+
+    core = RouterCore(config)
+    core.start()
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        LOG.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    manager = AppManager.get_instance()
+    manager.load_apps(["taprouter.controller.app"])
+    contexts = manager.create_contexts()
+    manager.instantiate_apps(taprouter_core=core, **contexts)
+    LOG.info("listening for switches on %s:%d; routers: %s", config.listen.host, config.listen.port,
+             ", ".join(f"{r.name} (dpid {r.dpid:#x})" for r in config.routers))
+    while not stop.wait(1.0):
+        pass
+    core.stop()
+    logging.shutdown()
+    # os-ken's native hub cannot stop its server threads; everything that must
+    # outlive us (TAPs, their holder, the switch's flows) already does, so leave now.
+    os._exit(0)

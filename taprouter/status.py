@@ -1,0 +1,98 @@
+"""`taprouter status`: what the kernel, the holder and the daemon say about each router."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from . import paths
+from .bridge import netns, tap
+from .bridge.holder import HolderClient
+from .config import Config, RouterConfig
+
+
+@dataclass(frozen=True)
+class PortStatus:
+    port: int
+    tap: str
+    present: bool
+    carrier: bool
+    up: bool
+    mac: str | None
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RouterStatus:
+    router: str
+    dpid: str
+    netns: str
+    netns_present: bool
+    holder_pid: int | None
+    daemon: dict | None  # the daemon's own status file, if it is running
+    ports: tuple[PortStatus, ...]
+
+
+def _daemon_status(router: RouterConfig) -> dict | None:
+    path = paths.router_dir(router.name) / "status.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(data["pid"], 0)
+    except (ProcessLookupError, KeyError, TypeError):
+        return None
+    return data
+
+
+def collect(config: Config) -> list[RouterStatus]:
+    result = []
+    for router in config.routers:
+        present = netns.exists(router.netns)
+        ports = []
+        for port in router.ports:
+            try:
+                state = tap.link_state(router.netns, port.tap) if present else None
+            except tap.TapError:
+                state = None
+            ports.append(PortStatus(
+                port=port.number, tap=port.tap, present=state is not None,
+                carrier=bool(state and state.carrier), up=bool(state and state.up),
+                mac=state.mac if state else None,
+                addresses=tuple(str(a) for a in state.addresses) if state else ()))
+        result.append(RouterStatus(
+            router=router.name, dpid=f"{router.dpid:#x}", netns=router.netns, netns_present=present,
+            holder_pid=HolderClient(paths.router_dir(router.name)).alive(),
+            daemon=_daemon_status(router), ports=tuple(ports)))
+    return result
+
+
+def to_json(statuses: list[RouterStatus]) -> str:
+    return json.dumps([asdict(s) for s in statuses], indent=2)
+
+
+def to_text(statuses: list[RouterStatus]) -> str:
+    lines = []
+    for s in statuses:
+        daemon = s.daemon
+        if daemon is None:
+            state = "daemon not running"
+        elif daemon.get("switch_connected"):
+            state = f"switch connected, {daemon.get('flows_installed')} flows installed"
+        else:
+            state = "daemon running, switch not connected"
+        lines.append(f"router {s.router} (dpid {s.dpid}, netns {s.netns}"
+                     f"{'' if s.netns_present else ' MISSING'}): {state}")
+        lines.append(f"  TAP holder: {'pid ' + str(s.holder_pid) if s.holder_pid else 'not running'}")
+        for p in s.ports:
+            if not p.present:
+                lines.append(f"  port {p.port}: {p.tap} missing")
+                continue
+            link = ("UP" if p.up else "DOWN") + (", carrier" if p.carrier else ", NO-CARRIER")
+            lines.append(f"  port {p.port}: {p.tap} {p.mac} {link} {' '.join(p.addresses)}")
+        if daemon is not None:
+            relay = daemon.get("relay", {})
+            lines.append("  relay: " + ", ".join(f"{k} {v}" for k, v in relay.items()))
+    return "\n".join(lines)
