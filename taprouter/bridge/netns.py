@@ -43,3 +43,15 @@ def entered(name: str) -> Iterator[None]:
             _netns.setns(saved, flags=0)
     finally:
         os.close(saved)
+
+
+def iproute(name: str, **kwargs):
+    """An rtnetlink socket inside a netns, made from this thread.
+
+    pyroute2's own netns= option forks a child per socket; forking a threaded
+    daemon risks deadlocks, and the children inherit our signal handlers.
+    """
+    from pyroute2 import IPRoute
+
+    with entered(name):
+        return IPRoute(**kwargs)

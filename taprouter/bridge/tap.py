@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 
 import pytun
-from pyroute2 import IPRoute, NetlinkError
+from pyroute2 import NetlinkError
 
 from . import netns
 
@@ -66,7 +66,7 @@ def configure(netns_name: str, name: str, mac: str, addresses) -> LinkState:
     Addresses already on the TAP are left alone: the kernel is the source of
     truth, and an operator may have added some with `ip`.
     """
-    with IPRoute(netns=netns_name) as ipr:
+    with netns.iproute(netns_name) as ipr:
         links = ipr.link_lookup(ifname=name)
         if not links:
             raise TapError(f"TAP {name} vanished from netns {netns_name}")
@@ -89,7 +89,7 @@ def configure(netns_name: str, name: str, mac: str, addresses) -> LinkState:
 
 
 def link_state(netns_name: str, name: str) -> LinkState:
-    with IPRoute(netns=netns_name) as ipr:
+    with netns.iproute(netns_name) as ipr:
         links = ipr.link_lookup(ifname=name)
         if not links:
             raise TapError(f"no interface {name} in netns {netns_name}")
@@ -107,7 +107,7 @@ def delete(netns_name: str, name: str) -> bool:
     """Delete a TAP; True if it existed."""
     if not netns.exists(netns_name):
         return False
-    with IPRoute(netns=netns_name) as ipr:
+    with netns.iproute(netns_name) as ipr:
         links = ipr.link_lookup(ifname=name)
         if not links:
             return False

@@ -42,6 +42,9 @@ class TapRouterApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features(self, ev):
         dp = ev.msg.datapath
+        # os-ken's own handler sets dp.id from this message, but in another
+        # thread that may not have run yet.
+        dp.id = ev.msg.datapath_id
         if not self.core.knows(dp.id):
             LOG.warning("switch %#x connected but no router in the config has that dpid; ignoring it", dp.id)
             return
@@ -55,13 +58,24 @@ class TapRouterApp(app_manager.OSKenApp):
         if ports is None or not self.core.knows(dp.id):
             return
         self.core.switch_up(dp, [_port_info(p) for p in ports if p.port_no <= ofp.OFPP_MAX])
-        dp.send_msg(self.core.flow_read_request(dp))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats(self, ev):
         body = self._collect(ev)
         if body is not None and self.core.knows(ev.msg.datapath.id):
             self.core.flows_read(ev.msg.datapath, body)
+
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    def group_desc(self, ev):
+        body = self._collect(ev)
+        if body is not None and self.core.knows(ev.msg.datapath.id):
+            self.core.groups_read(ev.msg.datapath, body)
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    def meter_config(self, ev):
+        body = self._collect(ev)
+        if body is not None and self.core.knows(ev.msg.datapath.id):
+            self.core.meters_read(ev.msg.datapath, body)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def port_status(self, ev):
@@ -78,7 +92,8 @@ class TapRouterApp(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error(self, ev):
-        self.core.switch_error(ev.msg.datapath.id, ev.msg)
+        if self.core.knows(ev.msg.datapath.id):
+            self.core.switch_error(ev.msg.datapath, ev.msg)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def disconnected(self, ev):

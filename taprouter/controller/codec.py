@@ -7,10 +7,11 @@ import struct
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from .fib import Bucket, GroupSpec, GroupType
 from .flows import (FIELDS, Action, DecTtl, FieldMatch, Flow, Match, Output, SetField, ToGroup,
                     from_text, to_text)
 from .pipeline import COOKIE_MASK, COOKIE_MAGIC
-from .reconcile import FlowOp, Op
+from .reconcile import FlowOp, GroupOp, Op
 
 
 def match_to_ofp(match: Match) -> parser.OFPMatch:
@@ -104,6 +105,47 @@ def flow_stats_request(datapath) -> parser.OFPFlowStatsRequest:
     """Asks only for taprouter's flows, by cookie."""
     return parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
                                       COOKIE_MAGIC, COOKIE_MASK, parser.OFPMatch())
+
+
+_GROUP_TYPES = {GroupType.INDIRECT: ofp.OFPGT_INDIRECT, GroupType.SELECT: ofp.OFPGT_SELECT}
+_GROUP_COMMANDS = {Op.ADD: ofp.OFPGC_ADD, Op.MODIFY: ofp.OFPGC_MODIFY, Op.DELETE: ofp.OFPGC_DELETE}
+
+
+def group_mod(datapath, op: GroupOp) -> parser.OFPGroupMod:
+    spec: GroupSpec = op.spec
+    buckets = [] if op.op is Op.DELETE else [
+        parser.OFPBucket(b.weight, ofp.OFPP_ANY, ofp.OFPG_ANY, [_action_to_ofp(a) for a in b.actions])
+        for b in spec.buckets]
+    return parser.OFPGroupMod(datapath, _GROUP_COMMANDS[op.op], _GROUP_TYPES[spec.type], op.group_id,
+                              buckets)
+
+
+def group_from_desc(stats) -> GroupSpec:
+    types = {v: k for k, v in _GROUP_TYPES.items()}
+    if stats.type not in types:
+        raise ValueError(f"group type {stats.type} is not one taprouter installs")
+    buckets = tuple(Bucket(b.weight, tuple(_action_from_ofp(a) for a in b.actions)) for b in stats.buckets)
+    return GroupSpec(types[stats.type], buckets if stats.type == ofp.OFPGT_INDIRECT else tuple(sorted(buckets)))
+
+
+def group_desc_request(datapath) -> parser.OFPGroupDescStatsRequest:
+    return parser.OFPGroupDescStatsRequest(datapath, 0)
+
+
+def meter_request(datapath) -> parser.OFPMeterConfigStatsRequest:
+    return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
+
+
+def meter_mod(datapath, meter_id: int, rate_pps: int, exists: bool) -> parser.OFPMeterMod:
+    return parser.OFPMeterMod(datapath, ofp.OFPMC_MODIFY if exists else ofp.OFPMC_ADD,
+                              ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, meter_id,
+                              [parser.OFPMeterBandDrop(rate=rate_pps, burst_size=rate_pps // 10)])
+
+
+def meter_matches(stats, rate_pps: int) -> bool:
+    bands = stats.bands
+    return (len(bands) == 1 and bands[0].rate == rate_pps and bands[0].burst_size == rate_pps // 10
+            and stats.flags == ofp.OFPMF_PKTPS | ofp.OFPMF_BURST)
 
 
 # PacketOut is the per-frame hot path of the TAP relay; os-ken's objects cost tens of

@@ -1,29 +1,46 @@
-"""Per-switch router state: sets up TAPs for ports, plans flows, and reconciles them.
+"""Per-switch router state: sets up TAPs for ports, plans flows and groups, and reconciles them.
 
-The os-ken app calls in here with already-decoded events; this module owns no
-socket but the datapath it is handed, and the planner and differ it calls are pure.
+The os-ken app calls in here with decoded events from its thread; kernel
+changes arrive from the netlink thread. Both only update state and wake the
+one reconcile thread, which alone writes flows and groups to the switches.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 
+from .. import paths
 from ..bridge import netns, tap
 from ..bridge.holder import HolderClient, HolderError
 from ..bridge.ports import SwitchPort
 from ..bridge.relay import Relay
 from ..config import Config, RouterConfig
-from .. import paths
-from . import codec, punt
+from ..routing.mirror import KernelMirror
+from ..routing.model import KernelState, NeighbourKey
+from ..routing.netlink import Watcher
+from . import codec, desired, fib, punt, status_file
 from .flows import Flow, mac_to_int
-from .reconcile import FlowOp, Op, diff
+from .groups import GroupIds
+from .pipeline import SLOW_PATH_METER, SLOW_PATH_PPS, owns_group
+from .reconcile import Op, diff, diff_groups
 
 LOG = logging.getLogger("taprouter.core")
+
+# A router forwards; it must not use routes over a port whose carrier is off.
+ROUTER_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv4.conf.all.ignore_routes_with_linkdown": "1",
+    "net.ipv6.conf.all.ignore_routes_with_linkdown": "1",
+    "net.ipv4.conf.all.send_redirects": "0",
+    "net.ipv4.conf.default.send_redirects": "0",
+}
+RESYNC_BACKOFF_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -37,11 +54,22 @@ class SwitchPortInfo:
 class _Switch:
     router: RouterConfig
     holder: HolderClient
+    mirror: KernelMirror
+    watcher: Watcher
     datapath: object | None = None
     ports: dict[int, SwitchPortInfo] = field(default_factory=dict)
     warned_ports: set[int] = field(default_factory=set)
-    installed: frozenset[Flow] | None = None  # None until read back from the switch
+    # What the switch holds, as read back and then as we wrote it; None until read back.
+    flows: frozenset[Flow] | None = None
+    groups: dict | None = None
+    meter_ok: bool | None = None
+    meter_exists: bool = False
+    reading: set[str] = field(default_factory=set)
+    ids: GroupIds = field(default_factory=GroupIds)
+    adopt_ids: bool = False
+    resolving: set[NeighbourKey] = field(default_factory=set)
     errors: int = 0
+    backoff: float = 0.5
     last_reconcile: dict[str, int] = field(default_factory=dict)
 
 
@@ -49,9 +77,14 @@ class RouterCore:
     def __init__(self, config: Config):
         self.config = config
         self.relay = Relay()
-        self._switches = {r.dpid: _Switch(r, HolderClient(paths.router_dir(r.name)))
-                          for r in config.routers}
-        self._status_stop = threading.Event()
+        self._kick = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._switches: dict[int, _Switch] = {}
+        for r in config.routers:
+            mirror = KernelMirror(self._kick.set)
+            self._switches[r.dpid] = _Switch(r, HolderClient(paths.router_dir(r.name)), mirror,
+                                             Watcher(r.netns, mirror))
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -61,6 +94,7 @@ class RouterCore:
             router = sw.router
             if netns.ensure(router.netns):
                 LOG.info("router %s: created netns %s", router.name, router.netns)
+            self._sysctls(router)
             sw.holder.start()
             held = sw.holder.get()
             by_tap = {p.tap: p for p in router.ports}
@@ -71,16 +105,29 @@ class RouterCore:
                     os.close(fd)
                     sw.holder.drop(name)
                     continue
-                state = tap.link_state(router.netns, name)
+                try:
+                    state = tap.link_state(router.netns, name)
+                except tap.TapError:
+                    # The netns was removed and recreated under the holder: that TAP is gone.
+                    LOG.warning("router %s: holder's %s is not in netns %s; releasing it", router.name,
+                                name, router.netns)
+                    os.close(fd)
+                    sw.holder.drop(name)
+                    continue
                 self.relay.add(SwitchPort(router.dpid, port.number), name, fd, state.mtu)
             if held:
                 LOG.info("router %s: re-adopted %d TAP(s) from the holder: %s",
                          router.name, len(held), ", ".join(sorted(held)))
+            sw.watcher.start()
         self.relay.start()
+        threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
         threading.Thread(target=self._status_loop, name="status", daemon=True).start()
 
     def stop(self) -> None:
-        self._status_stop.set()
+        self._stop.set()
+        self._kick.set()
+        for sw in self._switches.values():
+            sw.watcher.stop()
         self.relay.stop()
         self._write_status()
         LOG.info("stopped; relay counters %s", self.relay.counters.as_dict())
@@ -88,13 +135,26 @@ class RouterCore:
     def knows(self, dpid: int) -> bool:
         return dpid in self._switches
 
-    # --- switch events -----------------------------------------------------------------------
+    @staticmethod
+    def _sysctls(router: RouterConfig) -> None:
+        with netns.entered(router.netns):
+            for key, value in ROUTER_SYSCTLS.items():
+                try:
+                    with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                        f.write(value)
+                except OSError as exc:
+                    LOG.warning("router %s: cannot set %s=%s: %s", router.name, key, value, exc)
+
+    # --- switch events (os-ken's thread) -----------------------------------------------------
 
     def switch_up(self, dp, ports: list[SwitchPortInfo]) -> None:
         sw = self._switches[dp.id]
-        sw.datapath = dp
-        sw.installed = None
-        sw.ports = {p.number: p for p in ports}
+        with self._lock:
+            sw.datapath = dp
+            sw.flows = sw.groups = sw.meter_ok = None
+            sw.reading = {"flows", "groups", "meters"}
+            sw.adopt_ids = True
+            sw.ports = {p.number: p for p in ports}
         for port in sw.router.ports:
             if port.number not in sw.ports:
                 LOG.warning("router %s: configured port %d is not on switch %#x", sw.router.name,
@@ -102,32 +162,107 @@ class RouterCore:
         for info in ports:
             self._port_ready(sw, info)
         self.relay.attach(dp.id, lambda port, frame: dp.send(codec.packet_out(port, frame)))
+        self._read_back(dp)
+
+    @staticmethod
+    def _read_back(dp) -> None:
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        dp.send_msg(parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER))
+        # TTL expiry in dec_ttl must reach us (and so the kernel, for ICMP time-exceeded);
+        # OpenFlow 1.3 leaves that to the asynchronous configuration.
+        packet_in = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
+        status = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
+        dp.send_msg(parser.OFPSetAsync(dp, [packet_in, 0], [status, status], [0, 0]))
+        dp.send_msg(codec.meter_request(dp))
+        dp.send_msg(codec.group_desc_request(dp))
+        dp.send_msg(codec.flow_stats_request(dp))
 
     def switch_down(self, dpid: int) -> None:
         sw = self._switches[dpid]
-        sw.datapath = None
-        sw.installed = None
+        with self._lock:
+            sw.datapath = None
+            sw.flows = sw.groups = sw.meter_ok = None
         self.relay.attach(dpid, None)
 
     def port_changed(self, dp, info: SwitchPortInfo, removed: bool) -> None:
         sw = self._switches[dp.id]
         if removed:
-            sw.ports.pop(info.number, None)
             info = SwitchPortInfo(info.number, info.mac, False)
-        else:
-            sw.ports[info.number] = info
+        with self._lock:
+            if removed:
+                sw.ports.pop(info.number, None)
+            else:
+                sw.ports[info.number] = info
         LOG.info("router %s: port %d %s", sw.router.name, info.number,
                  "removed" if removed else ("up" if info.link_up else "down"))
         self._port_ready(sw, info)
-        if sw.installed is not None:
-            self._reconcile(sw)
+        self._kick.set()
 
-    def switch_error(self, dpid: int, msg) -> None:
-        sw = self._switches.get(dpid)
-        if sw is not None:
-            sw.errors += 1
-        LOG.error("switch %#x returned an error: type=%d code=%d for xid %d (%d bytes of request)",
-                  dpid, msg.type, msg.code, msg.xid, len(msg.data or b""))
+    def switch_error(self, dp, msg) -> None:
+        """Log the error, then re-read the switch and reconcile again, with back-off."""
+        sw = self._switches.get(dp.id)
+        LOG.error("switch %#x returned an error: type=%d code=%d for xid %d; re-reading the switch",
+                  dp.id, msg.type, msg.code, msg.xid)
+        if sw is None:
+            return
+        sw.errors += 1
+        delay = sw.backoff
+        sw.backoff = min(sw.backoff * 2, RESYNC_BACKOFF_MAX)
+
+        def resync():
+            with self._lock:
+                if sw.datapath is not dp or sw.reading:
+                    return
+                sw.flows = sw.groups = sw.meter_ok = None
+                sw.reading = {"flows", "groups", "meters"}
+            self._read_back(dp)
+
+        threading.Timer(delay, resync).start()
+
+    def flows_read(self, dp, stats: list) -> None:
+        sw = self._switches[dp.id]
+        installed = []
+        for entry in stats:
+            try:
+                installed.append(codec.flow_from_stats(entry))
+            except ValueError as exc:
+                # A flow with our cookie that we cannot express is stale by definition.
+                LOG.warning("router %s: unreadable flow on the switch (%s); deleting it", sw.router.name, exc)
+                dp.send_msg(dp.ofproto_parser.OFPFlowMod(
+                    dp, cookie=entry.cookie, cookie_mask=0xFFFFFFFFFFFFFFFF, table_id=entry.table_id,
+                    command=dp.ofproto.OFPFC_DELETE_STRICT, priority=entry.priority,
+                    out_port=dp.ofproto.OFPP_ANY, out_group=dp.ofproto.OFPG_ANY, match=entry.match))
+        self._read_done(sw, "flows", flows=frozenset(installed))
+
+    def groups_read(self, dp, stats: list) -> None:
+        sw = self._switches[dp.id]
+        groups = {}
+        for entry in stats:
+            if not owns_group(entry.group_id):
+                continue
+            try:
+                groups[entry.group_id] = codec.group_from_desc(entry)
+            except ValueError as exc:
+                LOG.warning("router %s: unreadable group %#x (%s); it will be replaced", sw.router.name,
+                            entry.group_id, exc)
+                groups[entry.group_id] = None
+        self._read_done(sw, "groups", groups=groups)
+
+    def meters_read(self, dp, stats: list) -> None:
+        sw = self._switches[dp.id]
+        mine = [m for m in stats if m.meter_id == SLOW_PATH_METER]
+        sw.meter_exists = bool(mine)
+        self._read_done(sw, "meters", meter_ok=bool(mine) and codec.meter_matches(mine[0], SLOW_PATH_PPS))
+
+    def _read_done(self, sw: _Switch, part: str, **values) -> None:
+        with self._lock:
+            for key, value in values.items():
+                setattr(sw, key, value)
+            sw.reading.discard(part)
+        if not sw.reading:
+            self._kick.set()
+
+    # --- TAPs ----------------------------------------------------------------------------------
 
     def _port_ready(self, sw: _Switch, info: SwitchPortInfo) -> None:
         port_cfg = sw.router.port(info.number)
@@ -155,82 +290,113 @@ class RouterCore:
             LOG.error("router %s: port %d (%s) not set up: %s", sw.router.name, info.number,
                       port_cfg.tap, exc)
 
-    # --- flows -------------------------------------------------------------------------------
+    # --- reconciling (the reconcile thread) --------------------------------------------------
 
-    def flow_read_request(self, dp):
-        return codec.flow_stats_request(dp)
+    def _reconcile_loop(self) -> None:
+        while not self._stop.is_set():
+            self._kick.wait()
+            if self._stop.is_set():
+                return
+            self._kick.clear()
+            for sw in self._switches.values():
+                try:
+                    self._reconcile(sw)
+                except Exception:
+                    LOG.exception("router %s: reconcile failed; will retry on the next change", sw.router.name)
 
-    def flows_read(self, dp, stats: list) -> None:
-        sw = self._switches[dp.id]
-        installed = []
-        for entry in stats:
-            try:
-                installed.append(codec.flow_from_stats(entry))
-            except ValueError as exc:
-                # A flow with our cookie that we cannot express is stale by definition.
-                LOG.warning("router %s: unreadable flow on the switch (%s); deleting it", sw.router.name, exc)
-                dp.send_msg(dp.ofproto_parser.OFPFlowMod(
-                    dp, cookie=entry.cookie, cookie_mask=0xFFFFFFFFFFFFFFFF, table_id=entry.table_id,
-                    command=dp.ofproto.OFPFC_DELETE_STRICT, priority=entry.priority,
-                    out_port=dp.ofproto.OFPP_ANY, out_group=dp.ofproto.OFPG_ANY, match=entry.match))
-        sw.installed = frozenset(installed)
-        self._reconcile(sw)
-
-    def port_views(self, sw: _Switch) -> list[punt.PortView]:
-        views = []
+    def _bindings(self, sw: _Switch, state: KernelState) -> tuple[list[punt.PortView], dict[int, fib.PortBinding]]:
+        views, bindings = [], {}
         for port_cfg in sw.router.ports:
             info = sw.ports.get(port_cfg.number)
-            if info is None:
+            link = state.link_by_name(port_cfg.tap)
+            if info is None or link is None:
                 continue
-            try:
-                state = tap.link_state(sw.router.netns, port_cfg.tap)
-                addresses = tuple(a for a in state.addresses if not (a.version == 6 and a.ip.is_link_local))
-            except tap.TapError:
-                addresses = port_cfg.addresses
-            views.append(punt.PortView(info.number, mac_to_int(info.mac), addresses))
-        return views
+            mac = mac_to_int(info.mac)
+            addresses = tuple(sorted((a.interface for a in state.addresses if a.ifindex == link.index
+                                      and not (a.interface.version == 6 and a.interface.ip.is_link_local)),
+                                     key=str))
+            views.append(punt.PortView(info.number, mac, addresses))
+            bindings[link.index] = fib.PortBinding(link.index, info.number, mac, info.link_up)
+        return views, bindings
 
     def _reconcile(self, sw: _Switch) -> None:
-        dp = sw.datapath
-        if dp is None or sw.installed is None:
-            return
-        desired = punt.plan(self.port_views(sw))
-        ops = diff(desired, sw.installed)
-        self.send_ops(dp, ops)
-        sw.installed = desired
-        counts = {op.value: sum(1 for o in ops if o.op is op) for op in Op}
-        sw.last_reconcile = counts
-        LOG.info("router %s: reconciled %d flows: %d added, %d modified, %d deleted", sw.router.name,
-                 len(desired), counts["add"], counts["modify"], counts["delete"])
-
-    @staticmethod
-    def send_ops(dp, ops: list[FlowOp]) -> None:
-        for op in ops:
+        with self._lock:
+            dp = sw.datapath
+            if dp is None or sw.reading or sw.flows is None or sw.groups is None:
+                return
+            installed_flows, installed_groups = sw.flows, dict(sw.groups)
+            meter_ok, adopt = sw.meter_ok, sw.adopt_ids
+            sw.adopt_ids = False
+        if not sw.watcher.ready.is_set():
+            return  # the dump is not in yet; planning now would delete every route flow
+        started = time.monotonic()
+        state = sw.mirror.snapshot()
+        views, bindings = self._bindings(sw, state)
+        plan = fib.plan(state, bindings)
+        if adopt:
+            sw.ids.adopt(plan.groups, {k: v for k, v in installed_groups.items() if v is not None})
+        ids = sw.ids.bind(plan.groups)
+        want = desired.build(views, plan, ids)
+        group_upserts, group_deletes = diff_groups(want.groups, installed_groups)
+        flow_ops = diff(want.flows, installed_flows)
+        if not meter_ok and want.flows:
+            dp.send_msg(codec.meter_mod(dp, SLOW_PATH_METER, SLOW_PATH_PPS, sw.meter_exists))
+            sw.meter_ok = sw.meter_exists = True
+        for op in group_upserts:
+            dp.send_msg(codec.group_mod(dp, op))
+        for op in flow_ops:
             dp.send_msg(codec.flow_mod(dp, op))
-        if ops:
+        for op in group_deletes:
+            dp.send_msg(codec.group_mod(dp, op))
+        if group_upserts or flow_ops or group_deletes:
             dp.send_msg(dp.ofproto_parser.OFPBarrierRequest(dp))
+        with self._lock:
+            if sw.datapath is dp and not sw.reading:
+                sw.flows, sw.groups = want.flows, dict(want.groups)
+        self._resolve(sw, plan.unresolved, state)
+        counts = {op.value: sum(1 for o in flow_ops if o.op is op) for op in Op}
+        counts["groups"] = len(group_upserts) + len(group_deletes)
+        sw.last_reconcile = counts
+        if any(counts.values()) or adopt:
+            LOG.info("router %s: reconciled %d flows, %d groups in %.1f ms: %d added, %d modified, "
+                     "%d deleted, %d group changes", sw.router.name, len(want.flows), len(want.groups),
+                     (time.monotonic() - started) * 1000, counts["add"], counts["modify"],
+                     counts["delete"], counts["groups"])
+
+    def _resolve(self, sw: _Switch, unresolved: frozenset[NeighbourKey], state: KernelState) -> None:
+        """Ask the kernel to resolve next hops nobody has sent traffic to yet (as SONiC's nbrmgrd).
+
+        A managed neighbour entry makes the kernel resolve it now and keep it
+        fresh, so routes via it move onto the switch without waiting for traffic.
+        """
+        sw.resolving &= unresolved
+        for key in sorted(unresolved - sw.resolving, key=str):
+            link = state.links.get(key.ifindex)
+            if link is None:
+                continue
+            sw.resolving.add(key)
+            proc = subprocess.run(["ip", "-n", sw.router.netns, "neigh", "replace", str(key.ip), "dev",
+                                   link.name, "managed"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                LOG.debug("router %s: cannot ask the kernel to resolve %s: %s", sw.router.name, key.ip,
+                          proc.stderr.strip())
 
     # --- status ------------------------------------------------------------------------------
 
     def _status_loop(self) -> None:
-        while not self._status_stop.wait(1.0):
+        while not self._stop.wait(1.0):
             self._write_status()
 
     def _write_status(self) -> None:
         for sw in self._switches.values():
-            status = {
-                "router": sw.router.name, "pid": os.getpid(), "time": time.time(),
+            state = sw.mirror.snapshot()
+            status_file.write(sw.router.name, {
                 "switch_connected": sw.datapath is not None,
                 "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up} for n, p in sw.ports.items()},
-                "flows_installed": None if sw.installed is None else len(sw.installed),
+                "flows_installed": None if sw.flows is None else len(sw.flows),
+                "groups_installed": None if sw.groups is None else len(sw.groups),
+                "kernel_routes": len(state.routes),
                 "last_reconcile": sw.last_reconcile, "switch_errors": sw.errors,
+                "netlink_resyncs": sw.watcher.resyncs,
                 "relay": self.relay.counters.as_dict(),
-            }
-            path = paths.router_dir(sw.router.name) / "status.json"
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(status, indent=1))
-                tmp.replace(path)
-            except OSError as exc:
-                LOG.debug("cannot write %s: %s", path, exc)
+            })

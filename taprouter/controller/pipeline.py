@@ -10,18 +10,24 @@ from .flows import Flow
 class Table(IntEnum):
     INGRESS = 0  # frames on known ports addressed to the router
     PUNT = 1  # what the kernel must see goes to the controller
+    FIB4 = 2  # IPv4 longest-prefix match, priority by prefix length
+    FIB6 = 3  # IPv6 likewise
 
 
 # Which fields each table may match on; every planned flow is checked against it.
 TABLE_FIELDS: dict[Table, frozenset[str]] = {
     Table.INGRESS: frozenset({"in_port", "eth_dst"}),
     Table.PUNT: frozenset({"eth_type", "arp_tpa", "ip_proto", "icmpv6_type", "ipv4_dst", "ipv6_dst"}),
+    Table.FIB4: frozenset({"eth_type", "ipv4_dst"}),
+    Table.FIB6: frozenset({"eth_type", "ipv6_dst"}),
 }
 
 # Which tables a table may continue to.
 NEXT_TABLES: dict[Table, frozenset[Table]] = {
     Table.INGRESS: frozenset({Table.PUNT}),
-    Table.PUNT: frozenset(),
+    Table.PUNT: frozenset({Table.FIB4, Table.FIB6}),
+    Table.FIB4: frozenset(),
+    Table.FIB6: frozenset(),
 }
 
 # Every flow taprouter installs carries a cookie whose top 16 bits say "taprouter",
@@ -32,6 +38,21 @@ COOKIE_MASK = 0xFFFF << 48
 
 class Owner(IntEnum):
     PORT = 1  # ingress and punt flows derived from a port and its addresses
+    ROUTE = 2  # FIB entries derived from kernel routes and neighbours
+    PIPELINE = 3  # fixed flows: FIB table-miss to the kernel, punt-to-FIB hand-over
+
+
+# Groups are owned by range: taprouter never touches a group outside it.
+GROUP_MIN = 0x7A700000
+GROUP_MAX = 0x7A7FFFFF
+
+# The meter that polices the slow path (FIB misses and unresolved next hops to the kernel).
+SLOW_PATH_METER = 1
+SLOW_PATH_PPS = 20000
+
+
+def owns_group(group_id: int) -> bool:
+    return GROUP_MIN <= group_id <= GROUP_MAX
 
 
 def cookie(owner: Owner) -> int:

@@ -45,3 +45,27 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow]) -> list[FlowOp]:
             dels.append(FlowOp(Op.DELETE, flow))
     order = lambda op: (op.flow.table, -op.flow.priority, op.flow.match)  # noqa: E731
     return sorted(adds, key=order) + sorted(mods, key=order) + sorted(dels, key=order)
+
+
+@dataclass(frozen=True)
+class GroupOp:
+    op: Op
+    group_id: int
+    spec: object  # fib.GroupSpec; kept loose so this module needs no planner import
+
+
+def diff_groups(desired: dict, installed: dict) -> tuple[list[GroupOp], list[GroupOp]]:
+    """(adds and modifies, deletes) for groups we own, keyed by group id.
+
+    The first list must reach the switch before the flows that use the groups,
+    the second only after the flows that used them are gone.
+    """
+    upserts = []
+    for group_id, spec in sorted(desired.items()):
+        current = installed.get(group_id)
+        if current is None:
+            upserts.append(GroupOp(Op.ADD, group_id, spec))
+        elif current != spec:
+            upserts.append(GroupOp(Op.MODIFY, group_id, spec))
+    deletes = [GroupOp(Op.DELETE, gid, spec) for gid, spec in sorted(installed.items()) if gid not in desired]
+    return upserts, deletes

@@ -1,0 +1,56 @@
+"""Binds planned groups (by meaning) to group ids (on the switch), reusing ids across restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .fib import GroupKey, GroupSpec
+from .pipeline import GROUP_MAX, GROUP_MIN
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: int
+    spec: GroupSpec
+
+
+class GroupIds:
+    """Remembers which id each group key has, so a changed next hop modifies its group in place.
+
+    After a restart the daemon has no memory, so `adopt` reuses ids of installed
+    groups whose content equals a planned group's: an unchanged kernel then
+    costs zero group or flow modifications.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[GroupKey, int] = {}
+        self._next = GROUP_MIN
+
+    def adopt(self, planned: dict[GroupKey, GroupSpec], installed: dict[int, GroupSpec]) -> None:
+        by_content: dict[GroupSpec, list[int]] = {}
+        taken = set(self._ids.values())
+        for group_id, spec in sorted(installed.items()):
+            if group_id not in taken:
+                by_content.setdefault(spec, []).append(group_id)
+        for key, spec in sorted(planned.items()):
+            if key not in self._ids and by_content.get(spec):
+                self._ids[key] = by_content[spec].pop(0)
+
+    def bind(self, planned: dict[GroupKey, GroupSpec]) -> dict[GroupKey, int]:
+        """Ids for every planned key; keys that left the plan free their ids."""
+        for key in [k for k in self._ids if k not in planned]:
+            del self._ids[key]
+        used = set(self._ids.values())
+        for key in sorted(k for k in planned if k not in self._ids):
+            self._ids[key] = self._allocate(used)
+            used.add(self._ids[key])
+        return dict(self._ids)
+
+    def _allocate(self, used: set[int]) -> int:
+        size = GROUP_MAX - GROUP_MIN + 1
+        for _ in range(size):
+            candidate = self._next
+            self._next = GROUP_MIN + (self._next - GROUP_MIN + 1) % size
+            if candidate not in used:
+                return candidate
+        raise RuntimeError("taprouter's group id range is exhausted")

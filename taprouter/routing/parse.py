@@ -1,0 +1,77 @@
+"""Turns pyroute2 rtnetlink messages into typed kernel objects; pure, tested in tables."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ..controller.flows import mac_to_int
+from .model import Address, Link, Neighbour, NextHop, Route, RouteKind
+
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+RTNH_F_LINKDOWN = 16
+AF_INET = 2
+AF_INET6 = 10
+IFF_UP = 1
+
+
+def link(msg) -> Link:
+    return Link(index=msg["index"], name=msg.get_attr("IFLA_IFNAME"), up=bool(msg["flags"] & IFF_UP),
+                carrier=bool(msg.get_attr("IFLA_CARRIER")))
+
+
+def address(msg) -> Address | None:
+    text = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+    if text is None or msg["family"] not in (AF_INET, AF_INET6):
+        return None
+    return Address(msg["index"], ipaddress.ip_interface(f"{text}/{msg['prefixlen']}"))
+
+
+def neighbour(msg) -> Neighbour | None:
+    dst = msg.get_attr("NDA_DST")
+    if dst is None or msg["family"] not in (AF_INET, AF_INET6):
+        return None
+    mac = msg.get_attr("NDA_LLADDR")
+    return Neighbour(ifindex=msg["ifindex"], ip=ipaddress.ip_address(dst),
+                     mac=mac_to_int(mac) if mac and mac != "00:00:00:00:00:00" else None,
+                     state=msg["state"])
+
+
+def _gateway(value) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    return ipaddress.ip_address(value) if value else None
+
+
+def route(msg) -> Route | None:
+    """A main-table route the switch may carry, or None for the ones it must not.
+
+    The local table, link-local and multicast destinations never reach the FIB
+    tables: the punt table handles the router's own and link-scope traffic.
+    """
+    family = msg["family"]
+    if family not in (AF_INET, AF_INET6):
+        return None
+    table = msg.get_attr("RTA_TABLE") or msg["table"]
+    if table != RT_TABLE_MAIN:
+        return None
+    dst_text = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == AF_INET else "::")
+    dst = ipaddress.ip_network(f"{dst_text}/{msg['dst_len']}", strict=False)
+    if dst.is_multicast or (dst.version == 6 and dst.subnet_of(ipaddress.IPv6Network("fe80::/10"))) \
+            or (dst.prefixlen and dst.is_link_local):
+        return None
+    if msg.get_attr("RTA_NH_ID") is not None:
+        # Routes on kernel nexthop objects: not read yet; the kernel forwards them.
+        return Route(dst, msg.get_attr("RTA_PRIORITY") or 0, RouteKind.OTHER, ())
+    metric = msg.get_attr("RTA_PRIORITY") or 0
+    if msg["type"] != RTN_UNICAST:
+        return Route(dst, metric, RouteKind.OTHER, ())
+    nexthops = []
+    multipath = msg.get_attr("RTA_MULTIPATH")
+    if multipath:
+        for nh in multipath:
+            nexthops.append(NextHop(ifindex=nh["oif"], gateway=_gateway(nh.get_attr("RTA_GATEWAY")),
+                                    weight=nh["hops"] + 1, linkdown=bool(nh["flags"] & RTNH_F_LINKDOWN)))
+    else:
+        nexthops.append(NextHop(ifindex=msg.get_attr("RTA_OIF") or 0,
+                                gateway=_gateway(msg.get_attr("RTA_GATEWAY")),
+                                linkdown=bool(msg["flags"] & RTNH_F_LINKDOWN)))
+    return Route(dst, metric, RouteKind.UNICAST, tuple(sorted(nexthops)))
