@@ -5,17 +5,28 @@ from __future__ import annotations
 import errno
 import logging
 import select
+import socket
+import struct
 import threading
 
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from pyroute2.netlink.rtnl import (RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR,
                                    RTMGRP_IPV6_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH)
 
+from ..bridge import netns
 from ..bridge.netns import iproute
 from .mirror import KernelMirror
 from .parse import AF_INET, AF_INET6, RT_TABLE_MAIN
 
 LOG = logging.getLogger("taprouter.netlink")
+
+NETLINK_ROUTE = 0
+RECV_SIZE = 1 << 20
+MESSAGE_CLASSES = {16: ifinfmsg, 17: ifinfmsg, 20: ifaddrmsg, 21: ifaddrmsg, 24: rtmsg, 25: rtmsg,
+                   28: ndmsg, 29: ndmsg}
 
 GROUPS = (RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_IFADDR
           | RTMGRP_IPV6_IFADDR)
@@ -60,26 +71,46 @@ class Watcher:
                 self._stop.wait(1.0)
 
     def _watch(self) -> None:
-        events = iproute(self.netns, rcvbuf=self.rcvbuf)
+        # A raw socket rather than pyroute2's: its get() drains the socket into an
+        # internal queue and hands back one message per call, so select() on the fd
+        # stalls the rest; and overflow (ENOBUFS) must reach us as an error.
+        with netns.entered(self.netns):
+            events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         try:
-            events.bind(groups=GROUPS)
+            events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            events.bind((0, GROUPS))
             self.dump()  # after subscribing: nothing is lost in between
             self.ready.set()
             while not self._stop.is_set():
-                readable, _, _ = select.select([events.fileno()], [], [], 0.5)
+                readable, _, _ = select.select([events], [], [], 0.5)
                 if not readable:
                     continue
                 try:
-                    messages = events.get()
-                except (NetlinkError, OSError) as exc:
-                    if getattr(exc, "code", None) == errno.ENOBUFS or getattr(exc, "errno", None) == errno.ENOBUFS:
-                        self.resyncs += 1
-                        LOG.warning("netns %s: netlink socket overflowed; resyncing from a fresh dump",
-                                    self.netns)
-                        self.dump()
-                        continue
-                    raise
-                for msg in messages:
+                    data = events.recv(RECV_SIZE)
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    self.resyncs += 1
+                    LOG.warning("netns %s: netlink socket overflowed; resyncing from a fresh dump",
+                                self.netns)
+                    self.dump()
+                    continue
+                for msg in decode(data):
                     self.mirror.apply(msg)
         finally:
             events.close()
+
+
+def decode(data: bytes):
+    """Split a netlink datagram into decoded pyroute2 messages of the kinds the mirror keeps."""
+    offset = 0
+    while offset + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, offset)
+        if length < 16:
+            return
+        cls = MESSAGE_CLASSES.get(kind)
+        if cls is not None:
+            msg = cls(data[offset:offset + length])
+            msg.decode()
+            yield msg
+        offset += (length + 3) & ~3
