@@ -114,7 +114,7 @@ def _parse_listen(problems: _Problems, data: Any) -> Listen:
         ipaddress.ip_address(host)
     except ValueError:
         problems.add("openflow.listen", f"{host!r} is not an IP address")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         problems.add("openflow.listen", f"port {port_text!r} is not in 1..65535")
         return default
     return Listen(host, int(port_text))
@@ -164,7 +164,7 @@ def _parse_addresses(problems: _Problems, key: str, value: Any) -> tuple[Interfa
 
 
 def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> PortConfig | None:
-    if isinstance(number, str) and number.isdigit():
+    if isinstance(number, str) and number.isascii() and number.isdigit():
         number = int(number)
     if not _is_int(number) or not 0 < number <= MAX_PORT:
         problems.add(f"{where}.{number}", "port numbers must be integers in 1..4294967039")
@@ -234,10 +234,13 @@ def _check_unique(problems: _Problems, routers: list[RouterConfig]) -> None:
     seen_dpid: dict[int, str] = {}
     seen_netns: dict[str, str] = {}
     for router in routers:
-        if router.dpid in seen_dpid:
+        if not 0 < router.dpid <= MAX_DPID:
+            pass  # already reported as invalid
+        elif router.dpid in seen_dpid:
             problems.add(f"routers.{router.name}.dpid",
                          f"{router.dpid:#x} is also the dpid of router {seen_dpid[router.dpid]}")
-        seen_dpid.setdefault(router.dpid, router.name)
+        else:
+            seen_dpid[router.dpid] = router.name
         if router.netns in seen_netns:
             problems.add(f"routers.{router.name}.netns",
                          f"{router.netns!r} is also the netns of router {seen_netns[router.netns]}")
@@ -283,9 +286,11 @@ def load(path: str | Path) -> Config:
     """Read and validate a config file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: byte {exc.start}: not UTF-8 text"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

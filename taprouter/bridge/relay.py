@@ -70,7 +70,8 @@ class Relay:
     def stop(self) -> None:
         self._stopping = True
         os.write(self._wake_w, b"x")
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         with self._lock:
             for tap in self._by_fd.values():
                 os.close(tap.fd)
@@ -87,7 +88,10 @@ class Relay:
                 if old.fd == fd:
                     old.mtu = mtu
                     return
-                self._epoll.unregister(old.fd)
+                try:
+                    self._epoll.unregister(old.fd)
+                except OSError:
+                    pass
                 os.close(old.fd)
                 del self._by_fd[old.fd]
             tap = _Tap(fd, port, name, mtu)
@@ -128,6 +132,20 @@ class Relay:
         self.counters.to_tap += 1
         return True
 
+    def _forget(self, tap: _Tap) -> None:
+        with self._lock:
+            if self._by_fd.get(tap.fd) is not tap:
+                return
+            LOG.warning("TAP %s is gone; the port is set up again when the switch reports it", tap.name)
+            try:
+                self._epoll.unregister(tap.fd)
+            except OSError:
+                pass
+            os.close(tap.fd)
+            del self._by_fd[tap.fd]
+            if self._by_port.get(tap.port) is tap:
+                del self._by_port[tap.port]
+
     def _run(self) -> None:
         while not self._stopping:
             try:
@@ -149,14 +167,20 @@ class Relay:
                 return
             except OSError as exc:
                 if exc.errno in (errno.EBADFD, errno.EBADF):
-                    return  # being replaced by add(); the new fd is registered
+                    self._forget(tap)  # the TAP was deleted under us: stop polling it
+                    return
                 LOG.warning("read from %s failed: %s", tap.name, exc)
                 return
             if len(frame) < MIN_FRAME:
                 self.counters.runt += 1
                 continue
             send = tap.send
-            if send is None or not send(tap.port.port, frame):
+            try:
+                sent = send is not None and send(tap.port.port, frame)
+            except Exception:  # one bad frame must not stop the relay for every port
+                LOG.exception("sending a frame from %s failed", tap.name)
+                sent = False
+            if not sent:
                 self.counters.send_dropped += 1
                 continue
             self.counters.to_switch += 1

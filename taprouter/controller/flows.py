@@ -104,6 +104,8 @@ class Match:
 
     @staticmethod
     def of(*fields: FieldMatch) -> "Match":
+        # A zero mask matches anything; switches read such a field back as absent.
+        fields = tuple(f for f in fields if f.mask != 0)
         names = [f.name for f in fields]
         if len(names) != len(set(names)):
             raise ValueError(f"duplicate field in match: {names}")

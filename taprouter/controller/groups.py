@@ -14,6 +14,11 @@ class Group:
     spec: GroupSpec
 
 
+def _order(item) -> str:
+    # Keys mix IPv4 and IPv6 next hops, which do not compare; any stable order will do.
+    return repr(item[0])
+
+
 class GroupIds:
     """Remembers which id each group key has, so a changed next hop modifies its group in place.
 
@@ -32,7 +37,7 @@ class GroupIds:
         for group_id, spec in sorted(installed.items()):
             if group_id not in taken:
                 by_content.setdefault(spec, []).append(group_id)
-        for key, spec in sorted(planned.items()):
+        for key, spec in sorted(planned.items(), key=_order):
             if key not in self._ids and by_content.get(spec):
                 self._ids[key] = by_content[spec].pop(0)
 
@@ -41,7 +46,7 @@ class GroupIds:
         for key in [k for k in self._ids if k not in planned]:
             del self._ids[key]
         used = set(self._ids.values())
-        for key in sorted(k for k in planned if k not in self._ids):
+        for key in sorted((k for k in planned if k not in self._ids), key=repr):
             self._ids[key] = self._allocate(used)
             used.add(self._ids[key])
         return dict(self._ids)

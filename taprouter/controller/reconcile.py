@@ -39,7 +39,11 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow]) -> list[FlowOp]:
         if current is None:
             adds.append(FlowOp(Op.ADD, flow))
         elif current != flow:
-            mods.append(FlowOp(Op.MODIFY, flow))
+            # MODIFY keeps the installed cookie; only ADD can change the owner.
+            if current.cookie == flow.cookie:
+                mods.append(FlowOp(Op.MODIFY, flow))
+            else:
+                adds.append(FlowOp(Op.ADD, flow))
     for key, flow in have.items():
         if key not in want:
             dels.append(FlowOp(Op.DELETE, flow))

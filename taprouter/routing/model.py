@@ -62,8 +62,10 @@ class Route:
         return RouteKey(self.dst, self.metric)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class NeighbourKey:
+    """Orders within one address family; mixed families sort by repr (see controller.groups)."""
+
     ifindex: int
     ip: IPAddress
 
