@@ -80,7 +80,8 @@ def to_text(statuses: list[RouterStatus]) -> str:
         if daemon is None:
             state = "daemon not running"
         elif daemon.get("switch_connected"):
-            state = f"switch connected, {daemon.get('flows_installed')} flows installed"
+            state = (f"switch connected, {daemon.get('flows_installed')} flows and "
+                     f"{daemon.get('groups_installed')} groups installed")
         else:
             state = "daemon running, switch not connected"
         lines.append(f"router {s.router} (dpid {s.dpid}, netns {s.netns}"
@@ -93,6 +94,11 @@ def to_text(statuses: list[RouterStatus]) -> str:
             link = ("UP" if p.up else "DOWN") + (", carrier" if p.carrier else ", NO-CARRIER")
             lines.append(f"  port {p.port}: {p.tap} {p.mac} {link} {' '.join(p.addresses)}")
         if daemon is not None:
+            offload = daemon.get("offload") or {}
+            if offload:
+                lines.append(f"  routes: {offload['kernel_routes']} in the kernel; {offload['fib_entries']} FIB "
+                             f"entries on the switch ({offload['switched']} switched, {offload['to_kernel']} "
+                             f"sent to the kernel, {offload['unresolved_next_hops']} unresolved next hops)")
             relay = daemon.get("relay", {})
             lines.append("  relay: " + ", ".join(f"{k} {v}" for k, v in relay.items()))
     return "\n".join(lines)

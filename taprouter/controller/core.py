@@ -71,6 +71,7 @@ class _Switch:
     errors: int = 0
     backoff: float = 0.5
     last_reconcile: dict[str, int] = field(default_factory=dict)
+    offload: dict[str, int] = field(default_factory=dict)
 
 
 class RouterCore:
@@ -354,6 +355,10 @@ class RouterCore:
             if sw.datapath is dp and not sw.reading:
                 sw.flows, sw.groups = want.flows, dict(want.groups)
         self._resolve(sw, plan.unresolved, state)
+        switched = sum(1 for target in plan.routes.values() if target is not fib.Punt.KERNEL)
+        sw.offload = {"kernel_routes": len(state.routes), "fib_entries": len(plan.routes),
+                      "switched": switched, "to_kernel": len(plan.routes) - switched,
+                      "unresolved_next_hops": len(plan.unresolved)}
         counts = {op.value: sum(1 for o in flow_ops if o.op is op) for op in Op}
         counts["groups"] = len(group_upserts) + len(group_deletes)
         sw.last_reconcile = counts
@@ -395,7 +400,7 @@ class RouterCore:
                 "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up} for n, p in sw.ports.items()},
                 "flows_installed": None if sw.flows is None else len(sw.flows),
                 "groups_installed": None if sw.groups is None else len(sw.groups),
-                "kernel_routes": len(state.routes),
+                "offload": sw.offload,
                 "last_reconcile": sw.last_reconcile, "switch_errors": sw.errors,
                 "netlink_resyncs": sw.watcher.resyncs,
                 "relay": self.relay.counters.as_dict(),
