@@ -19,9 +19,55 @@ def _load(path: str) -> config_mod.Config:
 
 
 def cmd_check(args) -> int:
+    from .routing.bird import BirdConfigError, validate
     config = _load(args.config)
+    failed = False
+    for router in config.routers:
+        if router.bird is None:
+            continue
+        try:
+            validate(router.bird.config)
+        except BirdConfigError as exc:
+            print(f"error: {args.config}: routers.{router.name}.bird.config: BIRD refuses it: {exc}",
+                  file=sys.stderr)
+            failed = True
+    if failed:
+        return 2
     ports = sum(len(r.ports) for r in config.routers)
     print(f"{args.config}: OK ({len(config.routers)} router(s), {ports} port(s))")
+    return 0
+
+
+def cmd_reload(args) -> int:
+    """Validate each router's BIRD file, then `configure` its BIRD in place (no restart)."""
+    from . import paths
+    from .routing.bird import BirdConfigError, BirdPaths, validate
+    from .routing.birdctl import BirdControl, BirdError
+    status = 0
+    for router in _load(args.config).routers:
+        if router.bird is None:
+            continue
+        try:
+            validate(router.bird.config)
+            BirdControl(str(BirdPaths.under(paths.router_dir(router.name)).socket)).configure()
+            print(f"router {router.name}: BIRD reconfigured from {router.bird.config}")
+        except (BirdConfigError, BirdError) as exc:
+            print(f"error: router {router.name}: BIRD not reconfigured: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_bird_config(args) -> int:
+    from .routing.birdconf import starter
+    config = _load(args.config)
+    routers = [r for r in config.routers if args.router in (None, r.name)]
+    if not routers:
+        print(f"error: no router named {args.router!r} in {args.config}", file=sys.stderr)
+        return 2
+    if len(routers) > 1:
+        print("error: the file has several routers; choose one with --router", file=sys.stderr)
+        return 2
+    sys.stdout.write(starter(routers[0], hello=args.ospf_hello))
     return 0
 
 
@@ -55,14 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (("run", cmd_run, "run the daemon in the foreground"),
-                             ("check", cmd_check, "validate a config file"),
-                             ("status", cmd_status, "show routers, TAPs and offload state"),
-                             ("down", cmd_down, "remove TAPs, holder and netns a router left behind")):
+                             ("check", cmd_check, "validate a config file (and its BIRD files)"),
+                             ("status", cmd_status, "show routers, TAPs, BIRD and offload state"),
+                             ("reload", cmd_reload, "reconfigure BIRD from its file without restarting it"),
+                             ("bird-config", cmd_bird_config, "print a starter BIRD 2 config for a router"),
+                             ("down", cmd_down, "remove TAPs, holder, BIRD and netns a router left behind")):
         p = sub.add_parser(name, help=text)
         p.add_argument("-c", "--config", required=True, help="the taprouter YAML file")
         p.set_defaults(func=func)
         if name == "status":
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "bird-config":
+            p.add_argument("--router", help="which router (needed when the file has several)")
+            p.add_argument("--ospf-hello", type=int, default=10, metavar="SECONDS",
+                           help="OSPF hello interval; dead and wait are four times it (default 10)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")

@@ -43,14 +43,15 @@ def run(config: Config) -> int:
     core = RouterCore(config)
     core.start()
 
-    stop = threading.Event()
+    wake = threading.Event()
+    requests: set[str] = set()
 
     def on_signal(signum, _frame):
-        LOG.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+        requests.add("reload" if signum == signal.SIGHUP else "stop")
+        wake.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
 
     manager = AppManager.get_instance()
     manager.load_apps(["taprouter.controller.app"])
@@ -58,8 +59,14 @@ def run(config: Config) -> int:
     manager.instantiate_apps(taprouter_core=core, **contexts)
     LOG.info("listening for switches on %s:%d; routers: %s", config.listen.host, config.listen.port,
              ", ".join(f"{r.name} (dpid {r.dpid:#x})" for r in config.routers))
-    while not stop.wait(1.0):
-        pass
+    while "stop" not in requests:
+        wake.wait(1.0)
+        wake.clear()
+        if "reload" in requests:
+            requests.discard("reload")
+            LOG.info("received SIGHUP, reloading BIRD configurations")
+            core.reload_bird()
+    LOG.info("stopping")
     core.stop()
     logging.shutdown()
     # os-ken's native hub cannot stop its server threads; everything that must

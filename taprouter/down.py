@@ -9,6 +9,7 @@ from . import paths
 from .bridge import netns, tap
 from .bridge.holder import HolderClient
 from .config import RouterConfig
+from .routing import bird
 
 LOG = logging.getLogger("taprouter.down")
 
@@ -16,6 +17,8 @@ LOG = logging.getLogger("taprouter.down")
 def down(router: RouterConfig) -> list[str]:
     """Tear one router down; returns what was removed, for the user to read."""
     removed = []
+    if bird.stop(bird.BirdPaths.under(paths.router_dir(router.name))):
+        removed.append(f"BIRD of {router.name}")
     holder = HolderClient(paths.router_dir(router.name))
     if holder.quit():
         removed.append(f"TAP holder of {router.name}")

@@ -10,6 +10,8 @@ from . import paths
 from .bridge import netns, tap
 from .bridge.holder import HolderClient
 from .config import Config, RouterConfig
+from .routing.bird import BirdPaths, running_pid
+from .routing.birdctl import BirdControl, BirdError
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class RouterStatus:
     holder_pid: int | None
     daemon: dict | None  # the daemon's own status file, if it is running
     ports: tuple[PortStatus, ...]
+    bird: dict | None = None  # pid, protocols and OSPF neighbours, in BIRD's own words
 
 
 def _daemon_status(router: RouterConfig) -> dict | None:
@@ -45,6 +48,25 @@ def _daemon_status(router: RouterConfig) -> dict | None:
     except (ProcessLookupError, KeyError, TypeError):
         return None
     return data
+
+
+def _bird_status(router: RouterConfig) -> dict | None:
+    if router.bird is None:
+        return None
+    bird_paths = BirdPaths.under(paths.router_dir(router.name))
+    result: dict = {"config": str(router.bird.config), "pid": running_pid(bird_paths), "protocols": [],
+                    "ospf_neighbours": [], "error": None}
+    if result["pid"] is None:
+        result["error"] = "BIRD is not running"
+        return result
+    control = BirdControl(str(bird_paths.socket))
+    try:
+        result["protocols"] = [asdict(p) for p in control.protocols()]
+        if any(p["proto"] == "OSPF" for p in result["protocols"]):
+            result["ospf_neighbours"] = [asdict(n) for n in control.ospf_neighbours()]
+    except BirdError as exc:
+        result["error"] = str(exc)
+    return result
 
 
 def collect(config: Config) -> list[RouterStatus]:
@@ -65,7 +87,7 @@ def collect(config: Config) -> list[RouterStatus]:
         result.append(RouterStatus(
             router=router.name, dpid=f"{router.dpid:#x}", netns=router.netns, netns_present=present,
             holder_pid=HolderClient(paths.router_dir(router.name)).alive(),
-            daemon=_daemon_status(router), ports=tuple(ports)))
+            daemon=_daemon_status(router), ports=tuple(ports), bird=_bird_status(router)))
     return result
 
 
@@ -93,6 +115,18 @@ def to_text(statuses: list[RouterStatus]) -> str:
                 continue
             link = ("UP" if p.up else "DOWN") + (", carrier" if p.carrier else ", NO-CARRIER")
             lines.append(f"  port {p.port}: {p.tap} {p.mac} {link} {' '.join(p.addresses)}")
+        if s.bird is not None:
+            bird = s.bird
+            lines.append(f"  BIRD: {'pid ' + str(bird['pid']) if bird['pid'] else 'not running'}"
+                         f" ({bird['config']}){'; ' + bird['error'] if bird['error'] else ''}")
+            for p in bird["protocols"]:
+                detail = [p["info"]] if p["info"] else []
+                if p["routes_imported"] is not None:
+                    detail.append(f"{p['routes_imported']} routes imported")
+                lines.append(f"    {p['name']:<12} {p['proto']:<8} {p['state']:<6} since {p['since']:<13} "
+                             + ", ".join(detail))
+            for n in bird["ospf_neighbours"]:
+                lines.append(f"    OSPF neighbour {n['router_id']} {n['state']} on {n['interface']} ({n['address']})")
         if daemon is not None:
             offload = daemon.get("offload") or {}
             if offload:

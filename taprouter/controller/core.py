@@ -20,6 +20,7 @@ from ..bridge.holder import HolderClient, HolderError
 from ..bridge.ports import SwitchPort
 from ..bridge.relay import Relay
 from ..config import Config, RouterConfig
+from ..routing.bird import BirdConfigError, BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..routing.model import KernelState, NeighbourKey
 from ..routing.netlink import Watcher
@@ -82,6 +83,9 @@ class RouterCore:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._switches: dict[int, _Switch] = {}
+        self.birds: dict[str, BirdSupervisor] = {
+            r.name: BirdSupervisor(r.name, r.netns, r.bird.config, paths.router_dir(r.name))
+            for r in config.routers if r.bird is not None}
         for r in config.routers:
             mirror = KernelMirror(self._kick.set)
             self._switches[r.dpid] = _Switch(r, HolderClient(paths.router_dir(r.name)), mirror,
@@ -120,6 +124,8 @@ class RouterCore:
                 LOG.info("router %s: re-adopted %d TAP(s) from the holder: %s",
                          router.name, len(held), ", ".join(sorted(held)))
             sw.watcher.start()
+            if router.name in self.birds:
+                self.birds[router.name].start()
         self.relay.start()
         threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
         threading.Thread(target=self._status_loop, name="status", daemon=True).start()
@@ -129,9 +135,19 @@ class RouterCore:
         self._kick.set()
         for sw in self._switches.values():
             sw.watcher.stop()
+        for bird in self.birds.values():
+            bird.stop_supervising()  # BIRD keeps running: its sessions must outlive our restart
         self.relay.stop()
         self._write_status()
         LOG.info("stopped; relay counters %s", self.relay.counters.as_dict())
+
+    def reload_bird(self) -> None:
+        """SIGHUP: reconfigure every BIRD in place; a broken file is refused and logged."""
+        for name, bird in self.birds.items():
+            try:
+                bird.reload()
+            except BirdConfigError as exc:
+                LOG.error("router %s: BIRD config not reloaded, BIRD keeps its old one: %s", name, exc)
 
     def knows(self, dpid: int) -> bool:
         return dpid in self._switches
