@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,16 +53,25 @@ def main() -> int:
     env = dict(os.environ, TAPROUTER_RUN_DIR=str(RUN_DIR))
     lab = Lab("demo", 6653, dpid=0xD1)
     daemon = None
+    peers: list[subprocess.Popen] = []
     log_path = RUN_DIR.with_suffix(".log")
     failures = 0
     try:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
         say("building the lab: OVS bridge demobr (userspace datapath) and three hosts")
-        lab.down()
+        subprocess.run([TAPROUTER, "down", "-c", str(CONFIG)], env=env, capture_output=True)
+        lab.down()  # whatever a crashed earlier run left
         lab.up()
         hosts = [lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", f"2001:db8:{n}::2/64",
                               f"10.0.{n}.1", f"2001:db8:{n}::1") for n in (1, 2, 3)]
+        say("starting BIRD peers: OSPF on demoh2 (stub 10.20.0.0/24), eBGP on demoh3 (announces 10.30.0.0/24)")
+        for host, net, conf in ((hosts[1], "10.20.0.1/24", "demo-peer-ospf.conf"),
+                                (hosts[2], "10.30.0.1/24", "demo-peer-bgp.conf")):
+            host.run("ip", "addr", "add", net, "dev", "lo")
+            peers.append(host.popen("bird", "-f", "-c", str(ROOT / "examples" / "bird" / conf),
+                                    "-s", str(RUN_DIR / f"{host.name}.ctl"),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         say(f"starting taprouter run -c {CONFIG.relative_to(ROOT)} (log: {log_path})")
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "w")
         daemon = subprocess.Popen([TAPROUTER, "run", "-c", str(CONFIG)], stderr=log, env=env)
         wait_for(lambda: "reconciled" in log_path.read_text() or daemon.poll() is not None, 30,
@@ -76,6 +86,16 @@ def main() -> int:
                                        "-W", "2", target], text=True, capture_output=True)
                 print(proc.stdout.strip().splitlines()[-2:] and "\n".join(proc.stdout.strip().splitlines()[-2:]))
                 failures += proc.returncode != 0
+        say("waiting for OSPF and BGP to bring the peers' networks into the router's kernel")
+        wait_for(lambda: all(net in sh("ip", "-n", "demo-r", "route") for net in ("10.20.0.0/24", "10.30.0.0/24")),
+                 60, "the routes learned by OSPF and BGP")
+        print(sh("ip", "-n", "demo-r", "route").strip())
+        for target in ("10.20.0.1", "10.30.0.1"):
+            say(f"demoh1 pings {target}, learned by {'OSPF' if '20' in target else 'BGP'} and offloaded")
+            proc = subprocess.run(["ip", "netns", "exec", "demoh1", "ping", "-c", "10", "-i", "0.1", "-W", "2",
+                                   target], text=True, capture_output=True)
+            print("\n".join(proc.stdout.strip().splitlines()[-2:]))
+            failures += proc.returncode != 0
         counters_before = relay_counters()
         for src, dst in ((hosts[0], hosts[1]), (hosts[0], hosts[2]), (hosts[1], hosts[2])):
             for target in (str(dst.ipv4.ip), str(dst.ipv6.ip)):
@@ -106,8 +126,15 @@ def main() -> int:
         if oneshot:
             say("DEMO_ONESHOT=1: done" + (f", {failures} ping(s) FAILED" if failures else ", all pings answered"))
         else:
-            say("the lab stays up; try: ip netns exec demoh1 ping 10.0.1.1   (Ctrl-C to tear down)")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            say("the lab stays up. Try: ip netns exec demoh1 ping 10.30.0.1 | "
+                f"TAPROUTER_RUN_DIR={RUN_DIR} .venv/bin/taprouter status -c {CONFIG.relative_to(ROOT)} | "
+                f"ip netns exec demo-r birdc -s {RUN_DIR / 'demo' / 'bird.ctl'} show protocols | "
+                "Ctrl-C tears it all down")
+            stop = threading.Event()
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            while not stop.wait(1.0):
+                pass
     finally:
         say("tearing down")
         if daemon is not None and daemon.poll() is None:
@@ -116,11 +143,15 @@ def main() -> int:
                 daemon.wait(10)
             except subprocess.TimeoutExpired:
                 daemon.kill()
+        for peer in peers:
+            peer.terminate()
+            peer.wait(10)
         subprocess.run([TAPROUTER, "down", "-c", str(CONFIG)], env=env)
         lab.down()
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    # SIGTERM tears down like Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())

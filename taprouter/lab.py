@@ -7,6 +7,7 @@ its prefix, and `down()` removes all of them, so labs never collide.
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from dataclasses import dataclass, field
 
@@ -90,9 +91,11 @@ class Lab:
     def down(self) -> None:
         """Remove everything this lab created; safe to call more than once, even half built."""
         sh("ovs-vsctl", "--if-exists", "del-br", self.bridge, check=False)
+        # Hosts this object made, and hosts named like a lab's (PREFIXh1, ...) left by a crashed run.
+        leftover = re.compile(rf"^{re.escape(self.prefix)}h\d+$")
         for netns in sh("ip", "netns", "list", check=False).splitlines():
             name = netns.split()[0] if netns.strip() else ""
-            if name.startswith(self.prefix) and any(name == h.name for h in self.hosts):
+            if any(name == h.name for h in self.hosts) or leftover.match(name):
                 sh("ip", "netns", "del", name, check=False)
         for line in sh("ip", "-o", "link", "show", check=False).splitlines():
             ifname = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
