@@ -410,7 +410,6 @@ class RouterCore:
 
     def _write_status(self) -> None:
         for sw in self._switches.values():
-            state = sw.mirror.snapshot()
             status_file.write(sw.router.name, {
                 "switch_connected": sw.datapath is not None,
                 "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up} for n, p in sw.ports.items()},

@@ -35,10 +35,13 @@ class KernelMirror:
             return KernelState(dict(self._links), dict(self._routes), dict(self._neighbours),
                                frozenset(self._addresses))
 
-    def replace(self, links: list, routes: list, neighbours: list, addresses: list) -> None:
-        """Install a full dump, dropping every entry it does not contain (resync after overflow)."""
+    def replace(self, links: list, routes: list[Route], neighbours: list, addresses: list) -> None:
+        """Install a full dump, dropping every entry it does not contain (resync after overflow).
+
+        Routes come already decoded (by the narrow decoder); the rest as pyroute2 messages.
+        """
         new_links = {l.index: l for l in map(parse.link, links)}
-        new_routes = {r.key: r for r in map(parse.route, routes) if r is not None}
+        new_routes = {r.key: r for r in routes}
         new_neighbours = {n.key: n for n in map(parse.neighbour, neighbours) if n is not None}
         new_addresses = {a for a in map(parse.address, addresses) if a is not None}
         with self._lock:
@@ -73,6 +76,16 @@ class KernelMirror:
                 neighbour = parse.neighbour(msg)
                 if neighbour is not None:
                     changed = self._set(self._neighbours, neighbour.key, neighbour, kind == RTM_DELNEIGH)
+            if changed:
+                self.version += 1
+        if changed:
+            self._on_change()
+        return changed
+
+    def apply_route(self, route: Route, delete: bool) -> bool:
+        """Apply one decoded route event; True if it changed the mirror."""
+        with self._lock:
+            changed = self._set(self._routes, route.key, route, delete)
             if changed:
                 self.version += 1
         if changed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import select
 import socket
 import struct
@@ -18,8 +19,9 @@ from pyroute2.netlink.rtnl import (RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP
 
 from ..bridge import netns
 from ..bridge.netns import iproute
+from . import rtdecode
 from .mirror import KernelMirror
-from .parse import AF_INET, AF_INET6, RT_TABLE_MAIN
+from .parse import AF_INET, AF_INET6
 
 LOG = logging.getLogger("taprouter.netlink")
 
@@ -51,11 +53,10 @@ class Watcher:
         self._stop.set()
 
     def dump(self) -> None:
-        """A full dump on a socket of its own, so replies never mix with events."""
+        """A full dump on sockets of their own, so replies never mix with events."""
+        routes = dump_routes(self.netns)
         with iproute(self.netns) as ipr:
             links = list(ipr.get_links())
-            routes = list(ipr.get_routes(family=AF_INET, table=RT_TABLE_MAIN))
-            routes += list(ipr.get_routes(family=AF_INET6, table=RT_TABLE_MAIN))
             neighbours = list(ipr.get_neighbours(family=AF_INET)) + list(ipr.get_neighbours(family=AF_INET6))
             addresses = list(ipr.get_addr())
         self.mirror.replace(links, routes, neighbours, addresses)
@@ -95,22 +96,56 @@ class Watcher:
                                 self.netns)
                     self.dump()
                     continue
-                for msg in decode(data):
-                    self.mirror.apply(msg)
+                for kind, offset in rtdecode.split(data):
+                    if kind in (rtdecode.RTM_NEWROUTE, rtdecode.RTM_DELROUTE):
+                        route = rtdecode.decode_route(data, offset)
+                        if route is not None:
+                            self.mirror.apply_route(route, kind == rtdecode.RTM_DELROUTE)
+                    elif kind in MESSAGE_CLASSES:
+                        self.mirror.apply(_pyroute2_message(kind, data, offset))
         finally:
             events.close()
 
 
+def _pyroute2_message(kind: int, data: bytes, offset: int):
+    length = struct.unpack_from("=I", data, offset)[0]
+    msg = MESSAGE_CLASSES[kind](data[offset:offset + length])
+    msg.decode()
+    return msg
+
+
 def decode(data: bytes):
     """Split a netlink datagram into decoded pyroute2 messages of the kinds the mirror keeps."""
-    offset = 0
-    while offset + 16 <= len(data):
-        length, kind = struct.unpack_from("=IH", data, offset)
-        if length < 16:
-            return
-        cls = MESSAGE_CLASSES.get(kind)
-        if cls is not None:
-            msg = cls(data[offset:offset + length])
-            msg.decode()
-            yield msg
-        offset += (length + 3) & ~3
+    for kind, offset in rtdecode.split(data):
+        if kind in MESSAGE_CLASSES:
+            yield _pyroute2_message(kind, data, offset)
+
+
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_GETROUTE = 26
+
+
+def dump_routes(netns_name: str) -> list:
+    """Every main-table route the FIB may carry, read with a raw dump and the narrow decoder."""
+    with netns.entered(netns_name):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    routes = []
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sock.bind((0, 0))
+        request = struct.pack("=IHHII", 16 + 12, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+        request += struct.pack("=BBBBBBBBI", 0, 0, 0, 0, 0, 0, 0, 0, 0)  # AF_UNSPEC: both families
+        sock.send(request)
+        while True:
+            data = sock.recv(RECV_SIZE)
+            for kind, offset in rtdecode.split(data):
+                if kind == NLMSG_DONE:
+                    return routes
+                if kind == NLMSG_ERROR:
+                    code = struct.unpack_from("=i", data, offset + 16)[0]
+                    raise OSError(-code, f"route dump in netns {netns_name} failed: {os.strerror(-code)}")
+                if kind == rtdecode.RTM_NEWROUTE:
+                    route = rtdecode.decode_route(data, offset)
+                    if route is not None:
+                        routes.append(route)

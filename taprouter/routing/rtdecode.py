@@ -1,0 +1,116 @@
+"""A narrow decoder for rtnetlink route messages: the hot path of full-table loads.
+
+pyroute2 decodes ~13K routes/s and takes ~114 s to dump a million; this reads
+only the fields the FIB needs, straight from the bytes, into the same typed
+Route that parse.route() builds from a pyroute2 message (tests check both
+agree, message for message). Everything else still goes through pyroute2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+from .model import NextHop, Route, RouteKind
+
+_NLMSGHDR = struct.Struct("=IHHII")
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family dst_len src_len tos table protocol scope type flags
+_RTATTR = struct.Struct("=HH")
+_RTNEXTHOP = struct.Struct("=HBBi")  # len flags hops ifindex
+_U32 = struct.Struct("=I")
+
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+AF_INET, AF_INET6 = 2, 10
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+RTNH_F_LINKDOWN = 16
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 30
+
+_LINK_LOCAL6 = ipaddress.IPv6Network("fe80::/10")
+_ANY = {AF_INET: ipaddress.IPv4Address(0), AF_INET6: ipaddress.IPv6Address(0)}
+
+
+def _address(family: int, raw: bytes):
+    return ipaddress.IPv4Address(raw) if family == AF_INET else ipaddress.IPv6Address(raw)
+
+
+def _nexthops(family: int, data: bytes, start: int, end: int) -> list[NextHop]:
+    hops = []
+    while start + _RTNEXTHOP.size <= end:
+        length, flags, hops_count, ifindex = _RTNEXTHOP.unpack_from(data, start)
+        if length < _RTNEXTHOP.size:
+            break
+        gateway = None
+        pos, stop = start + _RTNEXTHOP.size, start + length
+        while pos + 4 <= stop:
+            alen, atype = _RTATTR.unpack_from(data, pos)
+            if alen < 4:
+                break
+            if atype == RTA_GATEWAY:
+                gateway = _address(family, data[pos + 4:pos + alen])
+            pos += (alen + 3) & ~3
+        hops.append(NextHop(ifindex=ifindex, gateway=gateway, weight=hops_count + 1,
+                            linkdown=bool(flags & RTNH_F_LINKDOWN)))
+        start += (length + 3) & ~3
+    return hops
+
+
+def decode_route(data: bytes, offset: int = 0) -> Route | None:
+    """One route message at offset (its netlink header included), or None if the FIB must not carry it."""
+    length = _NLMSGHDR.unpack_from(data, offset)[0]
+    end = offset + length
+    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, flags = _RTMSG.unpack_from(data, offset + 16)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    dst_raw = None
+    oif = 0
+    gateway = None
+    metric = 0
+    multipath = None
+    nh_id = False
+    pos = offset + 16 + _RTMSG.size
+    while pos + 4 <= end:
+        alen, atype = _RTATTR.unpack_from(data, pos)
+        if alen < 4:
+            break
+        if atype == RTA_DST:
+            dst_raw = data[pos + 4:pos + alen]
+        elif atype == RTA_OIF:
+            oif = _U32.unpack_from(data, pos + 4)[0]
+        elif atype == RTA_GATEWAY:
+            gateway = _address(family, data[pos + 4:pos + alen])
+        elif atype == RTA_PRIORITY:
+            metric = _U32.unpack_from(data, pos + 4)[0]
+        elif atype == RTA_TABLE:
+            table = _U32.unpack_from(data, pos + 4)[0]
+        elif atype == RTA_MULTIPATH:
+            multipath = (pos + 4, pos + alen)
+        elif atype == RTA_NH_ID:
+            nh_id = True
+        pos += (alen + 3) & ~3
+    if table != RT_TABLE_MAIN:
+        return None
+    address = _address(family, dst_raw) if dst_raw else _ANY[family]
+    dst = ipaddress.ip_network((address, dst_len), strict=False)
+    if dst.is_multicast or (family == AF_INET6 and dst.subnet_of(_LINK_LOCAL6)) \
+            or (dst_len and dst.is_link_local):
+        return None
+    if nh_id or rtype != RTN_UNICAST:
+        return Route(dst, metric, RouteKind.OTHER, ())
+    if multipath is not None:
+        hops = _nexthops(family, data, multipath[0], multipath[1])
+    else:
+        hops = [NextHop(ifindex=oif, gateway=gateway, linkdown=bool(flags & RTNH_F_LINKDOWN))]
+    return Route(dst, metric, RouteKind.UNICAST, tuple(sorted(hops)))
+
+
+def split(data: bytes):
+    """(message type, offset) for each netlink message in a datagram."""
+    offset = 0
+    size = len(data)
+    while offset + 16 <= size:
+        length, kind = _NLMSGHDR.unpack_from(data, offset)[:2]
+        if length < 16:
+            return
+        yield kind, offset
+        offset += (length + 3) & ~3
