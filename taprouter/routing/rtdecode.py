@@ -27,11 +27,27 @@ RTNH_F_LINKDOWN = 16
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 30
 
 _LINK_LOCAL6 = ipaddress.IPv6Network("fe80::/10")
-_ANY = {AF_INET: ipaddress.IPv4Address(0), AF_INET6: ipaddress.IPv6Address(0)}
+
+
+_NETWORK = {AF_INET: ipaddress.IPv4Network, AF_INET6: ipaddress.IPv6Network}
+# Full tables have few distinct next hops: build each typed next hop once.
+_HOP_CACHE: dict[tuple, tuple[NextHop, ...]] = {}
+_HOP_CACHE_MAX = 65536
 
 
 def _address(family: int, raw: bytes):
     return ipaddress.IPv4Address(raw) if family == AF_INET else ipaddress.IPv6Address(raw)
+
+
+def _single_hop(family: int, oif: int, gateway_raw: bytes | None, linkdown: bool) -> tuple[NextHop, ...]:
+    key = (family, oif, gateway_raw, linkdown)
+    hops = _HOP_CACHE.get(key)
+    if hops is None:
+        if len(_HOP_CACHE) >= _HOP_CACHE_MAX:
+            _HOP_CACHE.clear()
+        gateway = _address(family, gateway_raw) if gateway_raw else None
+        hops = _HOP_CACHE[key] = (NextHop(ifindex=oif, gateway=gateway, linkdown=linkdown),)
+    return hops
 
 
 def _nexthops(family: int, data: bytes, start: int, end: int) -> list[NextHop]:
@@ -64,7 +80,7 @@ def decode_route(data: bytes, offset: int = 0) -> Route | None:
         return None
     dst_raw = None
     oif = 0
-    gateway = None
+    gateway_raw = None
     metric = 0
     multipath = None
     nh_id = False
@@ -78,7 +94,7 @@ def decode_route(data: bytes, offset: int = 0) -> Route | None:
         elif atype == RTA_OIF:
             oif = _U32.unpack_from(data, pos + 4)[0]
         elif atype == RTA_GATEWAY:
-            gateway = _address(family, data[pos + 4:pos + alen])
+            gateway_raw = data[pos + 4:pos + alen]
         elif atype == RTA_PRIORITY:
             metric = _U32.unpack_from(data, pos + 4)[0]
         elif atype == RTA_TABLE:
@@ -90,18 +106,18 @@ def decode_route(data: bytes, offset: int = 0) -> Route | None:
         pos += (alen + 3) & ~3
     if table != RT_TABLE_MAIN:
         return None
-    address = _address(family, dst_raw) if dst_raw else _ANY[family]
-    dst = ipaddress.ip_network((address, dst_len), strict=False)
+    # Built from an int: several times faster than from an address object or text.
+    dst = _NETWORK[family]((int.from_bytes(dst_raw, "big") if dst_raw else 0, dst_len), strict=False)
     if dst.is_multicast or (family == AF_INET6 and dst.subnet_of(_LINK_LOCAL6)) \
             or (dst_len and dst.is_link_local):
         return None
     if nh_id or rtype != RTN_UNICAST:
         return Route(dst, metric, RouteKind.OTHER, ())
     if multipath is not None:
-        hops = _nexthops(family, data, multipath[0], multipath[1])
+        hops = tuple(sorted(_nexthops(family, data, multipath[0], multipath[1])))
     else:
-        hops = [NextHop(ifindex=oif, gateway=gateway, linkdown=bool(flags & RTNH_F_LINKDOWN))]
-    return Route(dst, metric, RouteKind.UNICAST, tuple(sorted(hops)))
+        hops = _single_hop(family, oif, gateway_raw, bool(flags & RTNH_F_LINKDOWN))
+    return Route(dst, metric, RouteKind.UNICAST, hops)
 
 
 def split(data: bytes):
