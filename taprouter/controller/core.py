@@ -75,6 +75,23 @@ class _Switch:
     offload: dict[str, int] = field(default_factory=dict)
 
 
+SEND_CHUNK = 256 * 1024
+
+
+def send_batched(dp, messages: list[bytes]) -> None:
+    """Open vSwitch takes flow_mods 5-7 times faster in large writes than one per write."""
+    chunk: list[bytes] = []
+    size = 0
+    for message in messages:
+        chunk.append(message)
+        size += len(message)
+        if size >= SEND_CHUNK:
+            dp.send(b"".join(chunk))
+            chunk, size = [], 0
+    if chunk:
+        dp.send(b"".join(chunk))
+
+
 class RouterCore:
     def __init__(self, config: Config):
         self.config = config
@@ -359,14 +376,15 @@ class RouterCore:
         if not meter_ok and want.flows:
             dp.send_msg(codec.meter_mod(dp, SLOW_PATH_METER, SLOW_PATH_PPS, sw.meter_exists))
             sw.meter_ok = sw.meter_exists = True
-        for op in group_upserts:
-            dp.send_msg(codec.group_mod(dp, op))
-        for op in flow_ops:
-            dp.send_msg(codec.flow_mod(dp, op))
-        for op in group_deletes:
-            dp.send_msg(codec.group_mod(dp, op))
         if group_upserts or flow_ops or group_deletes:
-            dp.send_msg(dp.ofproto_parser.OFPBarrierRequest(dp))
+            messages = [codec.encode_group(dp, op) for op in group_upserts]
+            messages += [codec.encode_flow(dp, op) for op in flow_ops]
+            messages += [codec.encode_group(dp, op) for op in group_deletes]
+            barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
+            dp.set_xid(barrier)
+            barrier.serialize()
+            messages.append(bytes(barrier.buf))
+            send_batched(dp, messages)
         with self._lock:
             if sw.datapath is dp and not sw.reading:
                 sw.flows, sw.groups = want.flows, dict(want.groups)
