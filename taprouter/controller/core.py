@@ -368,7 +368,8 @@ class RouterCore:
         views, bindings = self._bindings(sw, state)
         plan = fib.plan(state, bindings)
         if adopt:
-            sw.ids.adopt(plan.groups, {k: v for k, v in installed_groups.items() if v is not None})
+            sw.ids.adopt(plan.groups, {k: v for k, v in installed_groups.items() if v is not None},
+                         plan.routes, installed_flows)
         ids = sw.ids.bind(plan.groups)
         want = desired.build(views, plan, ids)
         group_upserts, group_deletes = diff_groups(want.groups, installed_groups)

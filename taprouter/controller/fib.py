@@ -74,7 +74,8 @@ class FibPlan:
 def _hop_actions(port: PortBinding, mac: int) -> tuple[Action, ...]:
     # TTL first: when it expires, Open vSwitch sends the frame to the controller
     # as it arrived (still addressed to the router), and the kernel answers it.
-    return (DecTtl(), SetField("eth_src", port.mac), SetField("eth_dst", mac), Output(port.port))
+    return (DecTtl(), SetField("eth_src", port.mac), SetField("eth_dst", mac), SetField("in_port", 0),
+            Output(port.port))
 
 
 def _best_routes(state: KernelState) -> dict:
@@ -92,7 +93,7 @@ def _connected(state: KernelState, best: dict, ports: dict[int, PortBinding]):
     for route in best.values():
         if route.kind is RouteKind.UNICAST and len(route.nexthops) == 1:
             nh = route.nexthops[0]
-            if nh.gateway is None and nh.ifindex in ports and not nh.linkdown:
+            if nh.gateway is None and nh.ifindex in ports and ports[nh.ifindex].up and not nh.linkdown:
                 result.setdefault(nh.ifindex, []).append(route.dst)
     return result
 
@@ -118,11 +119,32 @@ def _members(route: Route, state: KernelState, ports: dict[int, PortBinding],
     return tuple(sorted(members)) or None
 
 
-def _shard(dst, count: int) -> int:
-    if count <= ROUTES_PER_GROUP:
-        return 0
-    shards = 1 << ((count - 1) // ROUTES_PER_GROUP).bit_length()
-    return zlib.crc32(dst.network_address.packed + bytes([dst.prefixlen])) & (shards - 1)
+def _shadowed(ip, net, best: dict) -> bool:
+    """Whether a route more specific than the connected subnet net (short of the host route) covers ip."""
+    return any(ipaddress.ip_network((ip, length), strict=False) in best
+               for length in range(net.prefixlen + 1, ip.max_prefixlen))
+
+
+def _hash(dst) -> int:
+    return zlib.crc32(dst.network_address.packed + bytes([dst.prefixlen]))
+
+
+def _shards(dsts: list) -> dict:
+    """A shard per destination of one next-hop set: placed by hash, so a route keeps its shard while
+    others come and go, but moved on to the next shard with room, so none holds more than
+    ROUTES_PER_GROUP."""
+    if len(dsts) <= ROUTES_PER_GROUP:
+        return dict.fromkeys(dsts, 0)
+    shards = 1 << ((len(dsts) - 1) // ROUTES_PER_GROUP).bit_length()
+    load = [0] * shards
+    result = {}
+    for h, dst in sorted((_hash(d), d) for d in dsts):
+        shard = h & (shards - 1)
+        while load[shard] >= ROUTES_PER_GROUP:
+            shard = (shard + 1) & (shards - 1)
+        load[shard] += 1
+        result[dst] = shard
+    return result
 
 
 def plan(state: KernelState, ports: dict[int, PortBinding]) -> FibPlan:
@@ -138,19 +160,24 @@ def plan(state: KernelState, ports: dict[int, PortBinding]) -> FibPlan:
         if (not neighbour.resolved or neighbour.ip.is_link_local or neighbour.ip.is_multicast
                 or host in routed or neighbour.ifindex not in ports):
             continue
-        if any(neighbour.ip in net for net in connected.get(neighbour.ifindex, ())):
-            routed[host] = ((neighbour.key, 1),)
-    counts: dict = {}
-    for members in routed.values():
+        for net in connected.get(neighbour.ifindex, ()):
+            if neighbour.ip in net and not _shadowed(neighbour.ip, net, best):
+                routed[host] = ((neighbour.key, 1),)
+                break
+    by_members: dict = {}
+    for dst, members in routed.items():
         if members is not Punt.KERNEL:
-            counts[members] = counts.get(members, 0) + 1
+            by_members.setdefault(members, []).append(dst)
+    shard_of: dict = {}
+    for dsts in by_members.values():
+        shard_of.update(_shards(dsts))
     routes: dict = {}
     groups: dict[GroupKey, GroupSpec] = {}
     for dst, members in routed.items():
         if members is Punt.KERNEL:
             routes[dst] = Punt.KERNEL
             continue
-        key = GroupKey(members, _shard(dst, counts[members]))
+        key = GroupKey(members, shard_of[dst])
         routes[dst] = key
         if key not in groups:
             groups[key] = _group_spec(members, state, ports)

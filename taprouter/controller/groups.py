@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable
 
-from .fib import GroupKey, GroupSpec
+from .desired import route_flow
+from .fib import GroupKey, GroupSpec, Punt
+from .flows import Flow, ToGroup
 from .pipeline import GROUP_MAX, GROUP_MIN
 
 
@@ -31,9 +35,25 @@ class GroupIds:
         self._ids: dict[GroupKey, int] = {}
         self._next = GROUP_MIN
 
-    def adopt(self, planned: dict[GroupKey, GroupSpec], installed: dict[int, GroupSpec]) -> None:
-        by_content: dict[GroupSpec, list[int]] = {}
+    def adopt(self, planned: dict[GroupKey, GroupSpec], installed: dict[int, GroupSpec],
+              routes: dict | None = None, flows: Iterable[Flow] = ()) -> None:
         taken = set(self._ids.values())
+        # Groups of equal content (the shards of one next hop) are told apart by the installed
+        # route flows that use them: each planned key takes the id most of its routes point to.
+        by_key = {f.key: f for f in flows}
+        votes: dict[GroupKey, Counter] = {}
+        for dst, target in (routes or {}).items():
+            if isinstance(target, GroupKey) and target not in self._ids:
+                flow = by_key.get(route_flow(dst, Punt.KERNEL, {}).key)
+                if flow is not None and len(flow.actions) == 1 and isinstance(flow.actions[0], ToGroup):
+                    votes.setdefault(target, Counter())[flow.actions[0].group_id] += 1
+        for key, counter in sorted(votes.items(), key=_order):
+            for group_id, _ in counter.most_common():
+                if group_id not in taken and installed.get(group_id) == planned[key]:
+                    self._ids[key] = group_id
+                    taken.add(group_id)
+                    break
+        by_content: dict[GroupSpec, list[int]] = {}
         for group_id, spec in sorted(installed.items()):
             if group_id not in taken:
                 by_content.setdefault(spec, []).append(group_id)

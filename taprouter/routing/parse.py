@@ -37,8 +37,19 @@ def neighbour(msg) -> Neighbour | None:
                      state=msg["state"])
 
 
-def _gateway(value) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    return ipaddress.ip_address(value) if value else None
+def _gateway(msg) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    value = msg.get_attr("RTA_GATEWAY")
+    if value:
+        return ipaddress.ip_address(value)
+    via = msg.get_attr("RTA_VIA")  # another family's gateway: IPv4 via IPv6 (RFC 5549)
+    return ipaddress.ip_address(via["addr"]) if via else None
+
+
+def _has_nh_id(msg) -> bool:
+    # pyroute2 0.9 does not name RTA_NH_ID (30): it decodes it as UNKNOWN, with its type.
+    return msg.get_attr("RTA_NH_ID") is not None or any(
+        name == "UNKNOWN" and isinstance(value, dict) and value.get("header", {}).get("type") == 30
+        for name, value in msg["attrs"])
 
 
 def route(msg) -> Route | None:
@@ -58,7 +69,7 @@ def route(msg) -> Route | None:
     if dst.is_multicast or (dst.version == 6 and dst.subnet_of(ipaddress.IPv6Network("fe80::/10"))) \
             or (dst.prefixlen and dst.is_link_local):
         return None
-    if msg.get_attr("RTA_NH_ID") is not None:
+    if _has_nh_id(msg) or msg["src_len"]:
         # Routes on kernel nexthop objects: not read yet; the kernel forwards them.
         return Route(dst, msg.get_attr("RTA_PRIORITY") or 0, RouteKind.OTHER, ())
     metric = msg.get_attr("RTA_PRIORITY") or 0
@@ -68,10 +79,10 @@ def route(msg) -> Route | None:
     multipath = msg.get_attr("RTA_MULTIPATH")
     if multipath:
         for nh in multipath:
-            nexthops.append(NextHop(ifindex=nh["oif"], gateway=_gateway(nh.get_attr("RTA_GATEWAY")),
+            nexthops.append(NextHop(ifindex=nh["oif"], gateway=_gateway(nh),
                                     weight=nh["hops"] + 1, linkdown=bool(nh["flags"] & RTNH_F_LINKDOWN)))
     else:
         nexthops.append(NextHop(ifindex=msg.get_attr("RTA_OIF") or 0,
-                                gateway=_gateway(msg.get_attr("RTA_GATEWAY")),
+                                gateway=_gateway(msg),
                                 linkdown=bool(msg["flags"] & RTNH_F_LINKDOWN)))
     return Route(dst, metric, RouteKind.UNICAST, tuple(sorted(nexthops)))

@@ -24,7 +24,8 @@ AF_INET, AF_INET6 = 2, 10
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 RTNH_F_LINKDOWN = 16
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 30
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 18, 30
+_U16 = struct.Struct("=H")
 
 _LINK_LOCAL6 = ipaddress.IPv6Network("fe80::/10")
 
@@ -64,6 +65,8 @@ def _nexthops(family: int, data: bytes, start: int, end: int) -> list[NextHop]:
                 break
             if atype == RTA_GATEWAY:
                 gateway = _address(family, data[pos + 4:pos + alen])
+            elif atype == RTA_VIA:  # struct rtvia: a 16-bit family, then the address
+                gateway = _address(_U16.unpack_from(data, pos + 4)[0], data[pos + 6:pos + alen])
             pos += (alen + 3) & ~3
         hops.append(NextHop(ifindex=ifindex, gateway=gateway, weight=hops_count + 1,
                             linkdown=bool(flags & RTNH_F_LINKDOWN)))
@@ -75,12 +78,13 @@ def decode_route(data: bytes, offset: int = 0) -> Route | None:
     """One route message at offset (its netlink header included), or None if the FIB must not carry it."""
     length = _NLMSGHDR.unpack_from(data, offset)[0]
     end = offset + length
-    family, dst_len, _src_len, _tos, table, _proto, _scope, rtype, flags = _RTMSG.unpack_from(data, offset + 16)
+    family, dst_len, src_len, _tos, table, _proto, _scope, rtype, flags = _RTMSG.unpack_from(data, offset + 16)
     if family not in (AF_INET, AF_INET6):
         return None
     dst_raw = None
     oif = 0
     gateway_raw = None
+    gateway_family = family
     metric = 0
     multipath = None
     nh_id = False
@@ -95,6 +99,9 @@ def decode_route(data: bytes, offset: int = 0) -> Route | None:
             oif = _U32.unpack_from(data, pos + 4)[0]
         elif atype == RTA_GATEWAY:
             gateway_raw = data[pos + 4:pos + alen]
+        elif atype == RTA_VIA:  # another family's gateway: IPv4 via IPv6 (RFC 5549)
+            gateway_family = _U16.unpack_from(data, pos + 4)[0]
+            gateway_raw = data[pos + 6:pos + alen]
         elif atype == RTA_PRIORITY:
             metric = _U32.unpack_from(data, pos + 4)[0]
         elif atype == RTA_TABLE:
@@ -111,12 +118,12 @@ def decode_route(data: bytes, offset: int = 0) -> Route | None:
     if dst.is_multicast or (family == AF_INET6 and dst.subnet_of(_LINK_LOCAL6)) \
             or (dst_len and dst.is_link_local):
         return None
-    if nh_id or rtype != RTN_UNICAST:
+    if nh_id or src_len or rtype != RTN_UNICAST:
         return Route(dst, metric, RouteKind.OTHER, ())
     if multipath is not None:
         hops = tuple(sorted(_nexthops(family, data, multipath[0], multipath[1])))
     else:
-        hops = _single_hop(family, oif, gateway_raw, bool(flags & RTNH_F_LINKDOWN))
+        hops = _single_hop(gateway_family, oif, gateway_raw, bool(flags & RTNH_F_LINKDOWN))
     return Route(dst, metric, RouteKind.UNICAST, hops)
 
 
