@@ -42,6 +42,7 @@ class Fate:
     to_controller: bool = False
     controller_packets: tuple[Mapping[str, int], ...] = ()
     ttl_expired: bool = False
+    meters: tuple[int, ...] = ()  # the meters the packet passed, in order
 
     @property
     def ports(self) -> tuple[int, ...]:
@@ -226,11 +227,14 @@ class OFTable:
         """Run a packet through the pipeline from table 0."""
         pkt: Packet = dict(packet)
         run = _Run()
+        meters: list[int] = []
         table = 0
         while True:
             flow = self.lookup(table, pkt)
             if flow is None:
                 break  # table miss drops
+            if flow.meter is not None:
+                meters.append(flow.meter)
             if not self._actions(flow.actions, pkt, run, depth=0):
                 break
             if flow.goto is None:
@@ -238,7 +242,8 @@ class OFTable:
             if flow.goto <= table:
                 raise ModelError(f"goto from table {table} to {flow.goto} does not go forward: {flow}")
             table = flow.goto
-        return Fate(tuple(run.outputs), bool(run.controller), tuple(run.controller), run.ttl_expired)
+        return Fate(tuple(run.outputs), bool(run.controller), tuple(run.controller), run.ttl_expired,
+                    tuple(meters))
 
     def _actions(self, actions: Sequence[Action], pkt: Packet, run: _Run, depth: int) -> bool:
         """Apply actions in order; False when the packet is dropped (TTL expired)."""

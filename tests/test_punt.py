@@ -435,3 +435,49 @@ def test_model_masked_match():
     t = OFTable([_flow(0, 1, goto=1), flow])
     assert t.process({"in_port": 1, "eth_type": ETH_TYPE_IPV4, "ipv4_dst": v4("10.200.1.1")}).ports == (2,)
     assert t.process({"in_port": 1, "eth_type": ETH_TYPE_IPV4, "ipv4_dst": v4("11.0.0.1")}).dropped
+
+
+# --- control-plane policing ------------------------------------------------------------------------
+
+IPPROTO_TCP = 6
+
+
+def bgp(in_port: int, dst: str, sport: int, dport: int) -> dict[str, int]:
+    packet = ipv4(in_port, dst, proto=IPPROTO_TCP) if ":" not in dst else ipv6(in_port, dst, proto=IPPROTO_TCP)
+    packet.update(tcp_src=sport, tcp_dst=dport)
+    return packet
+
+
+@pytest.mark.parametrize("packet", [
+    bgp(1, "10.0.1.1", 40000, 179),  # a peer opening a session to us
+    bgp(2, "10.0.1.1", 179, 40000),  # the peer's side of a session we opened
+    bgp(1, "2001:db8:1::1", 40001, 179),
+    ipv4(1, "224.0.0.5", eth_dst=multicast_mac_v4("224.0.0.5"), proto=IPPROTO_OSPF),  # OSPF hello
+    ipv4(1, "10.0.1.1", proto=IPPROTO_OSPF),  # OSPF unicast (DD, LSR)
+    ipv6(1, "ff02::5", eth_dst=multicast_mac_v6("ff02::5"), proto=IPPROTO_OSPF),  # OSPFv3
+], ids=["bgp-in", "bgp-out", "bgp6", "ospf-hello", "ospf-unicast", "ospf3"])
+def test_routing_protocols_reach_the_kernel_unmetered(table, packet):
+    fate = table.process(packet)
+    assert punted(fate, packet)
+    assert fate.meters == ()
+
+
+@pytest.mark.parametrize("packet,meter", [
+    (ipv4(1, "10.0.1.1", proto=1), pipeline.PUNT_METER),  # ping
+    (bgp(1, "10.0.1.1", 40000, 22), pipeline.PUNT_METER),  # ssh: TCP, but not BGP
+    (bgp(1, "10.0.1.1", 179, 179), None),  # both ports 179 is still BGP
+    (ipv4(1, "10.0.1.255"), pipeline.PUNT_METER),
+    (arp(1, "10.0.1.1"), pipeline.RESOLVE_METER),
+    (ipv6(1, "ff02::1:ff00:1", eth_dst=multicast_mac_v6("ff02::1:ff00:1"), icmpv6_type=135),
+     pipeline.RESOLVE_METER),
+], ids=["ping", "ssh", "bgp-both-179", "broadcast", "arp", "nd"])
+def test_other_punted_traffic_is_policed(table, packet, meter):
+    fate = table.process(packet)
+    assert punted(fate, packet)
+    assert fate.meters == (() if meter is None else (meter,))
+
+
+def test_metered_classes_together_leave_room_for_protocols():
+    # The relay carries roughly 5-15K frames/s to the kernel on the 2-core machine (benchmarks/dataplane.py);
+    # the policed classes must stay well below that so protocol traffic is never crowded out.
+    assert sum(pipeline.METERS.values()) <= 5000

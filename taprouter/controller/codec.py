@@ -152,16 +152,24 @@ def meter_request(datapath) -> parser.OFPMeterConfigStatsRequest:
     return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
 
 
-def meter_mod(datapath, meter_id: int, rate_pps: int, exists: bool) -> parser.OFPMeterMod:
-    return parser.OFPMeterMod(datapath, ofp.OFPMC_MODIFY if exists else ofp.OFPMC_ADD,
-                              ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, meter_id,
-                              [parser.OFPMeterBandDrop(rate=rate_pps, burst_size=rate_pps // 10)])
+_METER_FLAGS = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST
 
 
-def meter_matches(stats, rate_pps: int) -> bool:
+def meter_spec(rate_pps: int) -> tuple:
+    """What a meter of ours looks like when read back: (rate, burst, flags) of its one drop band."""
+    return (rate_pps, rate_pps // 10, _METER_FLAGS)
+
+
+def meter_from_stats(stats) -> tuple | None:
     bands = stats.bands
-    return (len(bands) == 1 and bands[0].rate == rate_pps and bands[0].burst_size == rate_pps // 10
-            and stats.flags == ofp.OFPMF_PKTPS | ofp.OFPMF_BURST)
+    if len(bands) != 1 or not isinstance(bands[0], parser.OFPMeterBandDrop):
+        return None
+    return (bands[0].rate, bands[0].burst_size, stats.flags)
+
+
+def meter_mod(datapath, meter_id: int, rate_pps: int, exists: bool) -> parser.OFPMeterMod:
+    return parser.OFPMeterMod(datapath, ofp.OFPMC_MODIFY if exists else ofp.OFPMC_ADD, _METER_FLAGS, meter_id,
+                              [parser.OFPMeterBandDrop(rate=rate_pps, burst_size=rate_pps // 10)])
 
 
 # PacketOut is the per-frame hot path of the TAP relay; os-ken's objects cost tens of

@@ -27,7 +27,7 @@ from ..routing.netlink import Watcher
 from . import codec, desired, fib, punt, status_file
 from .flows import Flow, mac_to_int
 from .groups import GroupIds
-from .pipeline import SLOW_PATH_METER, SLOW_PATH_PPS, owns_group
+from .pipeline import METERS, owns_group
 from .reconcile import Op, diff, diff_groups
 
 LOG = logging.getLogger("taprouter.core")
@@ -63,8 +63,7 @@ class _Switch:
     # What the switch holds, as read back and then as we wrote it; None until read back.
     flows: frozenset[Flow] | None = None
     groups: dict | None = None
-    meter_ok: bool | None = None
-    meter_exists: bool = False
+    meters: dict[int, tuple] | None = None  # meter id -> (pps, burst, flags) as read back
     reading: set[str] = field(default_factory=set)
     ids: GroupIds = field(default_factory=GroupIds)
     adopt_ids: bool = False
@@ -185,7 +184,7 @@ class RouterCore:
         sw = self._switches[dp.id]
         with self._lock:
             sw.datapath = dp
-            sw.flows = sw.groups = sw.meter_ok = None
+            sw.flows = sw.groups = sw.meters = None
             sw.reading = {"flows", "groups", "meters"}
             sw.adopt_ids = True
             sw.ports = {p.number: p for p in ports}
@@ -215,7 +214,7 @@ class RouterCore:
         sw = self._switches[dpid]
         with self._lock:
             sw.datapath = None
-            sw.flows = sw.groups = sw.meter_ok = None
+            sw.flows = sw.groups = sw.meters = None
         self.relay.attach(dpid, None)
 
     def port_changed(self, dp, info: SwitchPortInfo, removed: bool) -> None:
@@ -247,7 +246,7 @@ class RouterCore:
             with self._lock:
                 if sw.datapath is not dp or sw.reading:
                     return
-                sw.flows = sw.groups = sw.meter_ok = None
+                sw.flows = sw.groups = sw.meters = None
                 sw.reading = {"flows", "groups", "meters"}
             self._read_back(dp)
 
@@ -284,9 +283,8 @@ class RouterCore:
 
     def meters_read(self, dp, stats: list) -> None:
         sw = self._switches[dp.id]
-        mine = [m for m in stats if m.meter_id == SLOW_PATH_METER]
-        sw.meter_exists = bool(mine)
-        self._read_done(sw, "meters", meter_ok=bool(mine) and codec.meter_matches(mine[0], SLOW_PATH_PPS))
+        self._read_done(sw, "meters", meters={m.meter_id: codec.meter_from_stats(m) for m in stats
+                                              if m.meter_id in METERS})
 
     def _read_done(self, sw: _Switch, part: str, **values) -> None:
         with self._lock:
@@ -356,10 +354,10 @@ class RouterCore:
     def _reconcile(self, sw: _Switch) -> None:
         with self._lock:
             dp = sw.datapath
-            if dp is None or sw.reading or sw.flows is None or sw.groups is None:
+            if dp is None or sw.reading or sw.flows is None or sw.groups is None or sw.meters is None:
                 return
             installed_flows, installed_groups = sw.flows, dict(sw.groups)
-            meter_ok, adopt = sw.meter_ok, sw.adopt_ids
+            installed_meters, adopt = dict(sw.meters or {}), sw.adopt_ids
             sw.adopt_ids = False
         if not sw.watcher.ready.is_set():
             return  # the dump is not in yet; planning now would delete every route flow
@@ -374,9 +372,11 @@ class RouterCore:
         want = desired.build(views, plan, ids)
         group_upserts, group_deletes = diff_groups(want.groups, installed_groups)
         flow_ops = diff(want.flows, installed_flows)
-        if not meter_ok and want.flows:
-            dp.send_msg(codec.meter_mod(dp, SLOW_PATH_METER, SLOW_PATH_PPS, sw.meter_exists))
-            sw.meter_ok = sw.meter_exists = True
+        for meter_id, pps in METERS.items():
+            # Meters before the flows that use them; Open vSwitch refuses a flow naming a missing one.
+            if installed_meters.get(meter_id) != codec.meter_spec(pps):
+                dp.send_msg(codec.meter_mod(dp, meter_id, pps, meter_id in installed_meters))
+                installed_meters[meter_id] = codec.meter_spec(pps)
         if group_upserts or flow_ops or group_deletes:
             messages = [codec.encode_group(dp, op) for op in group_upserts]
             messages += [codec.encode_flow(dp, op) for op in flow_ops]
@@ -388,7 +388,7 @@ class RouterCore:
             send_batched(dp, messages)
         with self._lock:
             if sw.datapath is dp and not sw.reading:
-                sw.flows, sw.groups = want.flows, dict(want.groups)
+                sw.flows, sw.groups, sw.meters = want.flows, dict(want.groups), installed_meters
         self._resolve(sw, plan.unresolved, state)
         switched = sum(1 for target in plan.routes.values() if target is not fib.Punt.KERNEL)
         sw.offload = {"kernel_routes": len(state.routes), "fib_entries": len(plan.routes),

@@ -34,12 +34,17 @@ FIELDS: dict[str, tuple[Kind, int]] = {
     "ipv4_dst": (Kind.IPV4, 32),
     "ipv6_dst": (Kind.IPV6, 128),
     "icmpv6_type": (Kind.INT, 8),
+    "tcp_src": (Kind.INT, 16),
+    "tcp_dst": (Kind.INT, 16),
 }
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
 ETH_TYPE_IPV6 = 0x86DD
+IPPROTO_TCP = 6
+IPPROTO_OSPF = 89
 IPPROTO_ICMPV6 = 58
+BGP_PORT = 179
 
 
 def mac_to_int(mac: str) -> int:

@@ -17,7 +17,8 @@ class Table(IntEnum):
 # Which fields each table may match on; every planned flow is checked against it.
 TABLE_FIELDS: dict[Table, frozenset[str]] = {
     Table.INGRESS: frozenset({"in_port", "eth_dst"}),
-    Table.PUNT: frozenset({"eth_type", "arp_tpa", "ip_proto", "icmpv6_type", "ipv4_dst", "ipv6_dst"}),
+    Table.PUNT: frozenset({"eth_type", "arp_tpa", "ip_proto", "icmpv6_type", "ipv4_dst", "ipv6_dst",
+                           "tcp_src", "tcp_dst"}),
     Table.FIB4: frozenset({"eth_type", "ipv4_dst"}),
     Table.FIB6: frozenset({"eth_type", "ipv6_dst"}),
 }
@@ -46,9 +47,13 @@ class Owner(IntEnum):
 GROUP_MIN = 0x7A700000
 GROUP_MAX = 0x7A7FFFFF
 
-# The meter that polices the slow path (FIB misses and unresolved next hops to the kernel).
-SLOW_PATH_METER = 1
-SLOW_PATH_PPS = 20000
+# Control-plane policing. The relay carries some thousands of frames per second to the
+# kernel; the metered classes together stay below that, so routing protocol traffic,
+# which is never metered, always gets through (BGP keepalives must not starve).
+SLOW_PATH_METER = 1  # FIB misses and unresolved next hops: the kernel forwards them
+PUNT_METER = 2  # other traffic to the router's addresses (ping, ssh, ...) and broadcasts
+RESOLVE_METER = 3  # ARP and IPv6 ND/RA/MLD
+METERS: dict[int, int] = {SLOW_PATH_METER: 2000, PUNT_METER: 2000, RESOLVE_METER: 1000}  # id -> pps
 
 
 def owns_group(group_id: int) -> bool:

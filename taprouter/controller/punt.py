@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from . import pipeline
-from .flows import (ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_ICMPV6, FieldMatch, Flow,
-                    Match, exact, prefix, to_controller)
+from .flows import (BGP_PORT, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_ICMPV6, IPPROTO_OSPF,
+                    IPPROTO_TCP, FieldMatch, Flow, Match, exact, prefix, to_controller)
 from .pipeline import Owner, Table
 
 BROADCAST_MAC = 0xFFFFFFFFFFFF
@@ -21,6 +21,7 @@ IPV6_LINK_SCOPE_MULTICAST = ipaddress.IPv6Network("ff02::/16")  # OSPFv3, all-no
 IPV6_LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
 IPV4_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
+PRIO_PROTOCOL = 400  # routing protocols: never metered
 PRIO_ND = 300
 PRIO_LOCAL = 200
 PRIO_MULTICAST = 150
@@ -36,11 +37,31 @@ class PortView:
 
 
 def _flow(table: Table, priority: int, *fields, goto: Table | None = None,
-          punt: bool = False) -> Flow:
+          punt: bool = False, meter: int | None = None) -> Flow:
     return pipeline.check(Flow(
         table=int(table), priority=priority, match=Match.of(*fields),
         actions=(to_controller(),) if punt else (), goto=None if goto is None else int(goto),
-        cookie=pipeline.cookie(Owner.PORT)))
+        meter=meter, cookie=pipeline.cookie(Owner.PORT)))
+
+
+def _punt(priority: int, *fields, meter: int | None) -> Flow:
+    return _flow(Table.PUNT, priority, *fields, punt=True, meter=meter)
+
+
+def protocol_flows(v4: list, v6: list) -> list[Flow]:
+    """OSPF (to any address: hellos are multicast) and BGP to or from our addresses, unmetered."""
+    flows = []
+    for eth_type in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
+        flows.append(_punt(PRIO_PROTOCOL, exact("eth_type", eth_type), exact("ip_proto", IPPROTO_OSPF),
+                           meter=None))
+    for iface in v4 + v6:
+        eth = exact("eth_type", ETH_TYPE_IPV4 if iface.version == 4 else ETH_TYPE_IPV6)
+        dst = exact("ipv4_dst" if iface.version == 4 else "ipv6_dst", int(iface.ip))
+        tcp = exact("ip_proto", IPPROTO_TCP)
+        flows.append(_punt(PRIO_PROTOCOL, eth, dst, tcp, exact("tcp_dst", BGP_PORT), meter=None))
+        # One below, so a segment with both ports 179 matches exactly one flow.
+        flows.append(_punt(PRIO_PROTOCOL - 1, eth, dst, tcp, exact("tcp_src", BGP_PORT), meter=None))
+    return flows
 
 
 def ingress_flows(port: PortView) -> list[Flow]:
@@ -61,25 +82,24 @@ def punt_flows(ports: Iterable[PortView]) -> list[Flow]:
     v6 = sorted({a for p in ports for a in p.addresses if a.version == 6}, key=str)
     ipv4 = exact("eth_type", ETH_TYPE_IPV4)
     ipv6 = exact("eth_type", ETH_TYPE_IPV6)
+    resolve, local = pipeline.RESOLVE_METER, pipeline.PUNT_METER
+    flows.extend(protocol_flows(v4, v6))
     for iface in v4:
-        flows.append(_flow(Table.PUNT, PRIO_ND, exact("eth_type", ETH_TYPE_ARP),
-                           exact("arp_tpa", int(iface.ip)), punt=True))
-        flows.append(_flow(Table.PUNT, PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.ip)), punt=True))
+        flows.append(_punt(PRIO_ND, exact("eth_type", ETH_TYPE_ARP), exact("arp_tpa", int(iface.ip)),
+                           meter=resolve))
+        flows.append(_punt(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.ip)), meter=local))
         if iface.network.prefixlen < 31:
-            flows.append(_flow(Table.PUNT, PRIO_LOCAL, ipv4,
-                               exact("ipv4_dst", int(iface.network.broadcast_address)), punt=True))
+            flows.append(_punt(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.network.broadcast_address)),
+                               meter=local))
     for iface in v6:
-        flows.append(_flow(Table.PUNT, PRIO_LOCAL, ipv6, exact("ipv6_dst", int(iface.ip)), punt=True))
+        flows.append(_punt(PRIO_LOCAL, ipv6, exact("ipv6_dst", int(iface.ip)), meter=local))
     for icmp_type in ICMPV6_CONTROL_TYPES:
-        flows.append(_flow(Table.PUNT, PRIO_ND, ipv6, exact("ip_proto", IPPROTO_ICMPV6),
-                           exact("icmpv6_type", icmp_type), punt=True))
-    flows.append(_flow(Table.PUNT, PRIO_LOCAL, ipv4, exact("ipv4_dst", int(IPV4_LIMITED_BROADCAST)),
-                       punt=True))
-    flows.append(_flow(Table.PUNT, PRIO_MULTICAST, ipv4, prefix("ipv4_dst", IPV4_LINK_LOCAL_MULTICAST),
-                       punt=True))
-    flows.append(_flow(Table.PUNT, PRIO_MULTICAST, ipv6, prefix("ipv6_dst", IPV6_LINK_SCOPE_MULTICAST),
-                       punt=True))
-    flows.append(_flow(Table.PUNT, PRIO_MULTICAST, ipv6, prefix("ipv6_dst", IPV6_LINK_LOCAL), punt=True))
+        flows.append(_punt(PRIO_ND, ipv6, exact("ip_proto", IPPROTO_ICMPV6), exact("icmpv6_type", icmp_type),
+                           meter=resolve))
+    flows.append(_punt(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(IPV4_LIMITED_BROADCAST)), meter=local))
+    flows.append(_punt(PRIO_MULTICAST, ipv4, prefix("ipv4_dst", IPV4_LINK_LOCAL_MULTICAST), meter=local))
+    flows.append(_punt(PRIO_MULTICAST, ipv6, prefix("ipv6_dst", IPV6_LINK_SCOPE_MULTICAST), meter=local))
+    flows.append(_punt(PRIO_MULTICAST, ipv6, prefix("ipv6_dst", IPV6_LINK_LOCAL), meter=local))
     return flows
 
 
