@@ -20,5 +20,9 @@ unit: bootstrap
 netns: bootstrap
 	$(PY) -m pytest -q netns_tests
 
+# Not part of `make test`: timings belong in benchmarks. BENCH_ROUTES=100000 for a bigger load.
+bench: bootstrap
+	$(PY) benchmarks/run.py
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Route-programming benchmark: kernel FIB to switch flows, with a fast producer and with `ip -batch`.
+
+Builds its own lab (one bridge, two hosts, a taprouter daemon), then measures in one run:
+- load: BENCH_ROUTES /24 routes via one next hop, injected with benchmarks/inject.py (raw
+  netlink, batched, no ACKs), until all are flows in table 2; and the withdrawal;
+- the same load produced by `ip -batch`, against `ip`'s own time;
+- restart: a daemon started against a kernel and switch already holding the routes, until
+  it has read both back and reconciled (which must change nothing);
+- single changes: one route added at a time on an idle router, until its flow is on the switch;
+- cost: the daemon's CPU time per route and its peak resident memory, and Open vSwitch's.
+
+Usage: BENCH_ROUTES=20000 .venv/bin/python benchmarks/routes.py  (writes benchmarks/routes.json)
+Timings are noisy on shared machines; compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from benchmarks.inject import inject, prefixes  # noqa: E402
+from taprouter.bridge import netns  # noqa: E402
+from taprouter.lab import Lab, sh  # noqa: E402
+
+TAPROUTER = str(ROOT / ".venv" / "bin" / "taprouter")
+OUT = ROOT / "benchmarks" / "routes.json"
+TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "600"))
+
+
+def flow_count(bridge: str, table: int = 2) -> int:
+    out = sh("ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", bridge, f"table={table}")
+    return int(re.search(r"flow_count=(\d+)", out).group(1))
+
+
+def wait_count(bridge: str, predicate, what: str, interval: float = 0.05) -> float:
+    start = time.monotonic()
+    while not predicate(flow_count(bridge)):
+        if time.monotonic() - start > TIMEOUT:
+            raise TimeoutError(f"{what}: not done in {TIMEOUT:.0f} s (flows now {flow_count(bridge)})")
+        time.sleep(interval)
+    return time.monotonic()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def ovs_rss_mb() -> float:
+    pid = int(Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text())
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RouteBench:
+    def __init__(self, routes: int):
+        self.routes = routes
+        self.prefix = "rb" + secrets.token_hex(2)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.lab = Lab(self.prefix, self.port, dpid=0x7B0000 | int(self.prefix[2:], 16))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self.router = f"{self.prefix}r"
+        self.config = self.tmp / "taprouter.yaml"
+        self.env = dict(os.environ, TAPROUTER_RUN_DIR=str(self.tmp / "run"))
+        self.daemon: subprocess.Popen | None = None
+        self.log = self.tmp / "daemon.log"
+
+    def up(self) -> None:
+        self.lab.up()
+        for n in (1, 2):
+            self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", None, f"10.0.{n}.1")
+        self.config.write_text(yaml.safe_dump({
+            "openflow": {"listen": f"127.0.0.1:{self.port}"},
+            "routers": {self.router: {"dpid": self.lab.dpid, "netns": self.router, "ports": {
+                n: {"tap": f"{self.prefix}p{n}", "addresses": [f"10.0.{n}.1/24"]} for n in (1, 2)}}}}))
+        self.start()
+        # Resolve the next hop, so every route becomes a flow with a group rather than a punt.
+        self.lab.hosts[0].run("ping", "-c", "3", "-i", "0.2", "10.0.2.2")
+        wait_count(self.lab.bridge, lambda c: c >= 5, "host entries")
+
+    def start(self) -> float:
+        started = time.monotonic()
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        self.daemon = subprocess.Popen([TAPROUTER, "run", "-c", str(self.config)], env=self.env,
+                                       stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+        while True:
+            text = self.log.read_text()[offset:]
+            if "reconciled" in text:
+                return time.monotonic() - started
+            if self.daemon.poll() is not None or time.monotonic() - started > TIMEOUT:
+                raise RuntimeError(f"daemon did not reconcile:\n{text[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.terminate()
+            self.daemon.wait(30)
+
+    def down(self) -> None:
+        try:
+            self.stop()
+        finally:
+            subprocess.run([TAPROUTER, "down", "-c", str(self.config)], env=self.env, capture_output=True)
+            self.lab.down()
+
+    def ifindex(self) -> int:
+        with netns.iproute(self.router) as ipr:
+            return ipr.link_lookup(ifname=f"{self.prefix}p2")[0]
+
+    def load(self, results: dict) -> None:
+        bridge, n, base = self.lab.bridge, self.routes, flow_count(self.lab.bridge)
+        cpu0 = cpu_seconds(self.daemon.pid)
+        t0 = time.monotonic()
+        inject(self.router, self.ifindex(), "10.0.2.2", prefixes(n))
+        produced = time.monotonic()
+        done = wait_count(bridge, lambda c: c >= base + n, "load")
+        cpu1 = cpu_seconds(self.daemon.pid)
+        results["load"] = {"routes": n, "producer_s": round(produced - t0, 3), "on_switch_s": round(done - t0, 3),
+                           "routes_per_s": round(n / (done - t0)), "daemon_cpu_us_per_route":
+                           round((cpu1 - cpu0) / n * 1e6, 1)}
+        log(f"load: {n} routes on the switch {done - t0:.2f} s after the first ({n / (done - t0):.0f}/s); "
+            f"producer {produced - t0:.2f} s; daemon CPU {(cpu1 - cpu0) / n * 1e6:.1f} us/route")
+
+    def restart(self, results: dict) -> None:
+        self.stop()
+        took = self.start()
+        line = [ln for ln in self.log.read_text().splitlines() if "reconciled" in ln][-1]
+        results["restart"] = {"routes": self.routes, "reconciled_s": round(took, 3), "log": line.split(": ", 1)[-1]}
+        log(f"restart with {self.routes} routes installed: reconciled in {took:.2f} s ({line.split(': ', 2)[-1]})")
+
+    def withdraw(self, results: dict) -> None:
+        bridge, base = self.lab.bridge, flow_count(self.lab.bridge) - self.routes
+        t0 = time.monotonic()
+        inject(self.router, self.ifindex(), "10.0.2.2", prefixes(self.routes), delete=True)
+        done = wait_count(bridge, lambda c: c <= base, "withdrawal")
+        results["withdraw"] = {"routes": self.routes, "off_switch_s": round(done - t0, 3)}
+        log(f"withdrawal: {self.routes} routes off the switch in {done - t0:.2f} s")
+
+    def ip_batch(self, results: dict) -> None:
+        bridge, n, base = self.lab.bridge, self.routes, flow_count(self.lab.bridge)
+        batch = self.tmp / "routes.batch"
+        batch.write_text("".join(f"route add {p} via 10.0.2.2\n" for p in prefixes(n, "30.0.0.0")))
+        t0 = time.monotonic()
+        subprocess.run(["ip", "-n", self.router, "-batch", str(batch)], check=True)
+        produced = time.monotonic()
+        done = wait_count(bridge, lambda c: c >= base + n, "ip -batch load")
+        results["ip_batch"] = {"routes": n, "ip_s": round(produced - t0, 3), "on_switch_s": round(done - t0, 3),
+                               "ratio_to_ip": round((done - t0) / (produced - t0), 2)}
+        log(f"ip -batch: ip took {produced - t0:.2f} s, all on the switch after {done - t0:.2f} s "
+            f"({(done - t0) / (produced - t0):.2f}x ip's own time)")
+        batch.write_text("".join(f"route del {p} via 10.0.2.2\n" for p in prefixes(n, "30.0.0.0")))
+        subprocess.run(["ip", "-n", self.router, "-batch", str(batch)], check=True)
+        wait_count(bridge, lambda c: c <= base, "ip -batch withdrawal")
+
+    def single_changes(self, results: dict, count: int = 100) -> None:
+        bridge, index = self.lab.bridge, self.ifindex()
+        latencies = []
+        for i, dst in enumerate(prefixes(count, "40.0.0.0")):
+            base = flow_count(bridge)
+            t0 = time.monotonic()
+            inject(self.router, index, "10.0.2.2", [dst])
+            latencies.append(wait_count(bridge, lambda c: c > base, "single change", interval=0.001) - t0)
+        latencies.sort()
+        p50, p99 = latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        results["single_change"] = {"changes": count, "p50_ms": round(p50 * 1000, 2), "p99_ms": round(p99 * 1000, 2)}
+        log(f"single route change to the switch: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms over {count}")
+        inject(self.router, index, "10.0.2.2", prefixes(count, "40.0.0.0"), delete=True)
+
+
+def log(text: str) -> None:
+    print(f"[routes] {text}", flush=True)
+
+
+def main() -> int:
+    routes = int(os.environ.get("BENCH_ROUTES", "20000"))
+    bench = RouteBench(routes)
+    results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+                     "routes": routes}
+    try:
+        bench.up()
+        bench.single_changes(results)
+        bench.load(results)
+        bench.restart(results)
+        bench.withdraw(results)
+        bench.ip_batch(results)
+        results["daemon_peak_rss_mb"] = round(peak_rss_mb(bench.daemon.pid), 1)
+        results["ovs_rss_mb"] = round(ovs_rss_mb(), 1)
+        log(f"memory: daemon peak {results['daemon_peak_rss_mb']} MB, ovs-vswitchd {results['ovs_rss_mb']} MB")
+    finally:
+        bench.down()
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    log(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
