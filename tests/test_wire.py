@@ -314,6 +314,11 @@ def test_route_flow_mod_layout():
         "0016 0008 7a700001")                      # group action
 
 
+def test_oxm_numbers_are_os_kens_for_every_pipeline_field():
+    assert {name: ofp.oxm_from_user_header(name) for name in FIELDS} == {
+        name: wire.OFPXMC_OPENFLOW_BASIC << 7 | wire.OXM_FIELD_NUMBERS[name] for name in FIELDS}
+
+
 def test_every_field_in_one_match_is_in_oxm_order():
     match = Match.of(*(FieldMatch(name, 1) for name in FIELDS))
     check_flow(FlowOp(Op.ADD, Flow(0, 1, match)), 9)
@@ -363,6 +368,7 @@ def test_unknown_action_is_a_type_error_as_in_codec():
 
 def test_flow_mod_parses_back_to_the_same_flow():
     for flow, xid in FLOWS[:300]:
+        check_flow(FlowOp(Op.ADD, flow), xid)  # os-ken's parser can loop forever on malformed bytes
         buf = wire.encode_flow_mod(FlowOp(Op.ADD, flow), xid)
         msg = parser.OFPFlowMod.parser(DP, ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, len(buf), xid, buf)
         assert (msg.table_id, msg.priority, msg.cookie, msg.command) == (flow.table, flow.priority, flow.cookie,

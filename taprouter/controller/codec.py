@@ -86,20 +86,6 @@ def flow_mod(datapath, op: FlowOp) -> parser.OFPFlowMod:
         instructions=[] if op.op is Op.DELETE else instructions_to_ofp(flow))
 
 
-def encode_flow(datapath, op: FlowOp) -> bytes:
-    msg = flow_mod(datapath, op)
-    datapath.set_xid(msg)
-    msg.serialize()
-    return bytes(msg.buf)
-
-
-def encode_group(datapath, op: GroupOp) -> bytes:
-    msg = group_mod(datapath, op)
-    datapath.set_xid(msg)
-    msg.serialize()
-    return bytes(msg.buf)
-
-
 def flow_from_stats(stats: parser.OFPFlowStats) -> Flow:
     """Read a flow back from a flow-stats reply; raises ValueError for flows we cannot express."""
     actions: list[Action] = []

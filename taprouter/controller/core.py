@@ -24,7 +24,7 @@ from ..routing.bird import BirdConfigError, BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..routing.model import KernelState, NeighbourKey
 from ..routing.netlink import Watcher
-from . import codec, desired, fib, punt, status_file
+from . import codec, desired, fib, punt, status_file, wire
 from .flows import Flow, mac_to_int
 from .groups import GroupIds
 from .pipeline import METERS, owns_group
@@ -378,9 +378,10 @@ class RouterCore:
                 dp.send_msg(codec.meter_mod(dp, meter_id, pps, meter_id in installed_meters))
                 installed_meters[meter_id] = codec.meter_spec(pps)
         if group_upserts or flow_ops or group_deletes:
-            messages = [codec.encode_group(dp, op) for op in group_upserts]
-            messages += [codec.encode_flow(dp, op) for op in flow_ops]
-            messages += [codec.encode_group(dp, op) for op in group_deletes]
+            # Struct templates: byte-identical to os-ken's objects (tests/test_wire.py), 50x cheaper.
+            messages = [wire.encode_group_mod(op) for op in group_upserts]
+            messages += [wire.encode_flow_mod(op) for op in flow_ops]
+            messages += [wire.encode_group_mod(op) for op in group_deletes]
             barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
             dp.set_xid(barrier)
             barrier.serialize()

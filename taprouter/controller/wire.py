@@ -17,7 +17,7 @@ from .reconcile import FlowOp, GroupOp, Op
 # an lru_cache hit on an action ~400 ns against ~120 ns to pack it; hash(Match) ~400 ns against
 # ~650 ns to encode it. What is cached is per field name and per message shape, below.
 
-# OXM class OPENFLOW_BASIC and the field numbers of the fields in flows.FIELDS (OpenFlow 1.3.5, 7.2.3.7).
+# OXM class OPENFLOW_BASIC and the field numbers (OpenFlow 1.3's oxm_ofb_match_fields) of flows.FIELDS.
 OFPXMC_OPENFLOW_BASIC = 0x8000
 OXM_FIELD_NUMBERS: dict[str, int] = {
     "in_port": 0,
@@ -26,13 +26,15 @@ OXM_FIELD_NUMBERS: dict[str, int] = {
     "eth_type": 5,
     "ip_proto": 10,
     "ipv4_dst": 12,
+    "tcp_src": 13,
+    "tcp_dst": 14,
     "arp_op": 21,
     "arp_tpa": 23,
     "ipv6_dst": 27,
     "icmpv6_type": 29,
 }
-if OXM_FIELD_NUMBERS.keys() != FIELDS.keys():
-    raise ImportError("wire.OXM_FIELD_NUMBERS does not cover flows.FIELDS")
+if FIELDS.keys() - OXM_FIELD_NUMBERS.keys():  # a field added to flows.FIELDS needs its number here
+    raise ImportError(f"wire.OXM_FIELD_NUMBERS lacks {sorted(FIELDS.keys() - OXM_FIELD_NUMBERS.keys())}")
 
 
 def oxm_header(name: str, hasmask: bool) -> int:
@@ -203,9 +205,9 @@ def encode_flow_mod(op: FlowOp, xid: int = 0) -> bytes:
 def encode_group_mod(op: GroupOp, xid: int = 0) -> bytes:
     """The bytes of codec.group_mod(datapath, op) serialized with this xid.
 
-    A delete of a group whose content could not be read back (spec None, as core keeps
-    unreadable groups) goes out with type OFPGT_ALL, os-ken's default; switches ignore the
-    type of a delete. codec.group_mod raises AttributeError for it.
+    A delete of a group whose content could not be read back (spec None: core keeps unreadable
+    groups so) goes out with type OFPGT_ALL, os-ken's default; a delete names its group by id.
+    codec.group_mod raises AttributeError for it.
     """
     spec = op.spec
     if op.op is DELETE:
