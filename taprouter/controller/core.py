@@ -66,6 +66,7 @@ class _Switch:
     meters: dict[int, tuple] | None = None  # meter id -> (pps, burst, flags) as read back
     reading: set[str] = field(default_factory=set)
     ids: GroupIds = field(default_factory=GroupIds)
+    route_flows: desired.RouteFlows = field(default_factory=desired.RouteFlows)
     adopt_ids: bool = False
     resolving: set[NeighbourKey] = field(default_factory=set)
     errors: int = 0
@@ -369,7 +370,7 @@ class RouterCore:
             sw.ids.adopt(plan.groups, {k: v for k, v in installed_groups.items() if v is not None},
                          plan.routes, installed_flows)
         ids = sw.ids.bind(plan.groups)
-        want = desired.build(views, plan, ids)
+        want = desired.build(views, plan, ids, sw.route_flows)
         group_upserts, group_deletes = diff_groups(want.groups, installed_groups)
         flow_ops = diff(want.flows, installed_flows)
         for meter_id, pps in METERS.items():

@@ -47,12 +47,34 @@ def route_flow(dst, target, ids: dict[GroupKey, int]) -> Flow:
                 meter=meter, cookie=pipeline.cookie(Owner.ROUTE))
 
 
-def build(ports: list[punt.PortView], fib: FibPlan | None, ids: dict[GroupKey, int]) -> Desired:
+class RouteFlows:
+    """Reuses the route flows of the previous plan: most routes did not change since."""
+
+    def __init__(self) -> None:
+        self._flows: dict[tuple, Flow] = {}
+
+    def build(self, routes: dict, ids: dict[GroupKey, int]) -> list[Flow]:
+        cache: dict[tuple, Flow] = {}
+        old = self._flows
+        for dst, target in routes.items():
+            key = (dst, None if target is Punt.KERNEL else ids[target])
+            flow = old.get(key)
+            if flow is None:
+                flow = route_flow(dst, target, ids)
+            cache[key] = flow
+        self._flows = cache  # only this plan's entries: withdrawn routes leave the cache
+        return list(cache.values())
+
+
+def build(ports: list[punt.PortView], fib: FibPlan | None, ids: dict[GroupKey, int],
+          route_flows: RouteFlows | None = None) -> Desired:
     flows = set(punt.plan(ports))
     groups: dict[int, GroupSpec] = {}
     if fib is not None and ports:
         flows.update(_fixed_flows())
-        for dst, target in fib.routes.items():
-            flows.add(route_flow(dst, target, ids))
+        if route_flows is None:
+            flows.update(route_flow(dst, target, ids) for dst, target in fib.routes.items())
+        else:
+            flows.update(route_flows.build(fib.routes, ids))
         groups = {ids[key]: spec for key, spec in fib.groups.items()}
     return Desired(frozenset(flows), groups)

@@ -8,7 +8,7 @@ and only the codec converts them to and from os-ken's objects.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 OFPP_CONTROLLER = 0xFFFFFFFD
@@ -101,6 +101,10 @@ class FieldMatch:
         return value & self.mask == self.value
 
 
+def _by_name(field: FieldMatch) -> str:
+    return field.name
+
+
 @dataclass(frozen=True, order=True)
 class Match:
     """A set of field matches, kept sorted so equal matches compare equal."""
@@ -110,14 +114,22 @@ class Match:
     @staticmethod
     def of(*fields: FieldMatch) -> "Match":
         # A zero mask matches anything; switches read such a field back as absent.
-        fields = tuple(f for f in fields if f.mask != 0)
-        names = [f.name for f in fields]
-        if len(names) != len(set(names)):
-            raise ValueError(f"duplicate field in match: {names}")
-        return Match(tuple(sorted(fields)))
+        fields = sorted((f for f in fields if f.mask != 0), key=_by_name)
+        for a, b in zip(fields, fields[1:]):
+            if a.name == b.name:
+                raise ValueError(f"duplicate field {a.name} in match")
+        return Match(tuple(fields))
 
     def matches(self, packet: dict[str, int]) -> bool:
         return all(f.matches(packet.get(f.name)) for f in self.fields)
+
+    def __hash__(self) -> int:
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash(self.fields)
+            object.__setattr__(self, "_hash", value)
+            return value
 
 
 def exact(name: str, value: int) -> FieldMatch:
@@ -175,9 +187,12 @@ class Flow:
     def key(self) -> tuple[int, int, Match]:
         return (self.table, self.priority, self.match)
 
-
-@dataclass(frozen=True)
-class Meter:
-    meter_id: int
-    rate_pps: int
-    burst: int = field(default=0)
+    def __hash__(self) -> int:
+        # Flows live in sets of up to a million, hashed on every diff: compute once.
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash((self.table, self.priority, self.match, self.actions, self.goto, self.meter,
+                          self.cookie))
+            object.__setattr__(self, "_hash", value)
+            return value
