@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytun
 from pyroute2 import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from . import netns
 
@@ -81,7 +82,7 @@ def configure(netns_name: str, name: str, mac: str, addresses) -> LinkState:
         for iface in addresses:
             try:
                 ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
-                         **({"nodad": True} if iface.version == 6 else {}))
+                         **({"flags": IFA_F_NODAD} if iface.version == 6 else {}))
             except NetlinkError as exc:
                 if exc.code != errno.EEXIST:
                     raise TapError(f"cannot add {iface} to {name}: {exc}") from None

@@ -39,12 +39,11 @@ class TapRouterApp(app_manager.OSKenApp):
             return None
         return self._multipart.pop(key)
 
-    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
-    def switch_features(self, ev):
-        dp = ev.msg.datapath
-        # os-ken's own handler sets dp.id from this message, but in another
-        # thread that may not have run yet.
-        dp.id = ev.msg.datapath_id
+    @set_ev_cls(ofp_event.EventOFPStateChange, MAIN_DISPATCHER)
+    def switch_ready(self, ev):
+        # Only once os-ken has moved the datapath to MAIN (and set its id) may we ask for
+        # its ports: a reply arriving before that would reach no MAIN handler.
+        dp = ev.datapath
         if not self.core.knows(dp.id):
             LOG.warning("switch %#x connected but no router in the config has that dpid; ignoring it", dp.id)
             return

@@ -359,9 +359,10 @@ class RouterCore:
                 return
             installed_flows, installed_groups = sw.flows, dict(sw.groups)
             installed_meters, adopt = dict(sw.meters or {}), sw.adopt_ids
-            sw.adopt_ids = False
         if not sw.watcher.ready.is_set():
             return  # the dump is not in yet; planning now would delete every route flow
+        with self._lock:
+            sw.adopt_ids = False
         started = time.monotonic()
         state = sw.mirror.snapshot()
         views, bindings = self._bindings(sw, state)

@@ -30,6 +30,10 @@ class KernelMirror:
         self._on_change = on_change
         self.version = 0
 
+    def notify(self) -> None:
+        """Wake the consumer without a change (once the first dump is complete)."""
+        self._on_change()
+
     def snapshot(self) -> KernelState:
         with self._lock:
             return KernelState(dict(self._links), dict(self._routes), dict(self._neighbours),

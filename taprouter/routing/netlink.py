@@ -82,6 +82,7 @@ class Watcher:
             events.bind((0, GROUPS))
             self.dump()  # after subscribing: nothing is lost in between
             self.ready.set()
+            self.mirror.notify()  # a reconcile that ran before ready was set must run again
             while not self._stop.is_set():
                 readable, _, _ = select.select([events], [], [], 0.5)
                 if not readable:
