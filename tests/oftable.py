@@ -255,7 +255,8 @@ class OFTable:
                     # A switch never sends a frame back out of its in_port unless told OFPP_IN_PORT.
                     run.outputs.append(Emitted(action.port, dict(pkt)))
             elif isinstance(action, SetField):
-                pkt[action.name] = action.value
+                # Nicira's 16-bit in_port is the same pipeline field as OpenFlow's in_port.
+                pkt["in_port" if action.name == "in_port_nxm" else action.name] = action.value
             elif isinstance(action, DecTtl):
                 if "ttl" not in pkt:
                     raise ModelError(f"dec_ttl on a packet without a TTL: {pkt}")

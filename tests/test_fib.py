@@ -262,9 +262,10 @@ def test_packet_behind_a_gateway_leaves_on_its_port_rewritten(dst, route, gw):
     (out,) = result.outputs
     assert out.port == P1.number
     assert dict(out.packet, in_port=None) == dict(pkt, eth_src=P1.mac, eth_dst=MAC1, ttl=8, in_port=None)
-    # The route is one flow naming one indirect group: TTL, MACs, output.
+    # The route is one flow naming one indirect group: TTL, MACs, in_port cleared (hairpin), output.
     assert group_of(sw, route) == GroupSpec(GroupType.INDIRECT, (Bucket(0, (
-        DecTtl(), SetField("eth_src", P1.mac), SetField("eth_dst", MAC1), Output(1))),))
+        DecTtl(), SetField("eth_src", P1.mac), SetField("eth_dst", MAC1), SetField("in_port_nxm", 0),
+        Output(1))),))
 
 
 def test_longest_prefix_wins():
@@ -634,8 +635,6 @@ def test_linkdown_connected_route_gives_no_host_entries():
     assert installed(k).send("10.0.2.7") == KERNEL
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: OpenFlow drops output to the ingress port, and "
-                   "Open vSwitch refuses the OpenFlow 1.3 set-field of in_port that would allow it")
 def test_hairpin_route_back_out_of_the_ingress_port():
     # Hosts on P1 use this router as default gateway; 10.9/16 is behind another router on P1.
     k = gateways().route("10.9.0.0/16", via(GW1, P1))

@@ -50,6 +50,8 @@ def _action_from_ofp(action) -> Action:
     if isinstance(action, parser.OFPActionOutput):
         return Output(action.port, action.max_len)
     if isinstance(action, parser.OFPActionSetField):
+        if action.key == "in_port":  # how a switch may report the in_port_nxm we wrote
+            return SetField("in_port_nxm", int(action.value))
         if action.key not in FIELDS:
             raise ValueError(f"set-field of {action.key} is not one taprouter installs")
         return SetField(action.key, from_text(action.key, action.value))

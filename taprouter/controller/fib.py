@@ -74,9 +74,10 @@ class FibPlan:
 def _hop_actions(port: PortBinding, mac: int) -> tuple[Action, ...]:
     # TTL first: when it expires, Open vSwitch sends the frame to the controller
     # as it arrived (still addressed to the router), and the kernel answers it.
-    # A route back out of the ingress port (hairpin) is dropped by OpenFlow's output rule;
-    # Open vSwitch refuses the OpenFlow 1.3 set-field of in_port that would lift it.
-    return (DecTtl(), SetField("eth_src", port.mac), SetField("eth_dst", mac), Output(port.port))
+    # in_port cleared: OpenFlow never outputs to the ingress port, and a route may lead back
+    # out of it (hosts whose gateway is us, behind another router on the same port).
+    return (DecTtl(), SetField("eth_src", port.mac), SetField("eth_dst", mac), SetField("in_port_nxm", 0),
+            Output(port.port))
 
 
 def _best_routes(state: KernelState) -> dict:

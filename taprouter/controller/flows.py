@@ -36,7 +36,14 @@ FIELDS: dict[str, tuple[Kind, int]] = {
     "icmpv6_type": (Kind.INT, 8),
     "tcp_src": (Kind.INT, 16),
     "tcp_dst": (Kind.INT, 16),
+    # Nicira's 16-bit in_port: Open vSwitch refuses an OpenFlow 1.3 set-field of in_port but
+    # takes this one, which a next-hop group needs to send a packet back out of its ingress port.
+    "in_port_nxm": (Kind.INT, 16),
 }
+
+# Fields only ever written (set-field), never matched on.
+SET_ONLY = frozenset({"in_port_nxm"})
+MATCH_FIELDS = {name: spec for name, spec in FIELDS.items() if name not in SET_ONLY}
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
@@ -84,7 +91,7 @@ class FieldMatch:
     mask: int | None = None  # None means exact
 
     def __post_init__(self) -> None:
-        if self.name not in FIELDS:
+        if self.name not in MATCH_FIELDS:
             raise ValueError(f"unknown match field {self.name}")
         width = FIELDS[self.name][1]
         full = (1 << width) - 1

@@ -32,7 +32,9 @@ OXM_FIELD_NUMBERS: dict[str, int] = {
     "arp_tpa": 23,
     "ipv6_dst": 27,
     "icmpv6_type": 29,
+    "in_port_nxm": 0,  # in class NXM_OF, not OPENFLOW_BASIC
 }
+OXM_CLASS = {"in_port_nxm": 0x0000}
 if FIELDS.keys() - OXM_FIELD_NUMBERS.keys():  # a field added to flows.FIELDS needs its number here
     raise ImportError(f"wire.OXM_FIELD_NUMBERS lacks {sorted(FIELDS.keys() - OXM_FIELD_NUMBERS.keys())}")
 
@@ -40,7 +42,7 @@ if FIELDS.keys() - OXM_FIELD_NUMBERS.keys():  # a field added to flows.FIELDS ne
 def oxm_header(name: str, hasmask: bool) -> int:
     """class(16) | field(7) | hasmask(1) | length(8): the length counts value and mask bytes."""
     width = FIELDS[name][1] // 8
-    return (OFPXMC_OPENFLOW_BASIC << 16 | OXM_FIELD_NUMBERS[name] << 9 | int(hasmask) << 8
+    return (OXM_CLASS.get(name, OFPXMC_OPENFLOW_BASIC) << 16 | OXM_FIELD_NUMBERS[name] << 9 | int(hasmask) << 8
             | (2 * width if hasmask else width))
 
 
