@@ -95,6 +95,7 @@ class Watcher:
                     self.resyncs += 1
                     LOG.warning("netns %s: netlink socket overflowed; resyncing from a fresh dump",
                                 self.netns)
+                    _drain(events)
                     self.dump()
                     continue
                 for kind, offset in rtdecode.split(data):
@@ -106,6 +107,27 @@ class Watcher:
                         self.mirror.apply(_pyroute2_message(kind, data, offset))
         finally:
             events.close()
+
+
+def _drain(sock: socket.socket) -> None:
+    """Discard what is queued: it is older than the dump that follows.
+
+    The kernel reports an overflow once and then drops further events silently
+    until the queue has been emptied, so the queue must be empty before the dump
+    starts, or changes made during the dump would be lost without an error.
+    """
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+    finally:
+        sock.setblocking(True)
 
 
 def _pyroute2_message(kind: int, data: bytes, offset: int):
