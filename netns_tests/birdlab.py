@@ -15,16 +15,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import pytest
 import yaml
 
-from conftest import RouterLab, pid_alive, run, wait_until
+from conftest import RouterLab, pid_alive, run, running_lab, wait_until
 from taprouter.lab import Host
 
 ROUTER_AS = 65000
@@ -400,19 +398,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 def bird_lab(request, tmp_path: Path, **options) -> Iterator[BirdLab]:
     """Fixture body: `yield from bird_lab(request, tmp_path, peers=..., router_extra=...)`."""
-    lab = BirdLab(tmp_path, **options)
-    request.node._router_lab = lab  # conftest's report hook attaches the daemon's log
-    problems: list[str] = []
-    try:
-        lab.build()
-        lab.start()
-        yield lab
-    finally:
-        problems = lab.teardown()
-        if problems:
-            print("bird lab teardown problems:\n  " + "\n  ".join(problems), file=sys.stderr)
-    if problems:
-        pytest.fail("bird lab teardown: " + "; ".join(problems), pytrace=False)
+    yield from running_lab(request, BirdLab(tmp_path, **options), "bird lab")
 
 
 @dataclass

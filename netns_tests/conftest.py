@@ -26,6 +26,7 @@ from typing import Callable, TypeVar
 import pytest
 import yaml
 
+from taprouter.bridge.holder import pid_alive  # noqa: F401  (re-exported for the tests)
 from taprouter.lab import Host, Lab
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,19 +63,6 @@ def run(*cmd: str, netns: str | None = None, check: bool = True, timeout: float 
         raise AssertionError(f"{' '.join(full)} exited {proc.returncode}\n"
                              f"stdout: {proc.stdout.strip()}\nstderr: {proc.stderr.strip()}")
     return proc
-
-
-def pid_alive(pid: int) -> bool:
-    """True if the pid names a live process (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def netns_list() -> list[str]:
@@ -413,8 +401,13 @@ def wait_until_fixture():
 @pytest.fixture
 def router_lab(request, tmp_path, ovs):
     """A lab (bridge + h1..h3) with a running, reconciled taprouter daemon; removed afterwards."""
-    lab = RouterLab(tmp_path)
+    yield from running_lab(request, RouterLab(tmp_path), "router_lab")
+
+
+def running_lab(request, lab: RouterLab, what: str):
+    """Fixture body for any RouterLab: build, start, yield; tear down always, and fail on leftovers."""
     request.node._router_lab = lab  # for the report hook below
+    problems: list[str] = []
     try:
         lab.build()
         lab.start()
@@ -422,9 +415,9 @@ def router_lab(request, tmp_path, ovs):
     finally:
         problems = lab.teardown()
         if problems:
-            print("router_lab teardown problems:\n  " + "\n  ".join(problems), file=sys.stderr)
+            print(f"{what} teardown problems:\n  " + "\n  ".join(problems), file=sys.stderr)
     if problems:
-        pytest.fail("router_lab teardown: " + "; ".join(problems), pytrace=False)
+        pytest.fail(f"{what} teardown: " + "; ".join(problems), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

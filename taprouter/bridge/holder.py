@@ -166,13 +166,13 @@ class HolderClient:
             return False
         self._request({"op": "quit"})
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.02)
         self.pid_path.unlink(missing_ok=True)
         return True
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
