@@ -37,7 +37,7 @@ from taprouter.bridge import netns  # noqa: E402
 from taprouter.lab import Lab, sh  # noqa: E402
 
 TAPROUTER = str(ROOT / ".venv" / "bin" / "taprouter")
-OUT = ROOT / "benchmarks" / "routes.json"
+OUT = Path(os.environ.get("BENCH_OUT", ROOT / "benchmarks" / "routes.json"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "600"))
 
 
@@ -179,6 +179,7 @@ class RouteBench:
 
     def single_changes(self, results: dict, count: int = 100) -> None:
         bridge, index = self.lab.bridge, self.ifindex()
+        before = flow_count(bridge)
         latencies = []
         for i, dst in enumerate(prefixes(count, "40.0.0.0")):
             base = flow_count(bridge)
@@ -190,6 +191,7 @@ class RouteBench:
         results["single_change"] = {"changes": count, "p50_ms": round(p50 * 1000, 2), "p99_ms": round(p99 * 1000, 2)}
         log(f"single route change to the switch: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms over {count}")
         inject(self.router, index, "10.0.2.2", prefixes(count, "40.0.0.0"), delete=True)
+        wait_count(bridge, lambda c: c <= before, "single changes withdrawn")  # the next stage counts from here
 
 
 def log(text: str) -> None:
