@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--ospf-hello", type=int, default=10, metavar="SECONDS",
                            help="OSPF hello interval; dead and wait are four times it (default 10)")
     args = parser.parse_args(argv)
-    import pyroute2  # noqa: F401,E402  (importing it resets its logger to DEBUG: do it before we set it)
+    __import__("pyroute2")  # importing it resets its logger to DEBUG: do that before we set it
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     if not args.verbose:

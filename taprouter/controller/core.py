@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .. import paths
 from ..bridge import netns, tap
 from ..bridge.holder import HolderClient, HolderError
-from ..bridge.ports import SwitchPort
+from ..bridge.ports import PortMap, SwitchPort
 from ..bridge.relay import Relay
 from ..config import Config, RouterConfig
 from ..routing.bird import BirdConfigError, BirdSupervisor
@@ -96,6 +96,7 @@ class RouterCore:
     def __init__(self, config: Config):
         self.config = config
         self.relay = Relay()
+        self.port_map = PortMap(config)
         self._kick = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -119,10 +120,9 @@ class RouterCore:
             self._sysctls(router)
             sw.holder.start()
             held = sw.holder.get()
-            by_tap = {p.tap: p for p in router.ports}
             for name, fd in held.items():
-                port = by_tap.get(name)
-                if port is None:
+                entry = self.port_map.by_tap(router.netns, name)
+                if entry is None:
                     LOG.info("router %s: holder had %s, no longer configured; releasing it", router.name, name)
                     os.close(fd)
                     sw.holder.drop(name)
@@ -136,7 +136,7 @@ class RouterCore:
                     os.close(fd)
                     sw.holder.drop(name)
                     continue
-                self.relay.add(SwitchPort(router.dpid, port.number), name, fd, state.mtu)
+                self.relay.add(entry.switch_port, name, fd, state.mtu)
             if held:
                 LOG.info("router %s: re-adopted %d TAP(s) from the holder: %s",
                          router.name, len(held), ", ".join(sorted(held)))
