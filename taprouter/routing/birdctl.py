@@ -132,31 +132,23 @@ class BirdControl:
                 result.append(OspfNeighbour(protocol, fields[0], fields[2], fields[4], fields[5]))
         return result
 
-    def _socket_error(self, exc: OSError) -> BirdError:
-        return BirdError(f"BIRD control socket {self.socket_path}: {exc.strerror or exc} (is BIRD running?)")
+    def _pybird(self, call):
+        """Run one pybird call, turning its errors into BirdError with the socket named."""
+        try:
+            return call()
+        except OSError as exc:
+            raise BirdError(f"BIRD control socket {self.socket_path}: {exc.strerror or exc} "
+                            "(is BIRD running?)") from None
+        except (ValueError, IndexError) as exc:  # pybird's parse errors and BIRD's refusals
+            raise BirdError(str(exc)) from None
 
     def check_config(self) -> None:
         """`configure check`: raise BirdError with BIRD's message when the file is wrong."""
-        try:
-            self.pybird.check_config()
-        except OSError as exc:
-            raise self._socket_error(exc) from None
-        except ValueError as exc:
-            raise BirdError(str(exc)) from None
+        self._pybird(self.pybird.check_config)
 
     def configure(self) -> None:
         """Reload the configuration in place: sessions stay up where BIRD can keep them."""
-        try:
-            self.pybird.configure()
-        except OSError as exc:
-            raise self._socket_error(exc) from None
-        except ValueError as exc:
-            raise BirdError(str(exc)) from None
+        self._pybird(self.pybird.configure)
 
     def bgp_peers(self) -> list[dict]:
-        try:
-            return self.pybird.get_peer_status()
-        except OSError as exc:
-            raise self._socket_error(exc) from None
-        except (ValueError, IndexError) as exc:
-            raise BirdError(str(exc)) from None
+        return self._pybird(self.pybird.get_peer_status)
