@@ -394,7 +394,7 @@ def del_route(*a, **kw):
     return rt(*a, kind=25, **kw)
 
 
-EMPTY = KernelState({}, {}, {}, frozenset())
+EMPTY = KernelState({}, {}, frozenset())
 
 
 def test_new_then_del_leaves_the_mirror_empty():
@@ -414,11 +414,11 @@ def test_new_then_del_leaves_the_mirror_empty():
     for new, _ in events:
         assert m.apply(new) is True
     s = m.snapshot()
-    assert len(s.links) == 1 and len(s.addresses) == 2 and len(s.routes) == 3 and len(s.neighbours) == 2
+    assert len(s.links) == 1 and len(s.addresses) == 2 and len(m.typed_routes()) == 3 and len(s.neighbours) == 2
     assert m.version == rec.calls == len(events)
     for _, gone in events:
         assert m.apply(gone) is True
-    assert m.snapshot() == EMPTY
+    assert m.snapshot() == EMPTY and m.routes == {}
     assert m.version == rec.calls == 2 * len(events)
 
 
@@ -431,21 +431,21 @@ def test_latest_value_wins():
     m.apply(lk(3, "tap1"))
     m.apply(lk(3, "tap1", carrier=0))
     s = m.snapshot()
-    assert list(s.routes.values()) == [Route(net("10.9.0.0/16"), 0, RouteKind.UNICAST, (NextHop(4, ip("10.0.2.2")),))]
+    assert list(m.typed_routes().values()) == [Route(net("10.9.0.0/16"), 0, RouteKind.UNICAST, (NextHop(4, ip("10.0.2.2")),))]
     assert list(s.neighbours.values()) == [Neighbour(3, ip("10.0.1.2"), mac_to_int("02:00:00:00:aa:aa"), NUD_STALE)]
     assert s.links == {3: Link(3, "tap1", True, False)}
     # A blackhole replacing a unicast route with the same key.
     m.apply(new_route("10.9.0.0", 16, rtype=RTN_BLACKHOLE))
-    assert m.snapshot().routes[RouteKey(net("10.9.0.0/16"), 0)].kind is RouteKind.OTHER
+    assert m.typed_routes()[RouteKey(net("10.9.0.0/16"), 0)].kind is RouteKind.OTHER
 
 
 def test_routes_are_keyed_by_destination_and_metric():
     m = KernelMirror()
     m.apply(new_route("10.9.0.0", 16, gateway="10.0.1.2", oif=3, priority=10))
     m.apply(new_route("10.9.0.0", 16, gateway="10.0.2.2", oif=4, priority=20))
-    assert len(m.snapshot().routes) == 2
+    assert len(m.typed_routes()) == 2
     m.apply(del_route("10.9.0.0", 16, gateway="10.0.1.2", oif=3, priority=20))
-    assert set(m.snapshot().routes) == {RouteKey(net("10.9.0.0/16"), 10)}
+    assert set(m.typed_routes()) == {RouteKey(net("10.9.0.0/16"), 10)}
 
 
 def test_version_and_on_change_only_on_change():
@@ -475,7 +475,7 @@ def test_snapshot_is_not_touched_by_later_events():
     m.apply(new_route("10.8.0.0", 16, gateway="10.0.1.2", oif=3))
     m.apply(ad(3, "10.0.1.1", 24, kind=21))
     m.apply(lk(3, "tap1"))
-    assert len(before.routes) == 1 and len(before.addresses) == 1 and before.links == {}
+    assert len(before.addresses) == 1 and before.links == {}
 
 
 def test_replace_installs_a_dump_and_drops_stale_entries():
@@ -492,15 +492,14 @@ def test_replace_installs_a_dump_and_drops_stale_entries():
     version, calls = m.version, rec.calls
     # Routes come decoded by the narrow decoder, which has already dropped what the FIB must not carry.
     m.replace(links=[lk(3, "tap1", carrier=0)],
-              routes=[rtdecode.decode_route(route_bytes("10.9.0.0", 16, gateway="10.0.2.2", oif=4)),
-                      rtdecode.decode_route(route_bytes("2001:db8::", 32, gateway="fe80::1", oif=3,
-                                                        priority=1024))],
+              routes=[rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.2.2", oif=4)),
+                      rtdecode.decode(route_bytes("2001:db8::", 32, gateway="fe80::1", oif=3, priority=1024))],
               neighbours=[nd(3, "10.0.1.2", "02:00:00:00:aa:aa", NUD_STALE),
                           nd(3, None, "02:00:00:00:01:02", NUD_PERMANENT, family=AF_BRIDGE)],  # filtered
               addresses=[ad(3, "10.0.1.1", 24), ad(3, "2001:db8:1::1", 64)])
     s = m.snapshot()
     assert s.links == {3: Link(3, "tap1", True, False)}
-    assert s.routes == {
+    assert m.typed_routes() == {
         RouteKey(net("10.9.0.0/16"), 0): Route(net("10.9.0.0/16"), 0, RouteKind.UNICAST, (NextHop(4, ip("10.0.2.2")),)),
         RouteKey(net("2001:db8::/32"), 1024): Route(net("2001:db8::/32"), 1024, RouteKind.UNICAST,
                                                     (NextHop(3, ip("fe80::1")),)),
@@ -512,7 +511,7 @@ def test_replace_installs_a_dump_and_drops_stale_entries():
     # Events keep applying on top of the dump.
     assert m.apply(del_route("10.9.0.0", 16, gateway="10.0.2.2", oif=4)) is True
     m.replace([], [], [], [])
-    assert m.snapshot() == EMPTY
+    assert m.snapshot() == EMPTY and m.routes == {}
     assert rec.calls == calls + 3
 
 
@@ -523,9 +522,9 @@ def test_events_straight_from_a_datagram():
                      route_bytes("10.9.0.0", 16, kind=25, gateway="10.0.1.2", oif=3),
                      route_bytes("10.8.0.0", 16, multipath=[nh(3, "10.0.1.2"), nh(4, "10.0.2.2", hops=1)])])
     assert [m.apply(msg) for msg in netlink.decode(data)] == [True, True, True, True, True]
-    s = m.snapshot()
-    assert set(s.routes) == {RouteKey(net("10.8.0.0/16"), 0)}
-    assert s.routes[RouteKey(net("10.8.0.0/16"), 0)].nexthops == (NextHop(3, ip("10.0.1.2"), 1),
+    routes = m.typed_routes()
+    assert set(routes) == {RouteKey(net("10.8.0.0/16"), 0)}
+    assert routes[RouteKey(net("10.8.0.0/16"), 0)].nexthops == (NextHop(3, ip("10.0.1.2"), 1),
                                                                    NextHop(4, ip("10.0.2.2"), 2))
     assert m.version == 5
 
@@ -538,21 +537,40 @@ def test_mirror_message_types_match_the_kernel():
     assert set(netlink.MESSAGE_CLASSES) == {16, 17, 20, 21, 24, 25, 28, 29}
 
 
-def test_apply_route_keeps_the_same_rules_as_apply():
+def test_apply_routes_keeps_the_same_rules_as_apply():
     rec = Recorder()
     m = KernelMirror(rec)
-    route = rtdecode.decode_route(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3))
-    assert m.apply_route(route, delete=False) is True
-    assert m.apply_route(route, delete=False) is False
-    # The same route through pyroute2 is no change either: both paths build equal Routes.
+    pk, metric, hops = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3))
+    assert m.apply_routes([(pk, metric, hops, False)]) == 1
+    assert m.apply_routes([(pk, metric, hops, False)]) == 0
+    # The same route through pyroute2 is no change either: both paths build equal entries.
     assert m.apply(new_route("10.9.0.0", 16, gateway="10.0.1.2", oif=3)) is False
-    newer = rtdecode.decode_route(route_bytes("10.9.0.0", 16, gateway="10.0.2.2", oif=4))
-    assert m.apply_route(newer, delete=False) is True
-    assert m.snapshot().routes == {newer.key: newer}
-    # A delete carries the route as the kernel had it; the key is what counts.
-    assert m.apply_route(route, delete=True) is True
-    assert m.apply_route(route, delete=True) is False
-    assert m.snapshot() == EMPTY and (m.version, rec.calls) == (3, 3)
+    newer = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.2.2", oif=4))
+    assert m.apply_routes([(*newer, False)]) == 1
+    assert m.typed_routes() == {RouteKey(net("10.9.0.0/16"), 0): Route(net("10.9.0.0/16"), 0, RouteKind.UNICAST,
+                                                                       (NextHop(4, ip("10.0.2.2")),))}
+    # A delete carries the route as the kernel had it; the prefix and metric are what count.
+    assert m.apply_routes([(pk, metric, hops, True)]) == 1
+    assert m.apply_routes([(pk, metric, hops, True)]) == 0
+    assert m.snapshot() == EMPTY and m.routes == {} and (m.version, rec.calls) == (3, 3)
+
+
+def test_changes_name_each_changed_prefix_once_and_a_dump_asks_for_everything():
+    m = KernelMirror()
+    assert m.take_changes() == (set(), False, True)  # a new mirror: everything
+    a = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3))
+    b = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3, priority=20))
+    c = rtdecode.decode(route_bytes("10.8.0.0", 16, gateway="10.0.1.2", oif=3))
+    m.apply_routes([(*a, False), (*b, False), (*c, False), (*c, True)])
+    assert m.take_changes() == ({a[0], c[0]}, False, False)
+    assert m.routes == {a[0]: (0, a[2], 20, b[2])}  # both metrics, best first
+    m.apply_routes([(*a, True)])
+    assert m.routes == {a[0]: (20, b[2])}
+    m.apply(nd(3, "10.0.1.2", "02:00:00:00:01:02", NUD_REACHABLE))
+    assert m.take_changes() == ({a[0]}, True, False)
+    assert m.take_changes() == (set(), False, False)
+    m.replace([], [c], [], [])
+    assert m.take_changes() == (set(), True, True) and m.routes == {c[0]: (c[1], c[2])}
 
 
 # --- the narrow decoder agrees with pyroute2 + parse.route ------------------------------------------

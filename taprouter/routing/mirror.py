@@ -6,7 +6,12 @@ import threading
 from typing import Callable
 
 from . import parse
-from .model import Address, KernelState, Link, Neighbour, NeighbourKey, Route, RouteKey
+from . import prefix
+from .model import Address, KernelState, Link, Neighbour, NeighbourKey, NextHop, Route, RouteKey, RouteKind
+
+# A route entry: (metric, next hops or None when the kernel must judge it), best metric first;
+# further metrics of the same prefix follow in the same flat tuple.
+RouteEntry = tuple
 
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 RTM_NEWADDR, RTM_DELADDR = 20, 21
@@ -15,7 +20,12 @@ RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 
 
 class KernelMirror:
-    """Thread-safe: the netlink thread writes, the reconciler takes snapshots.
+    """Thread-safe: the netlink thread writes, the reconciler takes snapshots and changes.
+
+    Routes are kept compact for full tables: `routes` maps a packed prefix
+    (routing.prefix) to a flat tuple (metric, hops, metric, hops, ...), best
+    metric first. The reconciler reads it without the lock (single dict reads
+    are atomic) and learns what to look at from `take_changes`.
 
     `on_change` is called (from the writer's thread) after every change, so the
     consumer can wake up; it coalesces bursts itself.
@@ -24,7 +34,10 @@ class KernelMirror:
     def __init__(self, on_change: Callable[[], None] = lambda: None):
         self._lock = threading.Lock()
         self._links: dict[int, Link] = {}
-        self._routes: dict[RouteKey, Route] = {}
+        self.routes: dict[int, RouteEntry] = {}
+        self._dirty: set[int] = set()
+        self._other_dirty = False
+        self._full = True
         self._neighbours: dict[NeighbourKey, Neighbour] = {}
         self._addresses: set[Address] = set()
         self._on_change = on_change
@@ -35,28 +48,66 @@ class KernelMirror:
         self._on_change()
 
     def snapshot(self) -> KernelState:
+        """Links, neighbours and addresses (routes stay in `routes`: a million do not copy cheaply)."""
         with self._lock:
-            return KernelState(dict(self._links), dict(self._routes), dict(self._neighbours),
-                               frozenset(self._addresses))
+            return KernelState(dict(self._links), dict(self._neighbours), frozenset(self._addresses))
 
-    def replace(self, links: list, routes: list[Route], neighbours: list, addresses: list) -> None:
+    def take_changes(self) -> tuple[set[int], bool, bool]:
+        """(prefixes changed, whether links/neighbours/addresses changed, whether to replan all)
+        since the last call."""
+        with self._lock:
+            dirty, other, full = self._dirty, self._other_dirty, self._full
+            self._dirty, self._other_dirty, self._full = set(), False, False
+        return dirty, other, full
+
+    def typed_routes(self) -> dict[RouteKey, Route]:
+        """Every route as a typed Route: for tests and tools, slow at full-table sizes."""
+        with self._lock:
+            items = list(self.routes.items())
+        result = {}
+        for pk, entry in items:
+            dst = prefix.to_network(pk)
+            for i in range(0, len(entry), 2):
+                metric, hops = entry[i], entry[i + 1]
+                route = Route(dst, metric, RouteKind.OTHER, ()) if hops is None else \
+                    Route(dst, metric, RouteKind.UNICAST, hops)
+                result[route.key] = route
+        return result
+
+    def prefixes(self) -> list[int]:
+        with self._lock:
+            return list(self.routes)
+
+    def replace(self, links: list, routes: list[tuple], neighbours: list, addresses: list) -> None:
         """Install a full dump, dropping every entry it does not contain (resync after overflow).
 
-        Routes come already decoded (by the narrow decoder); the rest as pyroute2 messages.
+        Routes come as rtdecode.decode() tuples; the rest as pyroute2 messages.
         """
         new_links = {l.index: l for l in map(parse.link, links)}
-        new_routes = {r.key: r for r in routes}
+        new_routes: dict[int, RouteEntry] = {}
+        for pk, metric, hops in routes:
+            current = new_routes.get(pk)
+            new_routes[pk] = (metric, hops) if current is None else _with(current, metric, hops)
         new_neighbours = {n.key: n for n in map(parse.neighbour, neighbours) if n is not None}
         new_addresses = {a for a in map(parse.address, addresses) if a is not None}
         with self._lock:
-            self._links, self._routes, self._neighbours = new_links, new_routes, new_neighbours
+            self._links, self.routes, self._neighbours = new_links, new_routes, new_neighbours
             self._addresses = new_addresses
+            self._dirty = set()
+            self._other_dirty = self._full = True
             self.version += 1
         self._on_change()
 
     def apply(self, msg) -> bool:
         """Apply one rtnetlink event; True if it changed the mirror."""
         kind = msg["header"]["type"]
+        if kind in (RTM_NEWROUTE, RTM_DELROUTE):  # the watcher decodes routes narrowly; tests come here
+            route = parse.route(msg)
+            if route is None:
+                return False
+            hops = route.nexthops if route.kind is RouteKind.UNICAST else None
+            return self.apply_routes([(prefix.from_network(route.dst), route.metric, hops,
+                                       kind == RTM_DELROUTE)]) > 0
         changed = False
         with self._lock:
             if kind in (RTM_NEWLINK, RTM_DELLINK):
@@ -72,24 +123,46 @@ class KernelMirror:
                     elif kind == RTM_DELADDR and present:
                         self._addresses.discard(address)
                         changed = True
-            elif kind in (RTM_NEWROUTE, RTM_DELROUTE):
-                route = parse.route(msg)
-                if route is not None:
-                    changed = self._set(self._routes, route.key, route, kind == RTM_DELROUTE)
             elif kind in (RTM_NEWNEIGH, RTM_DELNEIGH):
                 neighbour = parse.neighbour(msg)
                 if neighbour is not None:
                     changed = self._set(self._neighbours, neighbour.key, neighbour, kind == RTM_DELNEIGH)
             if changed:
+                self._other_dirty = True
                 self.version += 1
         if changed:
             self._on_change()
         return changed
 
-    def apply_route(self, route: Route, delete: bool) -> bool:
-        """Apply one decoded route event; True if it changed the mirror."""
+    def apply_routes(self, events: list[tuple[int, int, tuple[NextHop, ...] | None, bool]]) -> int:
+        """Apply decoded route events (prefix, metric, hops, delete) in order; returns how many changed.
+
+        One lock and one wake-up per datagram: a full-table load brings a few hundred per datagram.
+        """
+        changed = 0
+        routes, dirty = self.routes, self._dirty
         with self._lock:
-            changed = self._set(self._routes, route.key, route, delete)
+            for pk, metric, hops, delete in events:
+                current = routes.get(pk)
+                if delete:
+                    if current is None:
+                        continue
+                    new = _without(current, metric)
+                    if new is current:
+                        continue
+                    if new:
+                        routes[pk] = new
+                    else:
+                        del routes[pk]
+                elif current is None:
+                    routes[pk] = (metric, hops)
+                else:
+                    new = _with(current, metric, hops)
+                    if new == current:
+                        continue
+                    routes[pk] = new
+                dirty.add(pk)
+                changed += 1
             if changed:
                 self.version += 1
         if changed:
@@ -104,3 +177,20 @@ class KernelMirror:
             return False
         table[key] = value
         return True
+
+
+def _with(entry: RouteEntry, metric: int, hops) -> RouteEntry:
+    """entry with (metric, hops) set, kept sorted by metric."""
+    if entry[0] == metric and len(entry) == 2:
+        return (metric, hops)
+    pairs = {entry[i]: entry[i + 1] for i in range(0, len(entry), 2)}
+    pairs[metric] = hops
+    return tuple(x for m in sorted(pairs) for x in (m, pairs[m]))
+
+
+def _without(entry: RouteEntry, metric: int) -> RouteEntry:
+    """entry without that metric; the same object if it had none, () if nothing is left."""
+    for i in range(0, len(entry), 2):
+        if entry[i] == metric:
+            return entry[:i] + entry[i + 2:]
+    return entry

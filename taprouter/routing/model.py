@@ -97,7 +97,6 @@ class KernelState:
     """An immutable snapshot of the mirror, handed to the planner."""
 
     links: dict[int, Link]
-    routes: dict[RouteKey, Route]
     neighbours: dict[NeighbourKey, Neighbour]
     addresses: frozenset[Address] = frozenset()
 

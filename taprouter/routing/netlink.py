@@ -26,6 +26,7 @@ from .parse import AF_INET, AF_INET6
 LOG = logging.getLogger("taprouter.netlink")
 
 NETLINK_ROUTE = 0
+RTM_NEWROUTE, RTM_DELROUTE = rtdecode.RTM_NEWROUTE, rtdecode.RTM_DELROUTE
 RECV_SIZE = 1 << 20
 MESSAGE_CLASSES = {16: ifinfmsg, 17: ifinfmsg, 20: ifaddrmsg, 21: ifaddrmsg, 24: rtmsg, 25: rtmsg,
                    28: ndmsg, 29: ndmsg}
@@ -98,15 +99,26 @@ class Watcher:
                     _drain(events)
                     self.dump()
                     continue
-                for kind, offset in rtdecode.split(data):
-                    if kind in (rtdecode.RTM_NEWROUTE, rtdecode.RTM_DELROUTE):
-                        route = rtdecode.decode_route(data, offset)
-                        if route is not None:
-                            self.mirror.apply_route(route, kind == rtdecode.RTM_DELROUTE)
-                    elif kind in MESSAGE_CLASSES:
-                        self.mirror.apply(_pyroute2_message(kind, data, offset))
+                self._apply(data)
         finally:
             events.close()
+
+    def _apply(self, data: bytes) -> None:
+        """One datagram of events, in order; route events go to the mirror in runs."""
+        routes: list = []
+        decode = rtdecode.decode
+        for kind, offset in rtdecode.split(data):
+            if kind == RTM_NEWROUTE or kind == RTM_DELROUTE:
+                route = decode(data, offset)
+                if route is not None:
+                    routes.append((*route, kind == RTM_DELROUTE))
+            elif kind in MESSAGE_CLASSES:
+                if routes:
+                    self.mirror.apply_routes(routes)
+                    routes = []
+                self.mirror.apply(_pyroute2_message(kind, data, offset))
+        if routes:
+            self.mirror.apply_routes(routes)
 
 
 def _drain(sock: socket.socket) -> None:
@@ -149,8 +161,8 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_GETROUTE = 26
 
 
-def dump_routes(netns_name: str) -> list:
-    """Every main-table route the FIB may carry, read with a raw dump and the narrow decoder."""
+def dump_routes(netns_name: str) -> list[tuple]:
+    """Every main-table route the FIB may carry, as rtdecode.decode() tuples, read with a raw dump."""
     with netns.entered(netns_name):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     routes = []
@@ -168,7 +180,7 @@ def dump_routes(netns_name: str) -> list:
                 if kind == NLMSG_ERROR:
                     code = struct.unpack_from("=i", data, offset + 16)[0]
                     raise OSError(-code, f"route dump in netns {netns_name} failed: {os.strerror(-code)}")
-                if kind == rtdecode.RTM_NEWROUTE:
-                    route = rtdecode.decode_route(data, offset)
+                if kind == RTM_NEWROUTE:
+                    route = rtdecode.decode(data, offset)
                     if route is not None:
                         routes.append(route)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from . import prefix
 from .model import NextHop, Route, RouteKind
 
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -27,10 +28,6 @@ RTNH_F_LINKDOWN = 16
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 18, 30
 _U16 = struct.Struct("=H")
 
-_LINK_LOCAL6 = ipaddress.IPv6Network("fe80::/10")
-
-
-_NETWORK = {AF_INET: ipaddress.IPv4Network, AF_INET6: ipaddress.IPv6Network}
 # Full tables have few distinct next hops: build each typed next hop once.
 _HOP_CACHE: dict[tuple, tuple[NextHop, ...]] = {}
 _HOP_CACHE_MAX = 65536
@@ -74,12 +71,24 @@ def _nexthops(family: int, data: bytes, start: int, end: int) -> list[NextHop]:
     return hops
 
 
-def decode_route(data: bytes, offset: int = 0) -> Route | None:
-    """One route message at offset (its netlink header included), or None if the FIB must not carry it."""
+def _skipped(family: int, value: int, plen: int) -> bool:
+    """Multicast and link-local destinations: never forwarded by the FIB (as parse.route)."""
+    if family == AF_INET:
+        return (plen >= 4 and value >> 28 == 0xE) or (plen >= 16 and value >> 16 == 0xA9FE)
+    return (plen >= 8 and value >> 120 == 0xFF) or (plen >= 10 and value >> 118 == 0x3FA)
+
+
+def decode(data: bytes, offset: int = 0) -> tuple[int, int, tuple[NextHop, ...] | None] | None:
+    """One route message at offset (its netlink header included) as (prefix, metric, next hops).
+
+    The prefix is packed (routing.prefix); next hops are None for a route the kernel must
+    judge (blackhole, unreachable, source-specific, nexthop objects). None for a route the FIB
+    never carries (another table, multicast, link-local).
+    """
     length = _NLMSGHDR.unpack_from(data, offset)[0]
     end = offset + length
     family, dst_len, src_len, _tos, table, _proto, _scope, rtype, flags = _RTMSG.unpack_from(data, offset + 16)
-    if family not in (AF_INET, AF_INET6):
+    if family != AF_INET and family != AF_INET6:
         return None
     dst_raw = None
     oif = 0
@@ -113,18 +122,29 @@ def decode_route(data: bytes, offset: int = 0) -> Route | None:
         pos += (alen + 3) & ~3
     if table != RT_TABLE_MAIN:
         return None
-    # Built from an int: several times faster than from an address object or text.
-    dst = _NETWORK[family]((int.from_bytes(dst_raw, "big") if dst_raw else 0, dst_len), strict=False)
-    if dst.is_multicast or (family == AF_INET6 and dst.subnet_of(_LINK_LOCAL6)) \
-            or (dst_len and dst.is_link_local):
+    bits = 32 if family == AF_INET else 128
+    value = int.from_bytes(dst_raw, "big") if dst_raw else 0
+    if dst_len < bits:  # the kernel keeps host bits clear, but a prefix must not depend on it
+        value &= ~((1 << (bits - dst_len)) - 1)
+    if _skipped(family, value, dst_len):
         return None
+    pk = value << 9 | (0 if family == AF_INET else prefix.V6_BIT) | dst_len
     if nh_id or src_len or rtype != RTN_UNICAST:
-        return Route(dst, metric, RouteKind.OTHER, ())
+        return pk, metric, None
     if multipath is not None:
-        hops = tuple(sorted(_nexthops(family, data, multipath[0], multipath[1])))
-    else:
-        hops = _single_hop(gateway_family, oif, gateway_raw, bool(flags & RTNH_F_LINKDOWN))
-    return Route(dst, metric, RouteKind.UNICAST, hops)
+        return pk, metric, tuple(sorted(_nexthops(family, data, multipath[0], multipath[1])))
+    return pk, metric, _single_hop(gateway_family, oif, gateway_raw, bool(flags & RTNH_F_LINKDOWN))
+
+
+def decode_route(data: bytes, offset: int = 0) -> Route | None:
+    """decode(), as the typed Route that parse.route() builds from a pyroute2 message."""
+    decoded = decode(data, offset)
+    if decoded is None:
+        return None
+    pk, metric, hops = decoded
+    if hops is None:
+        return Route(prefix.to_network(pk), metric, RouteKind.OTHER, ())
+    return Route(prefix.to_network(pk), metric, RouteKind.UNICAST, hops)
 
 
 def split(data: bytes):
