@@ -1,0 +1,200 @@
+"""Decodes flow-stats reply entries (OFPMP_FLOW) fast: route flows to (prefix, target), the rest via os-ken.
+
+After a restart the daemon reads back every flow of a switch, up to a million route flows. os-ken's
+OFPFlowStats.parser builds an OFPMatch, instruction and action objects per entry, and
+codec.flow_from_stats a Flow from them: tens of microseconds an entry, so minutes for a full table,
+all on os-ken's receive thread. Here os-ken only cuts the reply into entries (RawFlowStats), and a
+route flow in the exact wire shape desired.route_flow + wire.encode_flow_mod produce (or a switch
+reports back) costs two struct unpacks. Anything else, far fewer, goes through os-ken and
+flow_from_stats unchanged, so its Flow and its ValueError are those of the reference path.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Callable, Iterable
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
+
+from . import codec, pipeline
+from .desired import FIB_PRIORITY_BASE, PUNT
+from .flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, OFPCML_NO_BUFFER, OFPP_CONTROLLER, Flow
+from .pipeline import Owner, Table
+from .wire import oxm_header
+from ..routing import prefix
+
+ENTRY_HEAD = 48  # ofp_flow_stats up to its ofp_match
+
+
+class RawFlowStats:
+    """One flow-stats entry left as bytes: what os-ken's reply loop needs (length) and its bytes."""
+
+    __slots__ = ("length", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.length = len(data)
+
+    @classmethod
+    def parser(cls, buf, offset: int) -> "RawFlowStats":
+        (length,) = struct.unpack_from("!H", buf, offset)
+        if length < ENTRY_HEAD + 8 or offset + length > len(buf):
+            # os-ken's loop advances by this length: 0 would spin forever (as with OFPFlowStats).
+            raise ValueError(f"flow-stats entry of length {length} at offset {offset} of {len(buf)}")
+        return cls(bytes(buf[offset:offset + length]))  # buf is os-ken's bytearray: keep a copy
+
+
+# os-ken's multipart reply loop calls <reply class>.cls_stats_body_cls.parser for every entry;
+# OFPFlowStatsReply's is OFPFlowStats (a full object tree per entry: a million take minutes).
+_OS_KEN_BODY = ofp_parser.OFPFlowStatsReply.cls_stats_body_cls
+
+
+def install() -> None:
+    """Makes os-ken hand OFPFlowStatsReply bodies over as RawFlowStats; idempotent."""
+    ofp_parser.OFPFlowStatsReply.cls_stats_body_cls = RawFlowStats
+
+
+def uninstall() -> None:
+    ofp_parser.OFPFlowStatsReply.cls_stats_body_cls = _OS_KEN_BODY
+
+
+# length, table_id, priority, cookie, then the ofp_match's type and length.
+_HEAD = struct.Struct("!HBx8xH10xQ16xHH").unpack_from
+_ROUTE_COOKIE = pipeline.cookie(Owner.ROUTE)
+_GROUP_TAIL = "HH4xHHI"  # apply-actions (4, 16), group action (22, 8, group id)
+_PUNT_TAIL = "HHIHH4xHHIH6x"  # meter (6, 8, id), apply-actions (4, 24), output (0, 16, port, max_len)
+_GROUP_CONST = (ofp.OFPIT_APPLY_ACTIONS, 16, ofp.OFPAT_GROUP, 8)
+_PUNT_CONST = (ofp.OFPIT_METER, 8, pipeline.SLOW_PATH_METER, ofp.OFPIT_APPLY_ACTIONS, 24,
+               ofp.OFPAT_OUTPUT, 16, OFPP_CONTROLLER, OFPCML_NO_BUFFER)
+Shape = Callable[[bytes, int], "tuple[int, int] | None"]
+
+
+def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], Shape]:
+    """The key (table, match length, entry length) and the decoder of one route-flow shape.
+
+    dst is "" (a /0: no destination field), "exact" (a /32 or /128) or "masked" (any length, a
+    full or zero mask included). The OXMs must come in this order, eth_type first, as os-ken and
+    Open vSwitch write them; another order is legal OpenFlow but takes the slow path.
+    """
+    table, eth_type, name, width = ((Table.FIB4, ETH_TYPE_IPV4, "ipv4_dst", 32) if version == 4
+                                    else (Table.FIB6, ETH_TYPE_IPV6, "ipv6_dst", 128))
+    word = "I" if version == 4 else "QQ"  # struct has no 128-bit integer: two halves
+    nwords = len(word)
+    head = (oxm_header("eth_type", False), eth_type)
+    match_len = 4 + 6
+    fmt = "!IH"
+    if dst:
+        head += (oxm_header(name, dst == "masked"),)
+        fmt += "I" + word * (1 + (dst == "masked"))
+        match_len += 4 + width // 8 * (1 + (dst == "masked"))
+    fmt += "x" * (-match_len & 7) + (_PUNT_TAIL if punt else _GROUP_TAIL)
+    unpack = struct.Struct(fmt).unpack_from
+    nhead = len(head)
+    full = (1 << width) - 1
+    v6 = version == 6
+
+    def decode_shape(data: bytes, priority: int) -> tuple[int, int] | None:
+        t = unpack(data, ENTRY_HEAD + 4)
+        if t[:nhead] != head:
+            return None
+        if punt:
+            if t[-9:] != _PUNT_CONST:
+                return None
+            target = PUNT
+        else:
+            if t[-5:-1] != _GROUP_CONST or t[-1] == PUNT:  # group 0 would read as the punt form
+                return None
+            target = t[-1]
+        plen = priority - FIB_PRIORITY_BASE
+        if not dst:
+            return (prefix.pack(version, 0, 0), target) if plen == 0 else None
+        value = t[nhead] << 64 | t[nhead + 1] if v6 else t[nhead]
+        if dst == "exact":
+            return (prefix.pack(version, value, width), target) if plen == width else None
+        mask = t[nhead + nwords] << 64 | t[nhead + nwords + 1] if v6 else t[nhead + nwords]
+        if not 0 <= plen <= width or mask != full ^ (full >> plen) or value & ~mask:
+            return None
+        return prefix.pack(version, value, plen), target
+
+    pad_len = match_len + (-match_len & 7)
+    return (int(table), match_len, ENTRY_HEAD + pad_len + (32 if punt else 16)), decode_shape
+
+
+_SHAPES: dict[tuple[int, int, int], Shape] = dict(
+    _shape(version, dst, punt) for version in (4, 6) for dst in ("", "exact", "masked") for punt in (False, True))
+if len(_SHAPES) != 12:  # the key must tell every shape apart
+    raise ImportError("readback: route-flow shapes collide")
+
+
+def decode(data: bytes) -> tuple[int, int] | Flow:
+    """A canonical route flow as (prefix.pack(...), group id or PUNT), anything else as a Flow.
+
+    Raises ValueError where codec.flow_from_stats does, and for entries os-ken cannot parse.
+    """
+    if len(data) < ENTRY_HEAD + 8:
+        raise ValueError(f"flow-stats entry of {len(data)} bytes")
+    length, table, priority, cookie, match_type, match_len = _HEAD(data, 0)
+    if cookie == _ROUTE_COOKIE and match_type == ofp.OFPMT_OXM and length == len(data):
+        shape = _SHAPES.get((table, match_len, length))
+        if shape is not None:
+            route = shape(data, priority)
+            if route is not None:
+                return route
+    return _slow(data)
+
+
+_INSTRUCTION = struct.Struct("!HH").unpack_from
+_ACTION_LISTS = frozenset({ofp.OFPIT_WRITE_ACTIONS, ofp.OFPIT_APPLY_ACTIONS, ofp.OFPIT_CLEAR_ACTIONS})
+
+
+def _check_framing(data: bytes) -> None:
+    """Raise ValueError where os-ken's parser would loop forever: on a zero instruction or action length."""
+    (length,) = struct.unpack_from("!H", data)
+    if length > len(data):
+        raise ValueError(f"flow-stats entry of length {length} in {len(data)} bytes")
+    offset = ENTRY_HEAD + (_INSTRUCTION(data, ENTRY_HEAD)[1] + 7) // 8 * 8
+    while offset < length:
+        kind, size = _INSTRUCTION(data, offset)
+        if size == 0:
+            raise ValueError(f"instruction of length 0 at offset {offset}")
+        if kind in _ACTION_LISTS:
+            at = offset + 8
+            while at < offset + size:
+                step = _INSTRUCTION(data, at)[1]
+                if step == 0:
+                    raise ValueError(f"action of length 0 at offset {at}")
+                at += step
+        offset += size
+
+
+def _slow(data: bytes) -> Flow:
+    try:
+        _check_framing(data)
+        stats = ofp_parser.OFPFlowStats.parser(data, 0)
+    except ValueError:
+        raise
+    except Exception as exc:
+        # os-ken reports bad entries variously: struct.error or OFPTruncatedMessage (truncated),
+        # AssertionError (unknown action type), AttributeError (unknown instruction type, which it
+        # parses as None). One such entry must not sink the whole read-back.
+        raise ValueError(f"os-ken cannot parse flow-stats entry {data.hex()}: {exc!r}") from exc
+    return codec.flow_from_stats(stats)
+
+
+def decode_all(entries: Iterable[RawFlowStats]) -> tuple[dict[int, int], list[Flow], list[RawFlowStats]]:
+    """(route flows prefix -> group id or PUNT, other flows, entries that raised ValueError)."""
+    routes: dict[int, int] = {}
+    flows: list[Flow] = []
+    bad: list[RawFlowStats] = []
+    for entry in entries:
+        try:
+            got = decode(entry.data)
+        except ValueError:
+            bad.append(entry)
+            continue
+        if type(got) is tuple:
+            routes[got[0]] = got[1]
+        else:
+            flows.append(got)  # type: ignore[arg-type]
+    return routes, flows, bad
