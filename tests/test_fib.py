@@ -1,7 +1,8 @@
 """The routing offload end to end on the in-memory table.
 
 Each test describes a small kernel (routes, neighbours, ports), then runs the chain the daemon runs
-(fib.plan -> GroupIds.bind -> desired.build -> diff_groups/diff -> the switch, in core's order) and
+(FibState.sync for the route flows and groups, desired.build and diff for the rest, then the switch,
+in core's order) and
 looks at where packets go: out of which port with which MACs and TTL, or to the kernel.
 """
 
@@ -21,11 +22,13 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from oftable import ModelError, OFTable
 from taprouter.controller import codec, desired, fib, pipeline, punt
-from taprouter.controller.fib import Bucket, GroupSpec, GroupType, PortBinding, Punt
+from taprouter.controller.core import split_deletes
+from taprouter.controller.fib import Bucket, GroupSpec, GroupType, PortBinding
+from taprouter.controller.fibstate import PUNT, FibState
 from taprouter.controller.flows import (ETH_TYPE_IPV4, ETH_TYPE_IPV6, DecTtl, Flow, Match, Output,
                                         SetField, ToGroup, exact, mac_to_int, prefix, to_controller)
-from taprouter.controller.groups import GroupIds
-from taprouter.controller.reconcile import FlowOp, GroupOp, Op, diff, diff_groups
+from taprouter.controller.reconcile import FlowOp, GroupOp, Op, diff
+from taprouter.routing import prefix as pfx
 from taprouter.routing.model import (NUD_DELAY, NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT,
                                      NUD_PROBE, NUD_REACHABLE, NUD_STALE, Address, KernelState, Link,
                                      Neighbour, NeighbourKey, NextHop, Route, RouteKey, RouteKind)
@@ -125,7 +128,16 @@ class Kernel:
         links[ETH0] = Link(ETH0, "eth0", True, True)
         addresses = frozenset(Address(p.ifindex, ipaddress.ip_interface(a))
                               for p in self.ports.values() for a in p.addresses)
-        return KernelState(links, dict(self.routes), dict(self.neighbours), addresses)
+        return KernelState(links, dict(self.neighbours), addresses)
+
+    def mirror(self) -> dict[int, tuple]:
+        """The routes as the mirror keeps them: packed prefix -> (metric, hops, ...), best first."""
+        result: dict[int, tuple] = {}
+        for route in sorted(self.routes.values(), key=lambda r: (repr(r.dst), r.metric)):
+            pk = pfx.from_network(route.dst)
+            hops = None if route.kind is OTHER else route.nexthops
+            result[pk] = result.get(pk, ()) + (route.metric, hops)
+        return result
 
     def views(self) -> list[punt.PortView]:
         return [punt.PortView(p.number, p.mac, tuple(ipaddress.ip_interface(a) for a in p.addresses))
@@ -134,8 +146,9 @@ class Kernel:
     def bindings(self) -> dict[int, PortBinding]:
         return {p.ifindex: PortBinding(p.ifindex, p.number, p.mac, p.up) for p in self.ports.values()}
 
-    def plan(self) -> fib.FibPlan:
-        return fib.plan(self.state(), self.bindings())
+    def plan(self) -> "Sync":
+        """What a fresh daemon would put on an empty switch."""
+        return Switch().sync(self)
 
 
 def gateways(k: Kernel | None = None) -> Kernel:
@@ -146,13 +159,22 @@ def gateways(k: Kernel | None = None) -> Kernel:
     return k
 
 
+@dataclass(frozen=True)
+class Want:
+    """What the switch should hold of ours: every flow (route flows included) and every group."""
+
+    flows: frozenset[Flow]
+    groups: dict[int, GroupSpec]
+
+
 @dataclass
 class Sync:
-    plan: fib.FibPlan
-    want: desired.Desired
+    want: Want
     group_upserts: list[GroupOp]
-    flow_ops: list
+    flow_ops: list[FlowOp]
     group_deletes: list[GroupOp]
+    unresolved: frozenset[NeighbourKey]
+    targets: dict  # destination network -> group id or PUNT
 
     @property
     def ops(self) -> list:
@@ -167,28 +189,73 @@ def owned_groups(table: OFTable) -> dict[int, GroupSpec]:
     return {gid: spec for gid, spec in table.groups.items() if pipeline.owns_group(gid)}
 
 
+ROUTE_COOKIE = pipeline.cookie(pipeline.Owner.ROUTE)
+
+
+def read_back(table: OFTable) -> tuple[dict[int, int], frozenset[Flow]]:
+    """What core reads back: route flows in the form taprouter writes them as prefix -> target,
+    everything else as flows (readback.decode_all does this on the wire; tests/test_readback.py)."""
+    routes, others = {}, set()
+    for flow in table.snapshot():
+        dst = [m for m in flow.match.fields if m.name in ("ipv4_dst", "ipv6_dst")]
+        if flow.cookie == ROUTE_COOKIE and flow.table in (2, 3):
+            version = 4 if flow.table == 2 else 6
+            bits = 32 if version == 4 else 128
+            length = 0 if not dst else bits if dst[0].mask is None else bin(dst[0].mask).count("1")
+            pk = pfx.pack(version, dst[0].value if dst else 0, length)
+            for target in [PUNT] + [a.group_id for a in flow.actions if isinstance(a, ToGroup)]:
+                if desired.route_flow(pfx.to_network(pk), target) == flow:
+                    routes[pk] = target
+                    break
+            else:
+                others.add(flow)
+        else:
+            others.add(flow)
+    return routes, frozenset(others)
+
+
 @dataclass
 class Switch:
-    """The daemon's side of one switch: its group id memory, and the switch it writes to."""
+    """The daemon's side of one switch: its FIB state, and the switch it writes to."""
 
     table: OFTable = field(default_factory=lambda: OFTable(invalid_ttl_to_controller=True))
-    ids: GroupIds = field(default_factory=GroupIds)
+    fib: FibState | None = None
+    seen: tuple = ({}, None)  # the kernel routes and (state, bindings) of the last sync
 
-    def sync(self, kernel: Kernel, adopt: bool = False) -> Sync:
-        """core._reconcile, step by step: plan, bind ids, build, diff, then groups, flows, deletes."""
-        plan = fib.plan(kernel.state(), kernel.bindings())
-        if adopt:
-            self.ids.adopt(plan.groups, owned_groups(self.table), plan.routes, self.table.snapshot())
-        ids = self.ids.bind(plan.groups)
-        want = desired.build(kernel.views(), plan, ids)
-        upserts, deletes = diff_groups(want.groups, owned_groups(self.table))
-        flow_ops = diff(want.flows, self.table.snapshot())
-        self.table.apply(upserts)
-        self.table.apply(flow_ops)
-        self.table.apply(deletes)
+    def sync(self, kernel: Kernel, adopt: bool = False, check_restart: bool = True) -> Sync:
+        """core._reconcile, step by step: FibState for the routes, diff for the rest; then groups,
+        flows, deletes, in core._send's order."""
+        routes, state, bindings = kernel.mirror(), kernel.state(), kernel.bindings()
+        installed_routes, installed_others = read_back(self.table)
+        if adopt or self.fib is None:
+            self.fib = FibState()
+            self.fib.adopt(installed_routes, owned_groups(self.table))
+            self.seen = ({}, None)
+        last_routes, last_other = self.seen
+        dirty = {pk for pk in routes.keys() | last_routes.keys() if routes.get(pk) != last_routes.get(pk)}
+        other = last_other != (state, bindings)
+        self.seen = (routes, (state, bindings))
+        changes = self.fib.sync(routes, state, bindings, dirty, other, full=False)
+        others = desired.build(kernel.views(), with_fib=True)
+        flow_ops = diff(others, installed_others)
+        route_ops = [FlowOp(op, desired.route_flow(pfx.to_network(pk), target)) for op, pk, target in changes.routes]
+        early, late = split_deletes(flow_ops)
+        self.table.apply(changes.group_upserts)
+        self.table.apply(early + route_ops + late)
+        self.table.apply(changes.group_deletes)
+        route_flows = {desired.route_flow(pfx.to_network(pk), target)
+                       for pk, target in ((pk, t if type(t) is int else PUNT) for pk, t in self.fib.flows.items())}
+        want = Want(others | route_flows, dict(self.fib.switch_groups))
         assert {f for f in self.table.snapshot() if pipeline.is_ours(f.cookie)} == want.flows
         assert owned_groups(self.table) == want.groups
-        return Sync(plan, want, upserts, flow_ops, deletes)
+        if check_restart:
+            # Incremental and from scratch agree: a daemon restarted now changes nothing.
+            fresh = FibState()
+            fresh.adopt(read_back(self.table)[0], owned_groups(self.table))
+            assert not fresh.sync(routes, state, bindings, (), True, True), "a restart would change things"
+        targets = {pfx.to_network(pk): (t if type(t) is int else PUNT) for pk, t in self.fib.flows.items()}
+        return Sync(want, changes.group_upserts, early + route_ops + late, changes.group_deletes,
+                    self.fib.unresolved, targets)
 
     def send(self, dst: str, **kw):
         return fate(self.table, packet(dst, **kw))
@@ -239,7 +306,7 @@ def fate(table: OFTable, pkt: dict[str, int]):
 def group_of(sw: Switch, dst: str) -> GroupSpec:
     """The group the route flow for dst names."""
     net = ipaddress.ip_network(dst)
-    (flow,) = [f for f in sw.table.snapshot() if f.key == desired.route_flow(net, Punt.KERNEL, {}).key]
+    (flow,) = [f for f in sw.table.snapshot() if f.key == desired.route_flow(net, PUNT).key]
     (action,) = flow.actions
     return sw.table.groups[action.group_id]
 
@@ -321,8 +388,8 @@ def test_connected_subnet_resolved_neighbour_forwards_others_go_to_kernel(family
         assert sw.send(host) == KERNEL, host
     plan = k.plan()
     host = ipaddress.ip_network(a(7))
-    assert isinstance(plan.routes[host], fib.GroupKey)
-    assert plan.routes[ipaddress.ip_interface(P1.addresses[0 if family == 4 else 1]).network] is Punt.KERNEL
+    assert pipeline.owns_group(plan.targets[host])
+    assert plan.targets[ipaddress.ip_interface(P1.addresses[0 if family == 4 else 1]).network] == PUNT
     assert plan.unresolved == frozenset()  # the kernel resolves hosts of its own subnets
 
 
@@ -338,14 +405,14 @@ def test_link_local_neighbours_get_no_host_entry():
     k = Kernel().neigh(P1, "fe80::1:7", MAC1).neigh(P1, "169.254.3.3", MAC1)
     k.route("fe80::/64", dev(P1), metric=256).route("169.254.0.0/16", dev(P1))
     plan = k.plan()
-    assert ipaddress.ip_network("fe80::1:7/128") not in plan.routes
-    assert ipaddress.ip_network("169.254.3.3/32") not in plan.routes
-    assert plan.groups == {}
+    assert ipaddress.ip_network("fe80::1:7/128") not in plan.targets
+    assert ipaddress.ip_network("169.254.3.3/32") not in plan.targets
+    assert plan.want.groups == {}
 
 
 def test_neighbour_outside_every_connected_subnet_gets_no_host_entry():
     plan = Kernel().neigh(P1, "10.0.2.7", MAC1).neigh(P1, "192.0.2.9", MAC1).plan()
-    assert plan.groups == {} and all(t is Punt.KERNEL for t in plan.routes.values())
+    assert plan.want.groups == {} and all(t == PUNT for t in plan.targets.values())
 
 
 def test_kernel_host_route_beats_the_neighbour_host_entry():
@@ -377,16 +444,16 @@ def test_unresolved_gateway_goes_to_kernel_and_is_listed(family):
     sw = Switch()
     s = sw.sync(k)
     assert sw.send(dst) == KERNEL
-    assert s.plan.unresolved == {NeighbourKey(P1.ifindex, ipaddress.ip_address(gw))}
+    assert s.unresolved == {NeighbourKey(P1.ifindex, ipaddress.ip_address(gw))}
     assert s.want.groups == {}
     # An incomplete entry is still unresolved.
     s = sw.sync(k.neigh(P1, gw, None, NUD_INCOMPLETE))
-    assert sw.send(dst) == KERNEL and s.plan.unresolved
+    assert sw.send(dst) == KERNEL and s.unresolved
     # It resolves: one group appears, the route's flow is modified in place to use it (and an
     # IPv4 gateway, inside P1's subnet, gets a host entry; an IPv6 link-local one does not).
     s = sw.sync(k.neigh(P1, gw, MAC1))
     assert sw.send(dst) == (1, MAC1)
-    assert s.plan.unresolved == frozenset()
+    assert s.unresolved == frozenset()
     expected = Counter({"group-add": 1, "flow-modify": 1})
     if family == 4:
         expected["flow-add"] = 1
@@ -435,7 +502,7 @@ def test_losing_a_neighbour_takes_its_routes_back_to_the_kernel(loss):
     s = sw.sync(k)
     assert sw.send("10.9.0.1") == KERNEL and sw.send("10.8.0.1") == KERNEL and sw.send(GW1) == KERNEL
     assert sw.send("10.7.0.1") == (2, MAC2)
-    assert NeighbourKey(P1.ifindex, ipaddress.ip_address(GW1)) in s.plan.unresolved
+    assert NeighbourKey(P1.ifindex, ipaddress.ip_address(GW1)) in s.unresolved
     # The two routes and the gateway's host entry: the first two modified, the host entry deleted
     # (the connected /24's punt covers it); then the group goes.
     assert s.counts() == Counter({"flow-modify": 2, "flow-delete": 1, "group-delete": 1})
@@ -484,8 +551,10 @@ def test_partial_ecmp_uses_the_resolved_next_hop(family):
     sw = Switch()
     s = sw.sync(k)
     assert {sw.send(dst, sport=p) for p in range(64)} == {(2, MAC2)}
-    assert s.plan.unresolved == {NeighbourKey(P1.ifindex, ipaddress.ip_address(missing))}
-    assert [g.type for g in s.want.groups.values()] == [GroupType.INDIRECT]
+    assert s.unresolved == {NeighbourKey(P1.ifindex, ipaddress.ip_address(missing))}
+    # One group for the hop set, with a bucket for the resolved member only.
+    group = group_of(sw, "10.9.0.0/16" if family == 4 else "2001:db8:99::/48")
+    assert group.type is GroupType.SELECT and len(group.buckets) == 1
     # Once it resolves, both are used.
     sw.sync(k.neigh(P1, missing, MAC1))
     assert {sw.send(dst, sport=p) for p in range(64)} == {(1, MAC1), (2, MAC2)}
@@ -572,7 +641,8 @@ def test_route_over_an_interface_off_the_switch_goes_to_the_kernel():
     s = sw.sync(k)
     for dst in ("10.9.0.1", "10.8.0.1", "192.168.0.5", "192.168.0.1"):
         assert sw.send(dst) == KERNEL, dst
-    assert not any(member.ifindex == ETH0 for key in s.plan.groups for member, _ in key.members)
+    # Only the gateways' host entries have groups: nothing leads off the switch.
+    assert len(s.want.groups) == 3
 
 
 def test_ipv4_route_via_an_ipv6_gateway_goes_to_the_kernel():
@@ -698,7 +768,7 @@ def test_every_planned_flow_fits_the_schema_and_is_ours():
     for flow in s.want.flows:
         assert pipeline.check(flow) is flow
     routes = [f for f in s.want.flows if f.cookie == pipeline.cookie(pipeline.Owner.ROUTE)]
-    assert len(routes) == len(s.plan.routes)
+    assert len(routes) == len(s.targets)
     for flow in routes:
         dst = [m for m in flow.match.fields if m.name in ("ipv4_dst", "ipv6_dst")]
         length = 0 if not dst else (bin(dst[0].mask).count("1") if dst[0].mask is not None
@@ -714,19 +784,25 @@ def test_every_planned_flow_fits_the_schema_and_is_ours():
 
 def test_no_ports_no_fib():
     k = rich_kernel()
-    plan = k.plan()
-    assert desired.build([], plan, GroupIds().bind(plan.groups)) == desired.Desired(frozenset(), {})
+    assert desired.build([], with_fib=True) == frozenset()
+    state = FibState()
+    state.adopt({}, {})
+    assert not state.sync(k.mirror(), k.state(), {}, (), True, True) and state.flows == {}
 
 
 def test_plan_does_not_depend_on_dict_order():
     k = rich_kernel()
+    a = Switch()
+    a.sync(k)
     state = k.state()
-    flipped = KernelState(state.links, dict(reversed(state.routes.items())),
-                          dict(reversed(state.neighbours.items())), state.addresses)
-    a = fib.plan(state, k.bindings())
-    b = fib.plan(flipped, dict(reversed(k.bindings().items())))
-    assert a == b
-    assert GroupIds().bind(a.groups) == GroupIds().bind(b.groups)
+    flipped = KernelState(state.links, dict(reversed(state.neighbours.items())), state.addresses)
+    b = FibState()
+    b.adopt({}, {})
+    changes = b.sync(dict(reversed(k.mirror().items())), flipped, dict(reversed(k.bindings().items())), (),
+                     True, True)
+    content = lambda flows, groups: {pk: (groups[t] if t in groups else t) for pk, t in flows.items()}  # noqa: E731
+    assert content(b.flows, b.switch_groups) == content(a.fib.flows, a.fib.switch_groups)
+    assert len(changes.group_upserts) == len(a.fib.switch_groups)
 
 
 FOREIGN_COOKIES = [0, 0x1234, 0x7A71 << 48, (1 << 64) - 1]
@@ -751,7 +827,7 @@ def _route_flow(dst: str, actions, cookie=pipeline.cookie(pipeline.Owner.ROUTE),
                 meter=pipeline.SLOW_PATH_METER if to_controller() in actions else None, cookie=cookie)
 
 
-def arbitrary_installed(rng: random.Random, want: desired.Desired):
+def arbitrary_installed(rng: random.Random, want: Want):
     """A switch as a crash, an older version or another controller may have left it.
 
     Returns the table and what is foreign in it (which must survive untouched).
@@ -809,11 +885,11 @@ def test_reconcile_from_an_arbitrary_switch_reaches_exactly_desired_plus_foreign
     if seed % 4 == 1:
         k.set_up(P3, False)
     sw = Switch()
-    plan = k.plan()
-    want = desired.build(k.views(), plan, sw.ids.bind(plan.groups))  # the daemon's memory of ids
+    want = sw.sync(k).want  # the daemon ran, then the switch was changed behind its back
     sw.table, foreign, foreign_groups = arbitrary_installed(rng, want)
-    s = sw.sync(k)
-    assert s.want == want
+    s = sw.sync(k, adopt=True)  # as after every (re)connection: read back, then reconcile
+    assert s.want.flows == want.flows or {f.key for f in s.want.flows} == {f.key for f in want.flows}
+    want = s.want
     assert sw.table.snapshot() == want.flows | foreign
     assert sw.table.group_snapshot() == {**want.groups, **foreign_groups}
     assert sw.table.errors == []
@@ -825,8 +901,7 @@ def test_reconcile_from_an_arbitrary_switch_reaches_exactly_desired_plus_foreign
 def test_restart_from_an_arbitrary_switch_converges(seed):
     rng = random.Random(1000 + seed)
     k = rich_kernel()
-    plan = k.plan()
-    old = desired.build(k.views(), plan, GroupIds().bind(plan.groups))
+    old = k.plan().want
     table, foreign, foreign_groups = arbitrary_installed(rng, old)
     sw = Switch(table)  # a fresh daemon: no memory of ids
     s = sw.sync(k, adopt=True)
@@ -911,11 +986,12 @@ def test_sharded_groups_are_identical_and_every_route_forwards(monkeypatch):
         s = sw.sync(k.neigh(P1, GW1, MAC_NEW))
         assert s.counts() == Counter({"group-modify": len(s.want.groups)})
         assert sw.send(prefixes[0].split("/")[0]) == (1, MAC_NEW)
-        # Shrinking back under the bound folds everything into one group.
+        # Shrinking leaves routes in the groups they had (no churn), and empty groups go.
         for p in prefixes[3:]:
             k.unroute(p)
         s = sw.sync(k)
-        assert len(s.want.groups) == 1
+        assert 1 <= len(s.want.groups) <= 4
+        assert set(flows_per_group(s.want.flows)) == set(s.want.groups)
         assert sw.send(prefixes[0].split("/")[0]) == (1, MAC_NEW)
         monkeypatch.undo()
 
@@ -1094,54 +1170,52 @@ def test_planned_groups_read_back_equal():
 # --- group ids -----------------------------------------------------------------------------------
 
 
-def _keys(*names: str) -> dict:
-    spec = GroupSpec(GroupType.INDIRECT, (Bucket(0, (Output(1),)),))
-    return {fib.GroupKey(((NeighbourKey(1, ipaddress.ip_address(n)), 1),)): spec for n in names}
+def _gid(sw: Switch, dst: str) -> int:
+    net = ipaddress.ip_network(dst)
+    (flow,) = [f for f in sw.table.snapshot() if f.key == desired.route_flow(net, PUNT).key]
+    return flow.actions[0].group_id
 
 
 def test_group_ids_are_stable_and_freed_ids_are_not_reused_at_once():
-    ids = GroupIds()
-    a = ids.bind(_keys("10.0.0.1", "10.0.0.2"))
-    assert len(set(a.values())) == 2 and all(pipeline.owns_group(g) for g in a.values())
-    b = ids.bind(_keys("10.0.0.1", "10.0.0.3"))
-    assert set(b) == set(_keys("10.0.0.1", "10.0.0.3"))  # the key that left is gone
-    (k1,) = _keys("10.0.0.1")
-    (k3,) = _keys("10.0.0.3")
-    assert b[k1] == a[k1]
-    assert b[k3] not in a.values()  # a flow still naming the old group never sees new content
-    assert ids.bind(_keys("10.0.0.1", "10.0.0.3")) == b
+    k = gateways().route("10.9.0.0/16", via(GW1, P1), via(GW2, P2)).route("10.8.0.0/16", via(GW2, P2), via(GW3, P3))
+    sw = installed(k)
+    before = set(sw.fib.switch_groups)
+    assert all(pipeline.owns_group(g) for g in before)
+    kept, freed = _gid(sw, "10.9.0.0/16"), _gid(sw, "10.8.0.0/16")
+    sw.sync(k.unroute("10.8.0.0/16").route("10.7.0.0/16", via(GW1, P1), via(GW3, P3)))
+    assert _gid(sw, "10.9.0.0/16") == kept  # the group that stayed kept its id
+    assert freed not in sw.fib.switch_groups
+    assert _gid(sw, "10.7.0.0/16") not in before  # a flow still naming the old id never sees new content
 
 
 def test_group_ids_wrap_around_the_range_without_collisions(monkeypatch):
-    monkeypatch.setattr("taprouter.controller.groups.GROUP_MAX", pipeline.GROUP_MIN + 2)
-    ids = GroupIds()
+    monkeypatch.setattr("taprouter.controller.fibstate.GROUP_MAX", pipeline.GROUP_MIN + 2)
+    # Link-local gateways: no host entries, so the only groups are the routes'.
+    k = Kernel().neigh(P1, GW1_6, MAC1).neigh(P2, GW2_6, MAC2)
+    sw = Switch()
     for i in range(10):
-        bound = ids.bind(_keys(f"10.0.0.{i}", "10.0.1.1"))
-        assert len(set(bound.values())) == 2
-        assert all(pipeline.GROUP_MIN <= g <= pipeline.GROUP_MIN + 2 for g in bound.values())
+        k.route(f"2001:db8:{50 + i}::/48", via(GW1_6, P1), via(GW2_6, P2, weight=i + 1))
+        sw.sync(k)
+        k.unroute(f"2001:db8:{50 + i}::/48")
+        sw.sync(k)
+        assert sw.fib.switch_groups == {}
+    used = set()
+    for i in range(3):
+        k.route(f"2001:db8:{70 + i}::/48", via(GW1_6, P1), via(GW2_6, P2, weight=i + 1))
+        sw.sync(k)
+        used.add(_gid(sw, f"2001:db8:{70 + i}::/48"))
+    assert used == set(range(pipeline.GROUP_MIN, pipeline.GROUP_MIN + 3))
+    k.route("2001:db8:80::/48", via(GW1_6, P1), via(GW2_6, P2, weight=9))
     with pytest.raises(RuntimeError):
-        ids.bind(_keys("10.0.2.1", "10.0.2.2", "10.0.2.3", "10.0.2.4"))
+        sw.sync(k, check_restart=False)
 
 
-def test_adopt_reuses_ids_only_for_equal_content_and_never_twice():
-    planned = rich_kernel().plan().groups
-    specs = list(planned.values())
-    other = GroupSpec(GroupType.INDIRECT, (Bucket(0, (Output(99),)),))
-    installed = {pipeline.GROUP_MIN + 100 + i: spec for i, spec in enumerate(specs)}
-    installed[pipeline.GROUP_MIN + 7] = other
-    ids = GroupIds()
-    ids.adopt(planned, installed)
-    bound = ids.bind(planned)
-    assert {gid for gid in bound.values()} == set(installed) - {pipeline.GROUP_MIN + 7}
-    assert all(installed[bound[key]] == spec for key, spec in planned.items())
-    # Already bound keys keep their ids; adopting again changes nothing.
-    ids.adopt(planned, {pipeline.GROUP_MIN + 500 + i: s for i, s in enumerate(specs)})
-    assert ids.bind(planned) == bound
-    # A new key whose content equals a bound key's group never takes that group's id.
-    (key, spec), = list(planned.items())[:1]
-    twin = fib.GroupKey(key.members, shard=1)
-    ids.adopt({**planned, twin: spec}, installed)
-    assert ids.bind({**planned, twin: spec})[twin] not in bound.values()
+def test_restart_takes_back_a_group_whose_content_changed_without_touching_flows():
+    k = rich_kernel()
+    sw = installed(k)
+    k.neigh(P1, GW1, MAC_NEW)
+    s = Switch(sw.table).sync(k, adopt=True)
+    assert s.flow_ops == [] and {op.op for op in s.group_upserts} == {Op.MODIFY} and not s.group_deletes
 
 
 # --- the table model's groups, so the tests above can trust it --------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 import struct
@@ -17,7 +18,8 @@ from taprouter.controller.fib import Bucket, GroupSpec, GroupType, PortBinding
 from taprouter.controller.flows import (ETH_TYPE_IPV4, ETH_TYPE_IPV6, FIELDS, MATCH_FIELDS, OFPP_CONTROLLER, DecTtl,
                                         FieldMatch, Flow, Match, Output, SetField, ToGroup, exact,
                                         mac_to_int, to_controller)
-from taprouter.controller.groups import GroupIds
+from taprouter.controller.fibstate import PUNT, FibState
+from taprouter.routing import prefix as pfx
 from taprouter.controller.reconcile import FlowOp, GroupOp, Op
 from taprouter.routing.model import (NUD_INCOMPLETE, NUD_PERMANENT, NUD_REACHABLE, NUD_STALE, Address,
                                      KernelState, Link, Neighbour, NextHop, Route, RouteKey, RouteKind)
@@ -202,7 +204,7 @@ def via(ifindex: int, gateway: str, weight: int = 1) -> NextHop:
     return NextHop(ifindex, ipaddress.ip_address(gateway), weight)
 
 
-def kernel() -> KernelState:
+def kernel() -> tuple[dict[int, tuple], KernelState]:
     routes: dict[RouteKey, Route] = {}
 
     def route(dst: str, *hops: NextHop, metric: int = 0, kind: RouteKind = RouteKind.UNICAST) -> None:
@@ -239,7 +241,11 @@ def kernel() -> KernelState:
     links = {i: Link(i, f"tap{i}", True, True) for i in ADDRESSES}
     links[ETH0] = Link(ETH0, "eth0", True, True)
     addresses = frozenset(Address(i, ipaddress.ip_interface(a)) for i, texts in ADDRESSES.items() for a in texts)
-    return KernelState(links, routes, {n.key: n for n in neighbours}, addresses)
+    mirror: dict[int, tuple] = {}
+    for r in sorted(routes.values(), key=lambda r: (repr(r.dst), r.metric)):
+        pk = pfx.from_network(r.dst)
+        mirror[pk] = mirror.get(pk, ()) + (r.metric, None if r.kind is RouteKind.OTHER else r.nexthops)
+    return mirror, KernelState(links, {n.key: n for n in neighbours}, addresses)
 
 
 def port_views() -> list[punt.PortView]:
@@ -251,12 +257,24 @@ def bindings() -> dict[int, PortBinding]:
     return {i: PortBinding(i, SWITCH_PORT[i], MACS[i], up=i != 13) for i in ADDRESSES}
 
 
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    flows: frozenset[Flow]
+    groups: dict[int, GroupSpec]
+    routes: list[tuple[int, int]]  # (prefix, target) of every route flow
+
+
 @pytest.fixture(scope="module")
-def planned() -> desired.Desired:
-    plan = fib.plan(kernel(), bindings())
-    want = desired.build(port_views(), plan, GroupIds().bind(plan.groups))
-    assert punt.plan(port_views()) <= want.flows
-    return want
+def planned() -> Planned:
+    routes, state = kernel()
+    fib_state = FibState()
+    fib_state.adopt({}, {})
+    changes = fib_state.sync(routes, state, bindings(), (), True, True)
+    targets = [(pk, target) for op, pk, target in changes.routes]
+    others = desired.build(port_views(), with_fib=True)
+    assert punt.plan(port_views()) <= others
+    flows = others | {desired.route_flow(pfx.to_network(pk), target) for pk, target in targets}
+    return Planned(flows, {op.group_id: op.spec for op in changes.group_upserts}, targets)
 
 
 def test_the_plan_has_every_kind_of_flow_and_group(planned):
@@ -281,6 +299,27 @@ def test_the_plan_has_every_kind_of_flow_and_group(planned):
 def test_planned_flow_mods_byte_identical_to_os_ken(planned, kind):
     for i, flow in enumerate(planned.flows):
         check_flow(FlowOp(kind, flow), i)
+
+
+@pytest.mark.parametrize("kind", list(Op), ids=lambda op: op.value)
+def test_planned_route_flow_mods_from_templates_byte_identical_to_os_ken(planned, kind):
+    assert any(t == PUNT for _, t in planned.routes) and any(t != PUNT for _, t in planned.routes)
+    for i, (pk, target) in enumerate(planned.routes):
+        flow = desired.route_flow(pfx.to_network(pk), target)
+        assert wire.encode_route(kind, pk, target, i) == reference_flow_mod(FlowOp(kind, flow), i)
+
+
+@pytest.mark.parametrize("kind", list(Op), ids=lambda op: op.value)
+def test_route_templates_at_every_length_and_family(kind):
+    rng = random.Random(SEED + 9)
+    for bits, version in ((32, 4), (128, 6)):
+        for length in range(bits + 1):
+            value = rng.getrandbits(bits) >> (bits - length) << (bits - length) if length else 0
+            pk = pfx.pack(version, value, length)
+            for target in (PUNT, pipeline.GROUP_MIN + rng.randrange(1 << 20)):
+                xid = rng.getrandbits(32)
+                flow = desired.route_flow(pfx.to_network(pk), target)
+                assert wire.encode_route(kind, pk, target, xid) == reference_flow_mod(FlowOp(kind, flow), xid)
 
 
 @pytest.mark.parametrize("kind", list(Op), ids=lambda op: op.value)

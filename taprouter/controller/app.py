@@ -11,6 +11,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ..bridge.ports import SwitchPort
+from . import readback
 from .core import RouterCore, SwitchPortInfo
 
 LOG = logging.getLogger("taprouter.app")
@@ -27,6 +28,7 @@ class TapRouterApp(app_manager.OSKenApp):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.core: RouterCore = kwargs["taprouter_core"]
+        readback.install()  # flow stats arrive as raw entries: a million parse in seconds, not minutes
         self._multipart: dict[tuple[int, int], list] = {}
 
     def _collect(self, ev) -> list | None:

@@ -24,11 +24,11 @@ from ..routing.bird import BirdConfigError, BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..routing.model import KernelState, NeighbourKey
 from ..routing.netlink import Watcher
-from . import codec, desired, fib, punt, status_file, wire
+from . import codec, desired, fib, punt, readback, status_file, wire
+from .fibstate import FibState
 from .flows import Flow, mac_to_int
-from .groups import GroupIds
-from .pipeline import METERS, owns_group
-from .reconcile import Op, diff, diff_groups
+from .pipeline import METERS, Table, owns_group
+from .reconcile import FlowOp, Op, diff
 
 LOG = logging.getLogger("taprouter.core")
 
@@ -61,13 +61,14 @@ class _Switch:
     ports: dict[int, SwitchPortInfo] = field(default_factory=dict)
     warned_ports: set[int] = field(default_factory=set)
     # What the switch holds, as read back and then as we wrote it; None until read back.
+    # Route flows and groups live in `fib`; `flows` holds the others (punting, FIB hand-over).
     flows: frozenset[Flow] | None = None
+    route_flows: dict[int, int] | None = None  # as read back: prefix -> group id or PUNT
     groups: dict | None = None
     meters: dict[int, tuple] | None = None  # meter id -> (pps, burst, flags) as read back
     reading: set[str] = field(default_factory=set)
-    ids: GroupIds = field(default_factory=GroupIds)
-    route_flows: desired.RouteFlows = field(default_factory=desired.RouteFlows)
-    adopt_ids: bool = False
+    fib: FibState = field(default_factory=FibState)
+    adopt: bool = False
     resolving: set[NeighbourKey] = field(default_factory=set)
     errors: int = 0
     backoff: float = 0.5
@@ -76,6 +77,7 @@ class _Switch:
 
 
 SEND_CHUNK = 256 * 1024
+FIB_TABLES = (Table.FIB4, Table.FIB6)
 
 
 def send_batched(dp, messages: list[bytes]) -> None:
@@ -90,6 +92,15 @@ def send_batched(dp, messages: list[bytes]) -> None:
             chunk, size = [], 0
     if chunk:
         dp.send(b"".join(chunk))
+
+
+def split_deletes(flow_ops: list[FlowOp]) -> tuple[list[FlowOp], list[FlowOp]]:
+    """(what goes before the route flows, what goes after): deletes outside the FIB tables go last,
+    so no punt flow leaves a gap; a stale flow in a FIB table goes first, as the route flow for
+    its prefix may take its place (table, priority and match) in the same batch."""
+    late = [op for op in flow_ops if op.op is Op.DELETE and op.flow.table not in FIB_TABLES]
+    early = [op for op in flow_ops if not (op.op is Op.DELETE and op.flow.table not in FIB_TABLES)]
+    return early, late
 
 
 class RouterCore:
@@ -187,7 +198,7 @@ class RouterCore:
             sw.datapath = dp
             sw.flows = sw.groups = sw.meters = None
             sw.reading = {"flows", "groups", "meters"}
-            sw.adopt_ids = True
+            sw.adopt = True
             sw.ports = {p.number: p for p in ports}
         for port in sw.router.ports:
             if port.number not in sw.ports:
@@ -240,6 +251,10 @@ class RouterCore:
         if sw is None:
             return
         sw.errors += 1
+        self._resync(sw, dp)
+
+    def _resync(self, sw: _Switch, dp) -> None:
+        """Read the switch back and reconcile from what it holds, after a back-off."""
         delay = sw.backoff
         sw.backoff = min(sw.backoff * 2, RESYNC_BACKOFF_MAX)
 
@@ -249,24 +264,29 @@ class RouterCore:
                     return
                 sw.flows = sw.groups = sw.meters = None
                 sw.reading = {"flows", "groups", "meters"}
+                sw.adopt = True
             self._read_back(dp)
 
         threading.Timer(delay, resync).start()
 
     def flows_read(self, dp, stats: list) -> None:
+        """Flow stats as readback.RawFlowStats: route flows decode narrowly, a million of them."""
         sw = self._switches[dp.id]
-        installed = []
-        for entry in stats:
+        routes, others, unreadable = readback.decode_all(stats)
+        for raw in unreadable:
+            # A flow with our cookie that we cannot express is stale by definition.
             try:
-                installed.append(codec.flow_from_stats(entry))
-            except ValueError as exc:
-                # A flow with our cookie that we cannot express is stale by definition.
-                LOG.warning("router %s: unreadable flow on the switch (%s); deleting it", sw.router.name, exc)
-                dp.send_msg(dp.ofproto_parser.OFPFlowMod(
-                    dp, cookie=entry.cookie, cookie_mask=0xFFFFFFFFFFFFFFFF, table_id=entry.table_id,
-                    command=dp.ofproto.OFPFC_DELETE_STRICT, priority=entry.priority,
-                    out_port=dp.ofproto.OFPP_ANY, out_group=dp.ofproto.OFPG_ANY, match=entry.match))
-        self._read_done(sw, "flows", flows=frozenset(installed))
+                entry = dp.ofproto_parser.OFPFlowStats.parser(raw.data, 0)
+            except Exception:  # os-ken raises all sorts on malformed entries
+                LOG.error("router %s: malformed flow entry from the switch, left alone: %s", sw.router.name,
+                          raw.data.hex())
+                continue
+            LOG.warning("router %s: unreadable flow on the switch (%s); deleting it", sw.router.name, entry)
+            dp.send_msg(dp.ofproto_parser.OFPFlowMod(
+                dp, cookie=entry.cookie, cookie_mask=0xFFFFFFFFFFFFFFFF, table_id=entry.table_id,
+                command=dp.ofproto.OFPFC_DELETE_STRICT, priority=entry.priority,
+                out_port=dp.ofproto.OFPP_ANY, out_group=dp.ofproto.OFPG_ANY, match=entry.match))
+        self._read_done(sw, "flows", flows=frozenset(others), route_flows=routes)
 
     def groups_read(self, dp, stats: list) -> None:
         sw = self._switches[dp.id]
@@ -335,7 +355,10 @@ class RouterCore:
                 try:
                     self._reconcile(sw)
                 except Exception:
-                    LOG.exception("router %s: reconcile failed; will retry on the next change", sw.router.name)
+                    # What was planned may be half sent: start again from what the switch holds.
+                    LOG.exception("router %s: reconcile failed; re-reading the switch", sw.router.name)
+                    if sw.datapath is not None:
+                        self._resync(sw, sw.datapath)
 
     def _bindings(self, sw: _Switch, state: KernelState) -> tuple[list[punt.PortView], dict[int, fib.PortBinding]]:
         views, bindings = [], {}
@@ -357,54 +380,63 @@ class RouterCore:
             dp = sw.datapath
             if dp is None or sw.reading or sw.flows is None or sw.groups is None or sw.meters is None:
                 return
-            installed_flows, installed_groups = sw.flows, dict(sw.groups)
-            installed_meters, adopt = dict(sw.meters or {}), sw.adopt_ids
+            installed_flows, installed_meters, adopt = sw.flows, dict(sw.meters or {}), sw.adopt
+            if adopt:
+                installed_routes, installed_groups = sw.route_flows or {}, dict(sw.groups)
         if not sw.watcher.ready.is_set():
             return  # the dump is not in yet; planning now would delete every route flow
-        with self._lock:
-            sw.adopt_ids = False
         started = time.monotonic()
+        if adopt:
+            sw.fib.adopt(installed_routes, installed_groups)
+            with self._lock:
+                sw.adopt, sw.route_flows = False, None
+        dirty, other, full = sw.mirror.take_changes()
         state = sw.mirror.snapshot()
         views, bindings = self._bindings(sw, state)
-        plan = fib.plan(state, bindings)
-        if adopt:
-            sw.ids.adopt(plan.groups, {k: v for k, v in installed_groups.items() if v is not None},
-                         plan.routes, installed_flows)
-        ids = sw.ids.bind(plan.groups)
-        want = desired.build(views, plan, ids, sw.route_flows)
-        group_upserts, group_deletes = diff_groups(want.groups, installed_groups)
-        flow_ops = diff(want.flows, installed_flows)
+        changes = sw.fib.sync(sw.mirror.routes, state, bindings, dirty, other, full, sw.mirror.prefixes)
+        want = desired.build(views, with_fib=True)
+        flow_ops = diff(want, installed_flows)
         for meter_id, pps in METERS.items():
             # Meters before the flows that use them; Open vSwitch refuses a flow naming a missing one.
             if installed_meters.get(meter_id) != codec.meter_spec(pps):
                 dp.send_msg(codec.meter_mod(dp, meter_id, pps, meter_id in installed_meters))
                 installed_meters[meter_id] = codec.meter_spec(pps)
-        if group_upserts or flow_ops or group_deletes:
-            # Struct templates: byte-identical to os-ken's objects (tests/test_wire.py), 50x cheaper.
-            messages = [wire.encode_group_mod(op) for op in group_upserts]
-            messages += [wire.encode_flow_mod(op) for op in flow_ops]
-            messages += [wire.encode_group_mod(op) for op in group_deletes]
-            barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
-            dp.set_xid(barrier)
-            barrier.serialize()
-            messages.append(bytes(barrier.buf))
-            send_batched(dp, messages)
+        if changes or flow_ops:
+            self._send(dp, changes, flow_ops)
         with self._lock:
             if sw.datapath is dp and not sw.reading:
-                sw.flows, sw.groups, sw.meters = want.flows, dict(want.groups), installed_meters
-        self._resolve(sw, plan.unresolved, state)
-        switched = sum(1 for target in plan.routes.values() if target is not fib.Punt.KERNEL)
-        sw.offload = {"kernel_routes": len(state.routes), "fib_entries": len(plan.routes),
-                      "switched": switched, "to_kernel": len(plan.routes) - switched,
-                      "unresolved_next_hops": len(plan.unresolved)}
+                sw.flows, sw.meters = want, installed_meters
+        self._resolve(sw, sw.fib.unresolved, state)
+        sw.offload = {"kernel_routes": len(sw.mirror.routes), **sw.fib.counts()}
         counts = {op.value: sum(1 for o in flow_ops if o.op is op) for op in Op}
-        counts["groups"] = len(group_upserts) + len(group_deletes)
+        for op, _, _ in changes.routes:
+            counts[op.value] += 1
+        counts["groups"] = len(changes.group_upserts) + len(changes.group_deletes)
         sw.last_reconcile = counts
-        if any(counts.values()) or adopt:
+        if any(counts.values()) or adopt or changes.full:
             LOG.info("router %s: reconciled %d flows, %d groups in %.1f ms: %d added, %d modified, "
-                     "%d deleted, %d group changes", sw.router.name, len(want.flows), len(want.groups),
-                     (time.monotonic() - started) * 1000, counts["add"], counts["modify"],
-                     counts["delete"], counts["groups"])
+                     "%d deleted, %d group changes", sw.router.name, len(want) + len(sw.fib.flows),
+                     len(sw.fib.switch_groups), (time.monotonic() - started) * 1000, counts["add"],
+                     counts["modify"], counts["delete"], counts["groups"])
+
+    @staticmethod
+    def _send(dp, changes, flow_ops: list[FlowOp]) -> None:
+        """Groups before the flows that use them, route flows, stale flows, groups nobody uses, barrier.
+
+        Struct templates throughout: byte-identical to os-ken's objects (tests/test_wire.py), 50x cheaper.
+        """
+        early, late = split_deletes(flow_ops)
+        encode_route = wire.encode_route
+        messages = [wire.encode_group_mod(op) for op in changes.group_upserts]
+        messages += [wire.encode_flow_mod(op) for op in early]
+        messages += [encode_route(op, pk, target) for op, pk, target in changes.routes]
+        messages += [wire.encode_flow_mod(op) for op in late]
+        messages += [wire.encode_group_mod(op) for op in changes.group_deletes]
+        barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
+        dp.set_xid(barrier)
+        barrier.serialize()
+        messages.append(bytes(barrier.buf))
+        send_batched(dp, messages)
 
     def _resolve(self, sw: _Switch, unresolved: frozenset[NeighbourKey], state: KernelState) -> None:
         """Ask the kernel to resolve next hops nobody has sent traffic to yet (as SONiC's nbrmgrd).
@@ -435,8 +467,8 @@ class RouterCore:
             status_file.write(sw.router.name, {
                 "switch_connected": sw.datapath is not None,
                 "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up} for n, p in sw.ports.items()},
-                "flows_installed": None if sw.flows is None else len(sw.flows),
-                "groups_installed": None if sw.groups is None else len(sw.groups),
+                "flows_installed": None if sw.flows is None else len(sw.flows) + len(sw.fib.flows),
+                "groups_installed": None if sw.groups is None else len(sw.fib.switch_groups),
                 "offload": sw.offload,
                 "last_reconcile": sw.last_reconcile, "switch_errors": sw.errors,
                 "netlink_resyncs": sw.watcher.resyncs,

@@ -1,21 +1,14 @@
-"""Puts the punt plan and the FIB plan together into the flows and groups a switch should hold."""
+"""The flows a switch should hold besides the route flows, and the form of a route flow."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import pipeline, punt
-from .fib import FibPlan, GroupKey, GroupSpec, Punt
 from .flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, Match, ToGroup, exact, prefix, to_controller
 from .pipeline import Owner, Table
 
 FIB_PRIORITY_BASE = 10  # priority = base + prefix length: longest prefix wins
 
-
-@dataclass(frozen=True)
-class Desired:
-    flows: frozenset[Flow]
-    groups: dict[int, GroupSpec]
+PUNT = 0  # a route flow's target when the kernel must forward (fibstate.PUNT)
 
 
 def _fixed_flows() -> list[Flow]:
@@ -30,7 +23,8 @@ def _fixed_flows() -> list[Flow]:
     return [pipeline.check(f) for f in flows]
 
 
-def route_flow(dst, target, ids: dict[GroupKey, int]) -> Flow:
+def route_flow(dst, target: int) -> Flow:
+    """The flow for one FIB entry: to group `target`, or to the kernel when target is PUNT (0)."""
     if dst.version == 4:
         table, fields = Table.FIB4, [exact("eth_type", ETH_TYPE_IPV4)]
         if dst.prefixlen:
@@ -39,42 +33,18 @@ def route_flow(dst, target, ids: dict[GroupKey, int]) -> Flow:
         table, fields = Table.FIB6, [exact("eth_type", ETH_TYPE_IPV6)]
         if dst.prefixlen:
             fields.append(prefix("ipv6_dst", dst))
-    if target is Punt.KERNEL:
+    if target == PUNT:
         actions, meter = (to_controller(),), pipeline.SLOW_PATH_METER
     else:
-        actions, meter = (ToGroup(ids[target]),), None
+        actions, meter = (ToGroup(target),), None
     return Flow(int(table), FIB_PRIORITY_BASE + dst.prefixlen, Match.of(*fields), actions=actions,
                 meter=meter, cookie=pipeline.cookie(Owner.ROUTE))
 
 
-class RouteFlows:
-    """Reuses the route flows of the previous plan: most routes did not change since."""
-
-    def __init__(self) -> None:
-        self._flows: dict[tuple, Flow] = {}
-
-    def build(self, routes: dict, ids: dict[GroupKey, int]) -> list[Flow]:
-        cache: dict[tuple, Flow] = {}
-        old = self._flows
-        for dst, target in routes.items():
-            key = (dst, None if target is Punt.KERNEL else ids[target])
-            flow = old.get(key)
-            if flow is None:
-                flow = route_flow(dst, target, ids)
-            cache[key] = flow
-        self._flows = cache  # only this plan's entries: withdrawn routes leave the cache
-        return list(cache.values())
-
-
-def build(ports: list[punt.PortView], fib: FibPlan | None, ids: dict[GroupKey, int],
-          route_flows: RouteFlows | None = None) -> Desired:
+def build(ports: list[punt.PortView], with_fib: bool) -> frozenset[Flow]:
+    """The flows besides the route flows (controller.fibstate keeps those): punting, and the FIBs'
+    hand-over and misses once there is a FIB to hand over to."""
     flows = set(punt.plan(ports))
-    groups: dict[int, GroupSpec] = {}
-    if fib is not None and ports:
+    if with_fib and ports:
         flows.update(_fixed_flows())
-        if route_flows is None:
-            flows.update(route_flow(dst, target, ids) for dst, target in fib.routes.items())
-        else:
-            flows.update(route_flows.build(fib.routes, ids))
-        groups = {ids[key]: spec for key, spec in fib.groups.items()}
-    return Desired(frozenset(flows), groups)
+    return frozenset(flows)

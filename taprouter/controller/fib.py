@@ -1,25 +1,34 @@
-"""Plans the FIB: kernel routes and neighbours in, route entries and next-hop groups out; pure.
+"""What the FIB means: next-hop sets, their groups and host entries; pure functions.
 
-A resolved next hop is an indirect group (decrement TTL, rewrite MACs,
-output), so a neighbour's MAC change rewrites one group, not every route.
-ECMP is a select group. Anything the switch cannot forward on its own, such
-as an unresolved next hop, a connected subnet without a neighbour entry, or
-a route the kernel must judge, goes to the kernel through the controller.
+A route whose next hops are all gateways on switch ports becomes a flow to a
+group for its *hop set* (next hops with weights). The group holds a bucket
+per usable hop (port up, neighbour resolved: decrement TTL, rewrite MACs,
+output), so a neighbour's MAC change, or one ECMP member failing, rewrites
+groups, not routes. Anything the switch cannot forward on its own, such as a
+connected subnet without a neighbour entry, a hop set with no usable member,
+or a route the kernel must judge, goes to the kernel through the controller.
+
+controller.fibstate applies these incrementally; routing.prefix packs the
+destinations.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
+from typing import Mapping
 
-from ..routing.model import KernelState, NeighbourKey, NextHop, Route, RouteKind
+from ..routing import prefix
+from ..routing.model import KernelState, NeighbourKey, NextHop
 from .flows import Action, DecTtl, Output, SetField
 
 # Open vSwitch deletes flows that share a group in time quadratic in their
 # number; no group carries more than this many routes (DESIGN.md, "Groups").
 ROUTES_PER_GROUP = 1024
+
+# A route's hop set: its next hops on switch ports, as (neighbour, weight), sorted.
+HopSet = tuple[tuple[NeighbourKey, int], ...]
+KERNEL = 0  # the classification of a route the kernel must forward
 
 
 @dataclass(frozen=True)
@@ -49,29 +58,7 @@ class GroupSpec:
     buckets: tuple[Bucket, ...]
 
 
-@dataclass(frozen=True, order=True)
-class GroupKey:
-    """What a group means: its next hops (with weights) and its shard."""
-
-    members: tuple[tuple[NeighbourKey, int], ...]
-    shard: int = 0
-
-
-class Punt(Enum):
-    KERNEL = "kernel"
-
-
-Target = GroupKey | Punt
-
-
-@dataclass(frozen=True)
-class FibPlan:
-    routes: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, Target]
-    groups: dict[GroupKey, GroupSpec]
-    unresolved: frozenset[NeighbourKey] = field(default_factory=frozenset)
-
-
-def _hop_actions(port: PortBinding, mac: int) -> tuple[Action, ...]:
+def hop_actions(port: PortBinding, mac: int) -> tuple[Action, ...]:
     # TTL first: when it expires, Open vSwitch sends the frame to the controller
     # as it arrived (still addressed to the router), and the kernel answers it.
     # in_port cleared: OpenFlow never outputs to the ingress port, and a route may lead back
@@ -80,121 +67,94 @@ def _hop_actions(port: PortBinding, mac: int) -> tuple[Action, ...]:
             Output(port.port))
 
 
-def _best_routes(state: KernelState) -> dict:
-    best: dict = {}
-    for route in state.routes.values():
-        current = best.get(route.dst)
-        if current is None or route.metric < current.metric:
-            best[route.dst] = route
-    return best
+def classify(hops: tuple[NextHop, ...] | None, v6: bool, ports: Mapping[int, PortBinding]) -> HopSet | int:
+    """The hop set of a route with these next hops, or KERNEL when the switch cannot forward it.
 
-
-def _connected(state: KernelState, best: dict, ports: dict[int, PortBinding]):
-    """Connected prefixes per interface, for deciding which neighbours are directly routed."""
-    result: dict[int, list] = {}
-    for route in best.values():
-        if route.kind is RouteKind.UNICAST and len(route.nexthops) == 1:
-            nh = route.nexthops[0]
-            if nh.gateway is None and nh.ifindex in ports and ports[nh.ifindex].up and not nh.linkdown:
-                result.setdefault(nh.ifindex, []).append(route.dst)
-    return result
-
-
-def _members(route: Route, state: KernelState, ports: dict[int, PortBinding],
-             unresolved: set[NeighbourKey]) -> tuple[tuple[NeighbourKey, int], ...] | None:
-    """The resolved next hops of a route, or None when the kernel must forward it."""
-    if route.kind is not RouteKind.UNICAST or not route.nexthops:
-        return None
+    Next hops the kernel marks linkdown are left out. A hop off the switch, a connected
+    subnet (no gateway) or a gateway of the other family (IPv4 via IPv6) makes it the kernel's.
+    """
+    if not hops:
+        return KERNEL
+    version = 6 if v6 else 4
     members = []
-    for nh in route.nexthops:
+    for nh in hops:
         if nh.linkdown:
             continue
-        port = ports.get(nh.ifindex)
-        if port is None or not port.up or nh.gateway is None or nh.gateway.version != route.dst.version:
-            return None  # off the switch, a connected subnet, or IPv4 via IPv6: the kernel's job
-        key = NeighbourKey(nh.ifindex, nh.gateway)
-        neighbour = state.neighbours.get(key)
-        if neighbour is None or not neighbour.resolved:
-            unresolved.add(key)
-            continue
-        members.append((key, nh.weight))
-    return tuple(sorted(members)) or None
+        if nh.ifindex not in ports or nh.gateway is None or nh.gateway.version != version:
+            return KERNEL
+        members.append((NeighbourKey(nh.ifindex, nh.gateway), nh.weight))
+    return tuple(sorted(members)) or KERNEL
 
 
-def _shadowed(ip, net, best: dict) -> bool:
-    """Whether a route more specific than the connected subnet net (short of the host route) covers ip."""
-    return any(ipaddress.ip_network((ip, length), strict=False) in best
-               for length in range(net.prefixlen + 1, ip.max_prefixlen))
-
-
-def _hash(dst) -> int:
-    return zlib.crc32(dst.network_address.packed + bytes([dst.prefixlen]))
-
-
-def _shards(dsts: list) -> dict:
-    """A shard per destination of one next-hop set: placed by hash, so a route keeps its shard while
-    others come and go, but moved on to the next shard with room, so none holds more than
-    ROUTES_PER_GROUP."""
-    if len(dsts) <= ROUTES_PER_GROUP:
-        return dict.fromkeys(dsts, 0)
-    shards = 1 << ((len(dsts) - 1) // ROUTES_PER_GROUP).bit_length()
-    load = [0] * shards
-    result = {}
-    for h, dst in sorted((_hash(d), d) for d in dsts):
-        shard = h & (shards - 1)
-        while load[shard] >= ROUTES_PER_GROUP:
-            shard = (shard + 1) & (shards - 1)
-        load[shard] += 1
-        result[dst] = shard
-    return result
-
-
-def plan(state: KernelState, ports: dict[int, PortBinding]) -> FibPlan:
-    best = _best_routes(state)
-    unresolved: set[NeighbourKey] = set()
-    routed: dict = {}
-    for dst, route in best.items():
-        members = _members(route, state, ports, unresolved)
-        routed[dst] = Punt.KERNEL if members is None else members
-    connected = _connected(state, best, ports)
-    for neighbour in state.neighbours.values():
-        host = ipaddress.ip_network(neighbour.ip)
-        if (not neighbour.resolved or neighbour.ip.is_link_local or neighbour.ip.is_multicast
-                or host in routed or neighbour.ifindex not in ports):
-            continue
-        for net in connected.get(neighbour.ifindex, ()):
-            if neighbour.ip in net and not _shadowed(neighbour.ip, net, best):
-                routed[host] = ((neighbour.key, 1),)
-                break
-    by_members: dict = {}
-    for dst, members in routed.items():
-        if members is not Punt.KERNEL:
-            by_members.setdefault(members, []).append(dst)
-    shard_of: dict = {}
-    for dsts in by_members.values():
-        shard_of.update(_shards(dsts))
-    routes: dict = {}
-    groups: dict[GroupKey, GroupSpec] = {}
-    for dst, members in routed.items():
-        if members is Punt.KERNEL:
-            routes[dst] = Punt.KERNEL
-            continue
-        key = GroupKey(members, shard_of[dst])
-        routes[dst] = key
-        if key not in groups:
-            groups[key] = _group_spec(members, state, ports)
-    return FibPlan(routes, groups, frozenset(unresolved))
-
-
-def _group_spec(members, state: KernelState, ports: dict[int, PortBinding]) -> GroupSpec:
+def group_spec(hopset: HopSet, state: KernelState, ports: Mapping[int, PortBinding]) -> GroupSpec | None:
+    """The group for a hop set: a bucket per usable member; None when no member is usable."""
     buckets = []
-    for key, weight in members:
-        neighbour = state.neighbours[key]
-        buckets.append(Bucket(weight, _hop_actions(ports[key.ifindex], neighbour.mac)))
-    if len(buckets) == 1:
+    for key, weight in hopset:
+        port = ports.get(key.ifindex)
+        neighbour = state.neighbours.get(key)
+        if port is None or not port.up or neighbour is None or not neighbour.resolved:
+            continue
+        buckets.append(Bucket(weight, hop_actions(port, neighbour.mac)))
+    if not buckets:
+        return None
+    if len(hopset) == 1:
         return GroupSpec(GroupType.INDIRECT, (Bucket(0, buckets[0].actions),))
     return GroupSpec(GroupType.SELECT, tuple(sorted(buckets)))
 
 
-__all__ = ["Bucket", "FibPlan", "GroupKey", "GroupSpec", "GroupType", "NextHop", "PortBinding",
-           "Punt", "plan"]
+def unresolved(hopset: HopSet, state: KernelState, ports: Mapping[int, PortBinding]) -> set[NeighbourKey]:
+    """Members on an up port whose neighbour the kernel has not resolved."""
+    result = set()
+    for key, _ in hopset:
+        port = ports.get(key.ifindex)
+        neighbour = state.neighbours.get(key)
+        if port is not None and port.up and (neighbour is None or not neighbour.resolved):
+            result.add(key)
+    return result
+
+
+def is_connected(hops: tuple[NextHop, ...] | None) -> bool:
+    """A connected subnet: one next hop, no gateway, carrier on."""
+    return bool(hops) and len(hops) == 1 and hops[0].gateway is None and not hops[0].linkdown
+
+
+def host_entries(state: KernelState, ports: Mapping[int, PortBinding], connected: Mapping[int, int],
+                 routes: Mapping[int, tuple]) -> dict[int, HopSet]:
+    """A host route for each resolved neighbour in a connected subnet on an up switch port.
+
+    `connected` maps connected prefixes to their ifindex. A neighbour is skipped when the
+    kernel has a route for exactly its address (the kernel's route wins), or a route more
+    specific than the subnet covers it (the neighbour is not where traffic to it goes).
+    """
+    nets: dict[int, list[int]] = {}
+    for pk, ifindex in connected.items():
+        port = ports.get(ifindex)
+        if port is not None and port.up:
+            nets.setdefault(ifindex, []).append(pk)
+    result: dict[int, HopSet] = {}
+    if not nets:
+        return result
+    for neighbour in state.neighbours.values():
+        candidates = nets.get(neighbour.ifindex)
+        ip = neighbour.ip
+        if not candidates or not neighbour.resolved or ip.is_link_local or ip.is_multicast:
+            continue
+        bits = ip.max_prefixlen
+        host = prefix.pack(ip.version, int(ip), bits)
+        if host in routes:
+            continue
+        for net in candidates:
+            if prefix.contains(net, host) and not _shadowed(int(ip), ip.version, prefix.length(net), routes):
+                result[host] = ((neighbour.key, 1),)
+                break
+    return result
+
+
+def _shadowed(value: int, version: int, net_length: int, routes: Mapping[int, tuple]) -> bool:
+    """Whether a route longer than the connected subnet, short of the host route, covers value."""
+    bits = 32 if version == 4 else 128
+    for length in range(net_length + 1, bits):
+        masked = value >> (bits - length) << (bits - length)
+        if prefix.pack(version, masked, length) in routes:
+            return True
+    return False

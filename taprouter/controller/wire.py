@@ -8,8 +8,10 @@ from functools import partial
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from .fib import GroupType
-from .flows import FIELDS, Action, DecTtl, Match, Output, SetField, ToGroup
-from .pipeline import COOKIE_MASK
+from .flows import FIELDS, Action, DecTtl, Match, Output, SetField, ToGroup, to_controller
+from ..routing.prefix import V6_BIT
+from .desired import FIB_PRIORITY_BASE, PUNT
+from .pipeline import COOKIE_MASK, SLOW_PATH_METER, Owner, Table, cookie
 from .reconcile import FlowOp, GroupOp, Op
 
 # Nothing here is cached per flow: on this CPython, hashing a frozen dataclass (a Python-level
@@ -224,3 +226,101 @@ def encode_group_mod(op: GroupOp, xid: int = 0) -> bytes:
         size += 16 + len(actions)
     return _GROUP_MOD(VERSION, OFPT_GROUP_MOD, size, xid, _GROUP_COMMANDS[op.op], _GROUP_TYPES[spec.type],
                       op.group_id) + b"".join(parts)
+
+
+# --- route flows: one per prefix, a million in a full table -------------------------------------
+# Each is eth_type plus the destination (masked, exact at full length, absent at length 0), then
+# either one group action or the metered punt: so the whole message is a few fixed shapes.
+
+_ROUTE_COOKIE = cookie(Owner.ROUTE)
+_ETH_TYPE = {0: struct.pack("!IH", oxm_header("eth_type", False), 0x0800),
+             V6_BIT: struct.pack("!IH", oxm_header("eth_type", False), 0x86DD)}
+_DST = {0: ("ipv4_dst", 4), V6_BIT: ("ipv6_dst", 16)}
+_PUNT_INSTRUCTIONS = (_METER_INSTRUCTION(OFPIT_METER, 8, SLOW_PATH_METER)
+                      + _ACTIONS_INSTRUCTION(OFPIT_APPLY_ACTIONS, 24) + _action(to_controller()))
+_APPLY_GROUP = struct.Struct("!HH4xHHI")
+_ROUTE_COMMANDS = {ADD: OFPFC_ADD, MODIFY: OFPFC_MODIFY_STRICT}
+
+
+def _route_match(pk: int) -> tuple[int, bytes]:
+    family, length = pk & V6_BIT, pk & 0xFF
+    oxms = _ETH_TYPE[family]
+    if length:
+        name, width = _DST[family]
+        value = (pk >> 9).to_bytes(width, "big")
+        if length == width * 8:
+            oxms += struct.pack("!I", oxm_header(name, False)) + value
+        else:
+            mask = (((1 << length) - 1) << (width * 8 - length)).to_bytes(width, "big")
+            oxms += struct.pack("!I", oxm_header(name, True)) + value + mask
+    match_len = 4 + len(oxms)
+    return match_len, oxms + _PAD[-match_len & 7]
+
+
+def _encode_route(op: Op, pk: int, target: int, xid: int = 0) -> bytes:
+    """The reference shape of a route flow_mod, which the templates below are cut from."""
+    match_len, oxms = _route_match(pk)
+    table = Table.FIB6 if pk & V6_BIT else Table.FIB4
+    priority = FIB_PRIORITY_BASE + (pk & 0xFF)
+    if op is DELETE:
+        return _FLOW_MOD(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_BEFORE_OXMS + len(oxms), xid, _ROUTE_COOKIE,
+                         COOKIE_MASK, table, OFPFC_DELETE_STRICT, 0, 0, priority, NO_BUFFER, OFPP_ANY,
+                         OFPG_ANY, 0, OFPMT_OXM, match_len) + oxms
+    if target == PUNT:
+        body = oxms + _PUNT_INSTRUCTIONS
+    else:
+        body = oxms + _APPLY_GROUP.pack(OFPIT_APPLY_ACTIONS, 16, OFPAT_GROUP, 8, target)
+    return _FLOW_MOD(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_BEFORE_OXMS + len(body), xid, _ROUTE_COOKIE, 0, table,
+                     _ROUTE_COMMANDS[op], 0, 0, priority, NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, OFPMT_OXM,
+                     match_len) + body
+
+
+_VALUE_AT = _FLOW_MOD_BEFORE_OXMS + 6 + 4  # after the eth_type OXM and the destination's OXM header
+_ROUTE_TEMPLATES: dict[tuple, tuple] = {}
+
+
+def _route_template(op: Op, family_length: int, group: bool) -> tuple:
+    """(pack, constant chunks) for one message shape: a single struct call fills xid, value and group.
+
+    The constant bytes travel as `s` fields, cut from the reference encoding.
+    """
+    length = family_length & 0xFF
+    reference = _encode_route(op, family_length, 1 if group else PUNT)  # value 0, xid 0
+    fmt, chunks, pos = "!4s", [reference[:4]], 8  # version, type, length; then the xid
+    fmt += "I"
+    value_code = ("QQ" if family_length & V6_BIT else "I") if length else ""
+    if value_code:
+        fmt += f"{_VALUE_AT - pos}s" + value_code
+        chunks.append(reference[pos:_VALUE_AT])
+        pos = _VALUE_AT + (16 if family_length & V6_BIT else 4)
+    end = len(reference) - (4 if group and op is not DELETE else 0)
+    fmt += f"{end - pos}s"
+    chunks.append(reference[pos:end])
+    if end < len(reference):
+        fmt += "I"
+    return struct.Struct(fmt).pack, chunks
+
+
+def encode_route(op: Op, pk: int, target: int, xid: int = 0) -> bytes:
+    """The flow_mod for a route flow: encode_flow_mod(FlowOp(op, desired.route_flow(dst, target))).
+
+    One struct call per message, from a template per (operation, family and length, form).
+    """
+    family_length = pk & 0x1FF
+    group = target != PUNT and op is not DELETE
+    key = (op, family_length, group)
+    template = _ROUTE_TEMPLATES.get(key)
+    if template is None:
+        template = _ROUTE_TEMPLATES[key] = _route_template(op, family_length, group)
+    pack, chunks = template
+    length = family_length & 0xFF
+    if not length:
+        return pack(chunks[0], xid, chunks[1], target) if group else pack(chunks[0], xid, chunks[1])
+    value = pk >> 9
+    if family_length & V6_BIT:
+        if group:
+            return pack(chunks[0], xid, chunks[1], value >> 64, value & 0xFFFFFFFFFFFFFFFF, chunks[2], target)
+        return pack(chunks[0], xid, chunks[1], value >> 64, value & 0xFFFFFFFFFFFFFFFF, chunks[2])
+    if group:
+        return pack(chunks[0], xid, chunks[1], value, chunks[2], target)
+    return pack(chunks[0], xid, chunks[1], value, chunks[2])
