@@ -37,12 +37,16 @@ def router_netns():
 
 def settled(mirror: KernelMirror, name: str, timeout: float = 60) -> bool:
     """Poll until the mirror's routes equal a fresh dump of the kernel's, and stay equal."""
+    def kernel() -> dict:
+        fresh = KernelMirror()
+        fresh.replace([], dump_routes(name), [], [])
+        return fresh.routes
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        kernel = {r.key: r for r in dump_routes(name)}
-        if mirror.snapshot().routes == kernel:
+        if dict(mirror.routes) == kernel():
             time.sleep(0.5)
-            if mirror.snapshot().routes == {r.key: r for r in dump_routes(name)}:
+            if dict(mirror.routes) == kernel():
                 return True
         time.sleep(0.2)
     return False
@@ -59,14 +63,14 @@ def test_overflow_during_load_and_withdrawal_resyncs_to_exactly_the_kernel(route
             index = ipr.link_lookup(ifname="a0")[0]
         inject(router_netns, index, "10.9.0.2", prefixes(ROUTES))
         assert settled(mirror, router_netns), "mirror differs from the kernel after the load"
-        loaded = len(mirror.snapshot().routes)
+        loaded = len(mirror.routes)
         # Withdraw most of them in one burst, then keep a remainder: stale entries would show.
         inject(router_netns, index, "10.9.0.2", list(prefixes(ROUTES))[: ROUTES - 1234], delete=True)
         assert settled(mirror, router_netns), "mirror differs from the kernel after the withdrawal"
     finally:
         watcher.stop()
     assert watcher.resyncs > 0, "the test did not overflow the socket; it proves nothing"
-    routes = mirror.snapshot().routes
+    routes = mirror.typed_routes()
     assert loaded >= ROUTES
     injected = ipaddress.ip_network("20.0.0.0/8")
     assert sum(1 for key in routes if key.dst.subnet_of(injected)) == 1234

@@ -800,7 +800,7 @@ def test_plan_does_not_depend_on_dict_order():
     b.adopt({}, {})
     changes = b.sync(dict(reversed(k.mirror().items())), flipped, dict(reversed(k.bindings().items())), (),
                      True, True)
-    content = lambda flows, groups: {pk: (groups[t] if t in groups else t) for pk, t in flows.items()}  # noqa: E731
+    content = lambda flows, groups: {pk: (groups[t] if t in groups else PUNT) for pk, t in flows.items()}  # noqa: E731
     assert content(b.flows, b.switch_groups) == content(a.fib.flows, a.fib.switch_groups)
     assert len(changes.group_upserts) == len(a.fib.switch_groups)
 

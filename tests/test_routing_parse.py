@@ -541,17 +541,17 @@ def test_apply_routes_keeps_the_same_rules_as_apply():
     rec = Recorder()
     m = KernelMirror(rec)
     pk, metric, hops = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3))
-    assert m.apply_routes([(pk, metric, hops, False)]) == 1
-    assert m.apply_routes([(pk, metric, hops, False)]) == 0
+    assert m.apply_routes([(pk, (metric, hops), False)]) == 1
+    assert m.apply_routes([(pk, (metric, hops), False)]) == 0
     # The same route through pyroute2 is no change either: both paths build equal entries.
     assert m.apply(new_route("10.9.0.0", 16, gateway="10.0.1.2", oif=3)) is False
     newer = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.2.2", oif=4))
-    assert m.apply_routes([(*newer, False)]) == 1
+    assert m.apply_routes([(newer[0], newer[1:], False)]) == 1
     assert m.typed_routes() == {RouteKey(net("10.9.0.0/16"), 0): Route(net("10.9.0.0/16"), 0, RouteKind.UNICAST,
                                                                        (NextHop(4, ip("10.0.2.2")),))}
     # A delete carries the route as the kernel had it; the prefix and metric are what count.
-    assert m.apply_routes([(pk, metric, hops, True)]) == 1
-    assert m.apply_routes([(pk, metric, hops, True)]) == 0
+    assert m.apply_routes([(pk, (metric, hops), True)]) == 1
+    assert m.apply_routes([(pk, (metric, hops), True)]) == 0
     assert m.snapshot() == EMPTY and m.routes == {} and (m.version, rec.calls) == (3, 3)
 
 
@@ -561,10 +561,10 @@ def test_changes_name_each_changed_prefix_once_and_a_dump_asks_for_everything():
     a = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3))
     b = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3, priority=20))
     c = rtdecode.decode(route_bytes("10.8.0.0", 16, gateway="10.0.1.2", oif=3))
-    m.apply_routes([(*a, False), (*b, False), (*c, False), (*c, True)])
+    m.apply_routes([(a[0], a[1:], False), (b[0], b[1:], False), (c[0], c[1:], False), (c[0], c[1:], True)])
     assert m.take_changes() == ({a[0], c[0]}, False, False)
     assert m.routes == {a[0]: (0, a[2], 20, b[2])}  # both metrics, best first
-    m.apply_routes([(*a, True)])
+    m.apply_routes([(a[0], a[1:], True)])
     assert m.routes == {a[0]: (20, b[2])}
     m.apply(nd(3, "10.0.1.2", "02:00:00:00:01:02", NUD_REACHABLE))
     assert m.take_changes() == ({a[0]}, True, False)

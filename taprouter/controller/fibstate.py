@@ -15,7 +15,7 @@ flow or group modification.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from ..routing.model import KernelState, NeighbourKey
@@ -52,30 +52,31 @@ class Changes:
         return bool(self.group_upserts or self.routes or self.group_deletes)
 
 
-@dataclass
 class _Hops:
-    spec: GroupSpec | None  # None: no usable member
-    groups: dict[int, int] = field(default_factory=dict)  # group id -> routes on it
-    open: int = 0  # the group that last had room
-    punted: int = 0  # prefixes sent to the kernel while no member is usable
+    """One hop set: its group content and its groups. Identity matters: prefixes, group owners
+    and the classification cache point at the record itself, so the hot path never hashes a hop
+    set (hashing next hops and addresses costs microseconds)."""
 
+    __slots__ = ("hopset", "spec", "groups", "open", "punted", "alive")
 
-def _wire(value) -> int | None:
-    """What a held value means on the switch: a group id, PUNT, UNKNOWN or None (no flow)."""
-    if value is None or type(value) is int:
-        return value
-    return PUNT  # a hop set without usable members
+    def __init__(self, hopset: HopSet, spec: GroupSpec | None) -> None:
+        self.hopset = hopset
+        self.spec = spec  # None: no usable member
+        self.groups: dict[int, int] = {}  # group id -> routes on it
+        self.open = 0  # the group that last had room
+        self.punted = 0  # prefixes sent to the kernel while no member is usable
+        self.alive = True
 
 
 class FibState:
     def __init__(self) -> None:
-        self.flows: dict[int, object] = {}  # prefix -> group id | PUNT | UNKNOWN | hop set
+        self.flows: dict[int, object] = {}  # prefix -> group id | PUNT | UNKNOWN | _Hops (punted)
         self.switch_groups: dict[int, GroupSpec | None] = {}  # what the switch holds, by id
         self.unresolved: frozenset[NeighbourKey] = frozenset()
         self._hops: dict[HopSet, _Hops] = {}
-        self._owner: dict[int, HopSet] = {}  # group id -> hop set
+        self._owner: dict[int, _Hops] = {}  # group id -> its hop set
         self._ports: dict[int, PortBinding] | None = None
-        self._classified: dict[tuple, HopSet | int] = {}
+        self._classified: dict[int, tuple] = {}  # id(hops) * 2 + v6 -> (hops, _Hops or KERNEL)
         self._connected: dict[int, int] = {}  # connected prefix -> ifindex
         self._connected_index: dict[tuple[int, int], set[int]] = {}
         self._hosts: dict[int, HopSet] = {}
@@ -89,7 +90,10 @@ class FibState:
         self.flows = dict(flows)
         self.switch_groups = dict(groups)
         self._owner = {}
+        for hops in self._hops.values():
+            hops.alive = False
         self._hops = {}
+        self._classified = {}
         self._adopting = True
 
     # --- one pass -------------------------------------------------------------------------
@@ -130,9 +134,7 @@ class FibState:
         ops: list = []
         deletes: list = []
         emptied: set[int] = set()
-        place = self._place
-        for pk in dirty:
-            place(pk, routes, state, ops, deletes, emptied, touched)
+        self._place(dirty, routes, state, ops, deletes, emptied, touched)
         upserts, group_deletes = self._group_ops(touched, emptied, full)
         if full or other or self._new_hops:
             self._unresolved(state)
@@ -170,121 +172,156 @@ class FibState:
         (a connected subnet came or went, or a route inside one can shadow its hosts)."""
         stale = False
         connected = self._connected
+        index = self._connected_index
         for pk in dirty:
             entry = routes.get(pk)
-            hops = entry[1] if entry is not None else None
-            if fib.is_connected(hops):
-                if connected.get(pk) != hops[0].ifindex:
-                    self._set_connected(pk, hops[0].ifindex)
-                    stale = True
-            elif pk in connected:
+            if entry is not None:
+                hops = entry[1]
+                if hops and len(hops) == 1 and hops[0].gateway is None and fib.is_connected(hops):
+                    if connected.get(pk) != hops[0].ifindex:
+                        self._set_connected(pk, hops[0].ifindex)
+                        index = self._connected_index
+                        stale = True
+                    continue
+            if pk in connected:
                 self._set_connected(pk, None)
+                index = self._connected_index
                 stale = True
-            elif not stale and self._connected_index and self._in_connected(pk):
+            elif index and not stale and self._in_connected(pk):
                 stale = True
         return stale
 
-    def _place(self, pk: int, routes, state: KernelState, ops: list, deletes: list, emptied: set[int],
-               touched: set[int]) -> None:
-        """Decide what the switch should hold for one prefix; record the flow op if it differs."""
-        entry = routes.get(pk)
-        if entry is not None:
-            key = (entry[1], pk & 0x100)
-            hopset = self._classified.get(key)
-            if hopset is None:
-                hopset = self._classified[key] = fib.classify(entry[1], bool(pk & 0x100), self._ports)
-        else:
-            hopset = self._hosts.get(pk)
-        held = self._held
-        if held is not None and pk in held:  # a full pass: what the switch held, not counted yet
-            old = held.pop(pk)
-            counted = False
-        else:
-            old = self.flows.get(pk)
-            counted = True
-        new = self._target(hopset, old, counted, state, touched)
-        if counted and new is old:
-            return
-        if counted:
-            self._release(old, emptied)
-        if new is None:
-            self.flows.pop(pk, None)
-        else:
-            self.flows[pk] = new
-        before, after = _wire(old), _wire(new)
-        if before != after:
-            if after is None:
-                deletes.append((Op.DELETE, pk, before))
-            elif before is None or before == UNKNOWN:
-                ops.append((Op.ADD, pk, after))
-            else:
-                ops.append((Op.MODIFY, pk, after))
-
-    def _target(self, hopset, old, counted: bool, state: KernelState, touched: set[int]):
-        """What to hold for a prefix of this hop set (None: no route), given what is held now."""
-        if hopset is None:
-            return None
-        if hopset == KERNEL:
-            return PUNT
+    def _record(self, hopset: HopSet, state: KernelState) -> _Hops:
         hops = self._hops.get(hopset)
         if hops is None:
-            hops = self._hops[hopset] = _Hops(fib.group_spec(hopset, state, self._ports))
+            hops = self._hops[hopset] = _Hops(hopset, fib.group_spec(hopset, state, self._ports))
             self._new_hops = True
-        if hops.spec is None:
-            if counted and type(old) is tuple and old == hopset:
-                return old
-            hops.punted += 1
-            return hopset
-        if type(old) is int and old > 0:
-            owner = self._owner.get(old)
-            if owner == hopset:
-                if counted:
-                    return old  # unchanged: counts stay as they are
-                if hops.groups.get(old, 0) < fib.ROUTES_PER_GROUP:
-                    hops.groups[old] = hops.groups.get(old, 0) + 1
-                    return old
-            elif owner is None and old in self.switch_groups:
-                # A group the switch has that no hop set claimed yet (after a restart): take it,
-                # rewriting its content if the neighbours changed meanwhile.
-                self._owner[old] = hopset
-                hops.groups[old] = 1
-                touched.add(old)
-                return old
-        return self._room(hopset, hops, touched)
+        return hops
 
-    def _room(self, hopset: HopSet, hops: _Hops, touched: set[int]) -> int:
-        gid = hops.open
-        if gid and hops.groups.get(gid, fib.ROUTES_PER_GROUP) < fib.ROUTES_PER_GROUP:
-            hops.groups[gid] += 1
-            return gid
+    def _classify(self, hops, v6: int, state: KernelState):
+        hopset = fib.classify(hops, bool(v6), self._ports)
+        record = KERNEL if hopset == KERNEL else self._record(hopset, state)
+        self._classified[id(hops) * 2 + v6] = (hops, record)
+        return record
+
+    def _place(self, dirty: Iterable[int], routes, state: KernelState, ops: list, deletes: list,
+               emptied: set[int], touched: set[int]) -> None:
+        """Decide what the switch should hold for each prefix; record the flow ops that differ.
+
+        The hot loop of a full-table load: a million iterations, so the common cases are inline.
+        """
+        classified, flows, held, hosts, owner = self._classified, self.flows, self._held, self._hosts, self._owner
+        limit = fib.ROUTES_PER_GROUP
+        add_op, modify_op, delete_op = ops.append, ops.append, deletes.append
+        ADD, MODIFY, DELETE = Op.ADD, Op.MODIFY, Op.DELETE
+        for pk in dirty:
+            entry = routes.get(pk)
+            if entry is not None:
+                hops = entry[1]
+                if hops is None:
+                    record = KERNEL
+                else:
+                    v6 = pk >> 8 & 1
+                    cached = classified.get(id(hops) * 2 + v6)
+                    if cached is not None and cached[0] is hops:
+                        record = cached[1]
+                    else:
+                        record = self._classify(hops, v6, state)
+            else:
+                hopset = hosts.get(pk)
+                record = None if hopset is None else self._record(hopset, state)
+            if held is not None and pk in held:  # a full pass: what the switch held, not counted yet
+                old = held.pop(pk)
+                counted = False
+            else:
+                old = flows.get(pk)
+                counted = True
+
+            if record is None:
+                new = None
+            elif record is KERNEL:
+                new = PUNT
+            else:
+                if not record.alive:  # dropped while the cache still named it
+                    record = self._record(record.hopset, state)
+                if record.spec is None:
+                    if counted and old is record:
+                        continue
+                    record.punted += 1
+                    new = record
+                elif type(old) is int and old > 0 and owner.get(old) is record:
+                    if counted:
+                        continue  # unchanged: counts stay as they are
+                    count = record.groups.get(old, 0)
+                    if count < limit:
+                        record.groups[old] = count + 1
+                        new = old
+                    else:
+                        new = self._room(record, touched)
+                elif type(old) is int and old > 0 and old not in owner and old in self.switch_groups:
+                    # A group the switch has that no hop set claimed yet (after a restart): take it,
+                    # rewriting its content if the neighbours changed meanwhile.
+                    owner[old] = record
+                    record.groups[old] = 1
+                    touched.add(old)
+                    new = old
+                else:
+                    gid = record.open
+                    count = record.groups.get(gid, limit)
+                    if count < limit:
+                        record.groups[gid] = count + 1
+                        new = gid
+                    else:
+                        new = self._room(record, touched)
+            if counted:
+                if new is old:
+                    continue
+                if old is not None and old != PUNT and old != UNKNOWN:
+                    self._release(old, emptied)
+            if new is None:
+                flows.pop(pk, None)
+            else:
+                flows[pk] = new
+            before = old if old is None or type(old) is int else PUNT
+            after = new if new is None or type(new) is int else PUNT
+            if before != after:
+                if after is None:
+                    delete_op((DELETE, pk, before))
+                elif before is None or before == UNKNOWN:
+                    add_op((ADD, pk, after))
+                else:
+                    modify_op((MODIFY, pk, after))
+
+    def _room(self, hops: _Hops, touched: set[int]) -> int:
         for gid, count in hops.groups.items():
             if count < fib.ROUTES_PER_GROUP:
                 hops.groups[gid] = count + 1
                 hops.open = gid
                 return gid
         gid = self._allocate()
-        self._owner[gid] = hopset
+        self._owner[gid] = hops
         hops.groups[gid] = 1
         hops.open = gid
         touched.add(gid)
         return gid
 
     def _release(self, old, emptied: set[int]) -> None:
-        if old is None or old == PUNT or old == UNKNOWN:
-            return
         if type(old) is int:
-            hopset = self._owner.get(old)
-            if hopset is None:
+            hops = self._owner.get(old)
+            if hops is None:
                 return
-            hops = self._hops[hopset]
             hops.groups[old] -= 1
             if hops.groups[old] == 0:
                 emptied.add(old)
         else:
-            hops = self._hops[old]
-            hops.punted -= 1
-            if not hops.punted and not hops.groups:
-                del self._hops[old]
+            old.punted -= 1
+            if not old.punted and not old.groups:
+                self._forget(old)
+
+    def _forget(self, hops: _Hops) -> None:
+        if self._hops.get(hops.hopset) is hops:
+            del self._hops[hops.hopset]
+        hops.alive = False
 
     def _allocate(self) -> int:
         size = GROUP_MAX - GROUP_MIN + 1
@@ -323,24 +360,23 @@ class FibState:
     def _group_ops(self, touched: set[int], emptied: set[int], full: bool) -> tuple[list, list]:
         upserts, deletes = [], []
         for gid in sorted(touched | emptied):
-            hopset = self._owner.get(gid)
-            if hopset is None:
+            hops = self._owner.get(gid)
+            if hops is None:
                 continue
-            hops = self._hops[hopset]
             if hops.groups.get(gid, 0) == 0 or hops.spec is None:
-                self._drop_group(gid, hopset, hops)
+                self._drop_group(gid, hops)
                 continue
             have = self.switch_groups.get(gid, False)
             if have != hops.spec:
                 upserts.append(GroupOp(Op.ADD if have is False else Op.MODIFY, gid, hops.spec))
                 self.switch_groups[gid] = hops.spec
         if full:
-            for hopset, hops in list(self._hops.items()):
+            for hops in list(self._hops.values()):
                 for gid, count in list(hops.groups.items()):
                     if count == 0 or hops.spec is None:
-                        self._drop_group(gid, hopset, hops)
+                        self._drop_group(gid, hops)
                 if not hops.groups and not hops.punted:
-                    self._hops.pop(hopset, None)
+                    self._forget(hops)
         for gid in sorted(self.switch_groups):
             if gid not in self._owner:
                 deletes.append(GroupOp(Op.DELETE, gid, self.switch_groups[gid]))
@@ -348,13 +384,13 @@ class FibState:
             del self.switch_groups[op.group_id]
         return upserts, deletes
 
-    def _drop_group(self, gid: int, hopset: HopSet, hops: _Hops) -> None:
+    def _drop_group(self, gid: int, hops: _Hops) -> None:
         hops.groups.pop(gid, None)
         self._owner.pop(gid, None)
         if hops.open == gid:
             hops.open = 0
         if not hops.groups and not hops.punted:
-            self._hops.pop(hopset, None)
+            self._forget(hops)
 
     def _unresolved(self, state: KernelState) -> None:
         result: set[NeighbourKey] = set()
@@ -366,7 +402,8 @@ class FibState:
     # --- reading ---------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        switched = sum(1 for value in self.flows.values() if type(value) is int and value > 0)
+        # From the per-group counts: a pass must not walk a million prefixes for a status line.
+        switched = sum(sum(hops.groups.values()) for hops in self._hops.values())
         return {"fib_entries": len(self.flows), "switched": switched, "to_kernel": len(self.flows) - switched,
                 "hop_sets": len(self._hops), "groups": len(self._owner),
                 "unresolved_next_hops": len(self.unresolved)}

@@ -106,7 +106,7 @@ class KernelMirror:
             if route is None:
                 return False
             hops = route.nexthops if route.kind is RouteKind.UNICAST else None
-            return self.apply_routes([(prefix.from_network(route.dst), route.metric, hops,
+            return self.apply_routes([(prefix.from_network(route.dst), (route.metric, hops),
                                        kind == RTM_DELROUTE)]) > 0
         changed = False
         with self._lock:
@@ -134,33 +134,33 @@ class KernelMirror:
             self._on_change()
         return changed
 
-    def apply_routes(self, events: list[tuple[int, int, tuple[NextHop, ...] | None, bool]]) -> int:
-        """Apply decoded route events (prefix, metric, hops, delete) in order; returns how many changed.
+    def apply_routes(self, events: list[tuple[int, RouteEntry, bool]]) -> int:
+        """Apply decoded route events (prefix, (metric, hops), delete) in order; returns how many changed.
 
-        One lock and one wake-up per datagram: a full-table load brings a few hundred per datagram.
+        One lock and one wake-up per batch: a full-table load brings thousands per batch.
         """
         changed = 0
         routes, dirty = self.routes, self._dirty
+        get = routes.get
         with self._lock:
-            for pk, metric, hops, delete in events:
-                current = routes.get(pk)
-                if delete:
-                    if current is None:
+            for pk, entry, delete in events:
+                current = get(pk)
+                if current is None:
+                    if delete:
                         continue
-                    new = _without(current, metric)
+                    routes[pk] = entry
+                elif delete:
+                    new = _without(current, entry[0])
                     if new is current:
                         continue
                     if new:
                         routes[pk] = new
                     else:
                         del routes[pk]
-                elif current is None:
-                    routes[pk] = (metric, hops)
+                elif current == entry:
+                    continue
                 else:
-                    new = _with(current, metric, hops)
-                    if new == current:
-                        continue
-                    routes[pk] = new
+                    routes[pk] = _with(current, entry[0], entry[1])
                 dirty.add(pk)
                 changed += 1
             if changed:

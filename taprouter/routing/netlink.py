@@ -19,7 +19,7 @@ from pyroute2.netlink.rtnl import (RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP
 
 from ..bridge import netns
 from ..bridge.netns import iproute
-from . import rtdecode
+from . import rtdecode, rtshape
 from .mirror import KernelMirror
 from .parse import AF_INET, AF_INET6
 
@@ -105,13 +105,18 @@ class Watcher:
 
     def _apply(self, data: bytes) -> None:
         """One datagram of events, in order; route events go to the mirror in runs."""
-        routes: list = []
+        routes = rtshape.route_events(data)
+        if routes is not None:  # only routes: the bulk of a full-table load
+            if routes:
+                self.mirror.apply_routes(routes)
+            return
+        routes = []
         decode = rtdecode.decode
         for kind, offset in rtdecode.split(data):
             if kind == RTM_NEWROUTE or kind == RTM_DELROUTE:
                 route = decode(data, offset)
                 if route is not None:
-                    routes.append((*route, kind == RTM_DELROUTE))
+                    routes.append((route[0], route[1:], kind == RTM_DELROUTE))
             elif kind in MESSAGE_CLASSES:
                 if routes:
                     self.mirror.apply_routes(routes)

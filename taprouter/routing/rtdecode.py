@@ -31,6 +31,7 @@ _U16 = struct.Struct("=H")
 # Full tables have few distinct next hops: build each typed next hop once.
 _HOP_CACHE: dict[tuple, tuple[NextHop, ...]] = {}
 _HOP_CACHE_MAX = 65536
+_MULTI_CACHE: dict[tuple, tuple[NextHop, ...]] = {}
 
 
 def _address(family: int, raw: bytes):
@@ -87,6 +88,8 @@ def decode(data: bytes, offset: int = 0) -> tuple[int, int, tuple[NextHop, ...] 
     """
     length = _NLMSGHDR.unpack_from(data, offset)[0]
     end = offset + length
+    if length < 16 + _RTMSG.size or end > len(data):
+        return None
     family, dst_len, src_len, _tos, table, _proto, _scope, rtype, flags = _RTMSG.unpack_from(data, offset + 16)
     if family != AF_INET and family != AF_INET6:
         return None
@@ -132,7 +135,14 @@ def decode(data: bytes, offset: int = 0) -> tuple[int, int, tuple[NextHop, ...] 
     if nh_id or src_len or rtype != RTN_UNICAST:
         return pk, metric, None
     if multipath is not None:
-        return pk, metric, tuple(sorted(_nexthops(family, data, multipath[0], multipath[1])))
+        # Interned like single hops: the FIB keys its work on the identity of a hop tuple.
+        raw = data[multipath[0]:multipath[1]]
+        hops = _MULTI_CACHE.get((family, raw))
+        if hops is None:
+            if len(_MULTI_CACHE) >= _HOP_CACHE_MAX:
+                _MULTI_CACHE.clear()
+            hops = _MULTI_CACHE[(family, raw)] = tuple(sorted(_nexthops(family, data, multipath[0], multipath[1])))
+        return pk, metric, hops
     return pk, metric, _single_hop(gateway_family, oif, gateway_raw, bool(flags & RTNH_F_LINKDOWN))
 
 
@@ -153,7 +163,8 @@ def split(data: bytes):
     size = len(data)
     while offset + 16 <= size:
         length, kind = _NLMSGHDR.unpack_from(data, offset)[:2]
-        if length < 16:
-            return
+        if length < 16 or offset + length > size:
+            return  # a truncated message: nothing after it can be framed either
         yield kind, offset
         offset += (length + 3) & ~3
+
