@@ -351,7 +351,25 @@ def test_decode_all_splits_routes_flows_and_refused_entries():
     got_routes, got_flows, bad = readback.decode_all(entries)
     assert got_routes == routes
     assert sorted(got_flows) == sorted(reference(d if isinstance(d, bytes) else entry(d, rng)) for d in others)
-    assert len(bad) == len(_refused()) + 1 and all(isinstance(e, readback.RawFlowStats) for e in bad)
+    # An empty block holds no entry; each refused one comes back alone.
+    assert len(bad) == len(_refused()) and all(isinstance(e, readback.RawFlowStats) for e in bad)
+    # The same entries back to back in blocks, as os-ken hands over one per reply message.
+    datas = [e.data for e in entries if e.data]
+    blocks = [readback.RawFlowStats(b"".join(datas[i:i + 17])) for i in range(0, len(datas), 17)]
+    got_routes, got_flows, bad = readback.decode_all(blocks)
+    assert got_routes == routes and len(got_flows) == len(others)
+    # Refused entries that frame correctly stay one each; a short tail ends its block.
+    framed = [d for d in _refused().values() if len(d) >= 56 and struct.unpack_from("!H", d)[0] == len(d)]
+    assert len(bad) >= len(framed)
+
+
+def test_a_block_with_a_broken_length_keeps_what_comes_before():
+    rng = random.Random(SEED + 11)
+    good = [entry(route_flow(pk, t), rng) for pk, t in route_cases()[:10]]
+    for broken in (bytes(56), struct.pack("!H", 9000) + bytes(54), struct.pack("!H", 20) + bytes(54)):
+        routes, flows, bad = readback.decode_all([readback.RawFlowStats(b"".join(good) + broken + good[0])])
+        assert len(routes) == len({pk for pk, _ in route_cases()[:10]}) and not flows
+        assert len(bad) == 1 and bad[0].data == broken + good[0]
 
 
 # --- os-ken's reply parsing ---------------------------------------------------------------------
@@ -378,18 +396,19 @@ def test_install_makes_os_ken_hand_over_raw_entries_and_uninstall_undoes_it():
         readback.install()  # idempotent
         msg = parse_reply(buf)
         assert isinstance(msg, parser.OFPFlowStatsReply) and msg.type == ofp.OFPMP_FLOW
-        assert [type(b) for b in msg.body] == [readback.RawFlowStats] * len(entries)
-        assert [b.data for b in msg.body] == entries and all(type(b.data) is bytes for b in msg.body)
-        for body, flow in zip(msg.body, flows):
-            got = readback.decode(body.data)
+        # One block per message: os-ken's loop no longer runs per entry.
+        assert [type(b) for b in msg.body] == [readback.RawFlowStats]
+        assert msg.body[0].data == b"".join(entries) and type(msg.body[0].data) is bytes
+        for data, flow in zip(entries, flows):
+            got = readback.decode(data)
             assert (route_flow(*got) if type(got) is tuple else got) == flow
         routes, others, bad = readback.decode_all(msg.body)
         assert len(routes) + len(others) == len(flows) and not bad
-        # A zero entry length would have os-ken's reply loop spin forever: the reply is dropped instead.
+        assert sorted(list(routes.items())) == sorted({pk: t for pk, t in route_cases()[::40]}.items())
+        # A zero entry length, which would have os-ken's own loop spin forever, ends the block.
         broken = multipart_reply(entries[:1] + [bytes(56)])
-        with pytest.raises(ValueError):
-            readback.RawFlowStats.parser(broken, 16 + len(entries[0]))
-        assert parse_reply(broken) is None  # os-ken logs the parse error and drops the message
+        routes, others, bad = readback.decode_all(parse_reply(broken).body)
+        assert len(routes) + len(others) == 1 and len(bad) == 1
     finally:
         readback.uninstall()
     assert parser.OFPFlowStatsReply.cls_stats_body_cls is original is parser.OFPFlowStats

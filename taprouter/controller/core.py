@@ -68,6 +68,8 @@ class _Switch:
     meters: dict[int, tuple] | None = None  # meter id -> (pps, burst, flags) as read back
     reading: set[str] = field(default_factory=set)
     fib: FibState = field(default_factory=FibState)
+    planned: frozenset[Flow] | None = None  # the non-route flows last planned, and for which ports
+    planned_for: list | None = None
     adopt: bool = False
     resolving: set[NeighbourKey] = field(default_factory=set)
     errors: int = 0
@@ -394,8 +396,11 @@ class RouterCore:
         state = sw.mirror.snapshot()
         views, bindings = self._bindings(sw, state)
         changes = sw.fib.sync(sw.mirror.routes, state, bindings, dirty, other, full, sw.mirror.prefixes)
-        want = desired.build(views, with_fib=True)
-        flow_ops = diff(want, installed_flows)
+        if sw.planned_for == views and installed_flows is sw.planned:
+            want, flow_ops = installed_flows, []  # ports and addresses as last time: nothing to redo
+        else:
+            want = desired.build(views, with_fib=True)
+            flow_ops = diff(want, installed_flows)
         for meter_id, pps in METERS.items():
             # Meters before the flows that use them; Open vSwitch refuses a flow naming a missing one.
             if installed_meters.get(meter_id) != codec.meter_spec(pps):
@@ -406,6 +411,7 @@ class RouterCore:
         with self._lock:
             if sw.datapath is dp and not sw.reading:
                 sw.flows, sw.meters = want, installed_meters
+                sw.planned, sw.planned_for = want, views
         self._resolve(sw, sw.fib.unresolved, state)
         sw.offload = {"kernel_routes": len(sw.mirror.routes), **sw.fib.counts()}
         counts = {op.value: sum(1 for o in flow_ops if o.op is op) for op in Op}

@@ -28,7 +28,12 @@ ENTRY_HEAD = 48  # ofp_flow_stats up to its ofp_match
 
 
 class RawFlowStats:
-    """One flow-stats entry left as bytes: what os-ken's reply loop needs (length) and its bytes."""
+    """Flow-stats entries left as bytes: what os-ken's reply loop needs (length) and the bytes.
+
+    As os-ken's body class, it takes every entry from its offset to the end of the reply message
+    at once: os-ken's loop then runs once per message rather than once per entry (about 2 us
+    an entry), and decode_all frames the entries itself.
+    """
 
     __slots__ = ("length", "data")
 
@@ -38,11 +43,9 @@ class RawFlowStats:
 
     @classmethod
     def parser(cls, buf, offset: int) -> "RawFlowStats":
-        (length,) = struct.unpack_from("!H", buf, offset)
-        if length < ENTRY_HEAD + 8 or offset + length > len(buf):
-            # os-ken's loop advances by this length: 0 would spin forever (as with OFPFlowStats).
-            raise ValueError(f"flow-stats entry of length {length} at offset {offset} of {len(buf)}")
-        return cls(bytes(buf[offset:offset + length]))  # buf is os-ken's bytearray: keep a copy
+        if offset >= len(buf):
+            raise ValueError(f"no flow-stats entry at offset {offset} of {len(buf)}")
+        return cls(bytes(buf[offset:]))  # buf is os-ken's bytearray of this one message: keep a copy
 
 
 # os-ken's multipart reply loop calls <reply class>.cls_stats_body_cls.parser for every entry;
@@ -67,7 +70,7 @@ _PUNT_TAIL = "HHIHH4xHHIH6x"  # meter (6, 8, id), apply-actions (4, 24), output 
 _GROUP_CONST = (ofp.OFPIT_APPLY_ACTIONS, 16, ofp.OFPAT_GROUP, 8)
 _PUNT_CONST = (ofp.OFPIT_METER, 8, pipeline.SLOW_PATH_METER, ofp.OFPIT_APPLY_ACTIONS, 24,
                ofp.OFPAT_OUTPUT, 16, OFPP_CONTROLLER, OFPCML_NO_BUFFER)
-Shape = Callable[[bytes, int], "tuple[int, int] | None"]
+Shape = Callable[[bytes, int, int], "tuple[int, int] | None"]
 
 
 def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], Shape]:
@@ -94,8 +97,8 @@ def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], Sh
     full = (1 << width) - 1
     v6 = version == 6
 
-    def decode_shape(data: bytes, priority: int) -> tuple[int, int] | None:
-        t = unpack(data, ENTRY_HEAD + 4)
+    def decode_shape(data: bytes, offset: int, priority: int) -> tuple[int, int] | None:
+        t = unpack(data, offset + ENTRY_HEAD + 4)
         if t[:nhead] != head:
             return None
         if punt:
@@ -138,7 +141,7 @@ def decode(data: bytes) -> tuple[int, int] | Flow:
     if cookie == _ROUTE_COOKIE and match_type == ofp.OFPMT_OXM and length == len(data):
         shape = _SHAPES.get((table, match_len, length))
         if shape is not None:
-            route = shape(data, priority)
+            route = shape(data, 0, priority)
             if route is not None:
                 return route
     return _slow(data)
@@ -182,19 +185,40 @@ def _slow(data: bytes) -> Flow:
     return codec.flow_from_stats(stats)
 
 
-def decode_all(entries: Iterable[RawFlowStats]) -> tuple[dict[int, int], list[Flow], list[RawFlowStats]]:
-    """(route flows prefix -> group id or PUNT, other flows, entries that raised ValueError)."""
+def decode_all(blocks: Iterable[RawFlowStats]) -> tuple[dict[int, int], list[Flow], list[RawFlowStats]]:
+    """(route flows prefix -> group id or PUNT, other flows, entries that raised ValueError).
+
+    Each block holds whole entries back to back. An entry whose length cannot be right ends its
+    block: nothing after it can be framed, so the rest is one refused entry.
+    """
     routes: dict[int, int] = {}
     flows: list[Flow] = []
     bad: list[RawFlowStats] = []
-    for entry in entries:
-        try:
-            got = decode(entry.data)
-        except ValueError:
-            bad.append(entry)
-            continue
-        if type(got) is tuple:
-            routes[got[0]] = got[1]
-        else:
-            flows.append(got)  # type: ignore[arg-type]
+    shapes, route_cookie, oxm = _SHAPES, _ROUTE_COOKIE, ofp.OFPMT_OXM
+    for block in blocks:
+        data = block.data
+        size = len(data)
+        offset = 0
+        while offset < size:
+            if offset + ENTRY_HEAD + 8 > size:
+                bad.append(RawFlowStats(data[offset:]))
+                break
+            length, table, priority, cookie, match_type, match_len = _HEAD(data, offset)
+            if length < ENTRY_HEAD + 8 or offset + length > size:
+                bad.append(RawFlowStats(data[offset:]))
+                break
+            if cookie == route_cookie and match_type == oxm:
+                shape = shapes.get((table, match_len, length))
+                if shape is not None:
+                    route = shape(data, offset, priority)
+                    if route is not None:
+                        routes[route[0]] = route[1]
+                        offset += length
+                        continue
+            entry = data[offset:offset + length]
+            offset += length
+            try:
+                flows.append(_slow(entry))
+            except ValueError:
+                bad.append(RawFlowStats(entry))
     return routes, flows, bad
