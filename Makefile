@@ -20,7 +20,8 @@ unit: bootstrap
 netns: bootstrap
 	$(PY) -m pytest -q netns_tests
 
-# Not part of `make test`: timings belong in benchmarks. BENCH_ROUTES=100000 for a bigger load.
+# Not part of `make test`: timings belong in benchmarks. A full table (1M routes) by default;
+# BENCH_ROUTES=100000 BENCH_QUICK=1 for a quick run.
 bench: bootstrap
 	$(PY) benchmarks/run.py
 

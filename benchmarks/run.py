@@ -24,9 +24,69 @@ def main() -> int:
         path = HERE / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
+    results["summary"] = summary(results)
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results["summary"])
     print(f"\nwrote {HERE / 'results.json'}")
     return status
+
+
+def _get(tree: dict, *path):
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def summary(results: dict) -> list[dict]:
+    """Each figure against issue 5's target, measured in this run (None: the stage did not run)."""
+    r, d = results.get("routes", {}), results.get("dataplane", {})
+    n = r.get("routes")
+    rows = [
+        ("routes loaded (fast producer)", _get(r, "load", "routes"), None, "routes"),
+        ("sustained rate, routes/s", _get(r, "load", "routes_per_s"), (">=", 100_000), ""),
+        ("full load on the switch, s", _get(r, "load", "on_switch_s"), ("<=", 10.0) if n == 1_000_000 else None, "s"),
+        ("ip -batch: on the switch / ip's own time", _get(r, "ip_batch", "ratio_to_ip"), ("<=", 1.2), "x"),
+        ("withdrawal off the switch, s", _get(r, "withdraw", "off_switch_s"), ("<=", 10.0) if n == 1_000_000 else None,
+         "s"),
+        ("restart: read both, reconcile, s", _get(r, "restart", "reconciled_s"),
+         ("<=", 10.0) if n == 1_000_000 else None, "s"),
+        ("single change p99, ms", _get(r, "single_change", "p99_ms"), ("<=", 10.0), "ms"),
+        ("daemon CPU per route, us", _get(r, "load", "daemon_cpu_us_per_route"), ("<=", 5.0), "us"),
+        ("daemon peak RSS, MB", r.get("daemon_peak_rss_mb"), ("<=", 1024) if n == 1_000_000 else None, "MB"),
+        ("ovs-vswitchd RSS, MB (not ours)", r.get("ovs_rss_mb"), None, "MB"),
+        ("switch vs kernel after load: missing + stale", _sum(_get(r, "verify", "load", "missing"),
+                                                              _get(r, "verify", "load", "stale")), ("<=", 0), ""),
+        ("punt RTT p50 / L2 RTT p50", _get(d, "rtt", "ratio_punt_over_l2", "p50"), ("<=", 3.0), "x"),
+        ("punt host->kernel max delivered, pps", _get(d, "punt_rate", "host_to_kernel", "max_delivered_pps"),
+         (">=", 50_000), "pps"),
+        ("punt kernel->host max delivered, pps", _get(d, "punt_rate", "kernel_to_host", "max_delivered_pps"),
+         (">=", 50_000), "pps"),
+        ("routed / L2 TCP throughput", _get(d, "throughput", "ratio_routed_over_l2"), (">=", 0.9), "x"),
+    ]
+    out = []
+    for name, value, target, unit in rows:
+        met = None
+        if target is not None and value is not None:
+            met = value >= target[1] if target[0] == ">=" else value <= target[1]
+        out.append({"figure": name, "value": value, "target": None if target is None else f"{target[0]} {target[1]}",
+                    "met": met})
+    return out
+
+
+def _sum(*values):
+    return None if any(v is None for v in values) else sum(values)
+
+
+def print_table(rows: list[dict]) -> None:
+    print()
+    print(f"{'figure':48} {'measured':>12} {'target':>12}  met")
+    for row in rows:
+        value = "-" if row["value"] is None else f"{row['value']:,}" if isinstance(row["value"], int) else \
+            f"{row['value']:,.2f}"
+        met = "" if row["met"] is None else ("yes" if row["met"] else "NO")
+        print(f"{row['figure']:48} {value:>12} {row['target'] or '':>12}  {met}")
 
 
 if __name__ == "__main__":

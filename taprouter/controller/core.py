@@ -395,7 +395,7 @@ class RouterCore:
         dirty, other, full = sw.mirror.take_changes()
         state = sw.mirror.snapshot()
         views, bindings = self._bindings(sw, state)
-        changes = sw.fib.sync(sw.mirror.routes, state, bindings, dirty, other, full, sw.mirror.prefixes)
+        changes = sw.fib.sync(sw.mirror.routes, state, bindings, dirty, other, full, sw.mirror.items)
         if sw.planned_for == views and installed_flows is sw.planned:
             want, flow_ops = installed_flows, []  # ports and addresses as last time: nothing to redo
         else:

@@ -104,7 +104,7 @@ class FibState:
 
         routes: the mirror's prefix -> (metric, hops, ...) entries. dirty: prefixes that changed
         since the last pass; other: links, neighbours or addresses changed; full: look at every
-        prefix. all_prefixes: a callable giving the mirror's prefixes (under its lock).
+        prefix. all_prefixes: a callable giving the mirror's (prefix, entry) items (under its lock).
         """
         full = full or self._adopting
         if not ports:
@@ -116,24 +116,26 @@ class FibState:
         touched: set[int] = set()  # groups whose content may differ from the switch's
         if other or full:
             full |= self._refresh_hops(state, touched)
-        if full:
-            keys = set(all_prefixes() if all_prefixes is not None else routes)
-            keys.update(self.flows)
-            keys.update(self._hosts)
-            dirty = keys
-            self._rebuild_counts()
-        # Host entries first: they depend on the connected subnets and on the routes around them.
-        hosts_stale = self._track_connected(dirty, routes) or other or full
-        if hosts_stale:
-            hosts = fib.host_entries(state, self._ports, self._connected, routes)
-            moved = [pk for pk in hosts.keys() | self._hosts.keys() if hosts.get(pk) != self._hosts.get(pk)]
-            self._hosts = hosts
-            if moved:
-                dirty = set(dirty)
-                dirty.update(moved)
         ops: list = []
         deletes: list = []
         emptied: set[int] = set()
+        if full:
+            self._rebuild_counts()
+            items = all_prefixes() if all_prefixes is not None else list(routes.items())
+            self._place_every(items, state, ops, touched)
+            # What is left: prefixes the switch holds that are no longer routes, and host entries.
+            self._hosts = fib.host_entries(state, self._ports, self._connected, routes)
+            dirty = set(self._held)
+            dirty.update(pk for pk in self._hosts if pk not in routes)
+        else:
+            # Host entries first: they depend on the connected subnets and on the routes around them.
+            if self._track_connected(dirty, routes) or other:
+                hosts = fib.host_entries(state, self._ports, self._connected, routes)
+                moved = [pk for pk in hosts.keys() | self._hosts.keys() if hosts.get(pk) != self._hosts.get(pk)]
+                self._hosts = hosts
+                if moved:
+                    dirty = set(dirty)
+                    dirty.update(moved)
         self._place(dirty, routes, state, ops, deletes, emptied, touched)
         upserts, group_deletes = self._group_ops(touched, emptied, full)
         if full or other or self._new_hops:
@@ -161,11 +163,63 @@ class FibState:
         self._held = self.flows
         self.flows = {}
         for hops in self._hops.values():
+            # A group keeps its owner through the pass; it goes at the end if nothing uses it.
             hops.groups = dict.fromkeys(hops.groups, 0)
             hops.punted = 0
             hops.open = 0
         self._connected = {}
         self._connected_index = {}
+
+    def _place_every(self, items: list, state: KernelState, ops: list, touched: set[int]) -> None:
+        """A full pass over every (prefix, entry) of the kernel, against what the switch held.
+
+        The restart path: a million prefixes, most of them already right on the switch, so the
+        loop is _place's cases for a route, inline, with connected subnets noted on the way.
+        """
+        classified, held, owner, flows = self._classified, self._held, self._owner, self.flows
+        switch_groups = self.switch_groups
+        limit = fib.ROUTES_PER_GROUP
+        append = ops.append
+        ADD, MODIFY = Op.ADD, Op.MODIFY
+        for pk, entry in items:
+            hops = entry[1]
+            if hops is None:
+                record = KERNEL
+            else:
+                if hops and hops[0].gateway is None and fib.is_connected(hops):
+                    self._connected[pk] = hops[0].ifindex
+                v6 = pk >> 8 & 1
+                cached = classified.get(id(hops) * 2 + v6)
+                if cached is not None and cached[0] is hops:
+                    record = cached[1]
+                else:
+                    record = self._classify(hops, v6, state)
+            old = held.pop(pk, None)
+            if record is KERNEL:
+                new = PUNT
+            else:
+                if not record.alive:
+                    record = self._record(record.hopset, state)
+                if record.spec is None:
+                    record.punted += 1
+                    new = record
+                elif type(old) is int and old > 0 and owner.get(old) is record \
+                        and record.groups.get(old, 0) < limit:
+                    record.groups[old] = record.groups.get(old, 0) + 1
+                    new = old
+                elif type(old) is int and old > 0 and old not in owner and old in switch_groups:
+                    owner[old] = record
+                    record.groups[old] = 1
+                    touched.add(old)
+                    new = old
+                else:
+                    new = self._room(record, touched)
+            flows[pk] = new
+            before = old if old is None or type(old) is int else PUNT
+            after = new if type(new) is int else PUNT
+            if before != after:
+                append((ADD if before is None or before == UNKNOWN else MODIFY, pk, after))
+        self._set_connected(None, None)
 
     def _track_connected(self, dirty: Iterable[int], routes: Mapping[int, tuple]) -> bool:
         """Follow the connected subnets through changed prefixes; True if host entries may change
@@ -334,8 +388,11 @@ class FibState:
 
     # --- connected subnets (host entries depend on them) ----------------------------------------
 
-    def _set_connected(self, pk: int, ifindex: int | None) -> None:
-        if ifindex is None:
+    def _set_connected(self, pk: int | None, ifindex: int | None) -> None:
+        """Note a connected subnet (or its end) and rebuild the index; pk None: just rebuild."""
+        if pk is None:
+            pass
+        elif ifindex is None:
             self._connected.pop(pk, None)
         else:
             self._connected[pk] = ifindex

@@ -74,9 +74,10 @@ class KernelMirror:
                 result[route.key] = route
         return result
 
-    def prefixes(self) -> list[int]:
+    def items(self) -> list[tuple[int, RouteEntry]]:
+        """Every (prefix, entry), taken under the lock: a full pass iterates them."""
         with self._lock:
-            return list(self.routes)
+            return list(self.routes.items())
 
     def replace(self, links: list, routes: list[tuple], neighbours: list, addresses: list) -> None:
         """Install a full dump, dropping every entry it does not contain (resync after overflow).
