@@ -22,7 +22,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
 from oftable import ModelError, OFTable
 from taprouter.controller import codec, desired, fib, pipeline, punt
-from taprouter.controller.core import split_deletes
+from taprouter.controller.sending import split_deletes
 from taprouter.controller.fib import Bucket, GroupSpec, GroupType, PortBinding
 from taprouter.controller.fibstate import PUNT, FibState
 from taprouter.controller.flows import (ETH_TYPE_IPV4, ETH_TYPE_IPV6, DecTtl, Flow, Match, Output,

@@ -13,7 +13,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from taprouter.controller import codec, desired, fib, pipeline, punt, wire
+from taprouter.controller import codec, desired, pipeline, punt, wire
 from taprouter.controller.fib import Bucket, GroupSpec, GroupType, PortBinding
 from taprouter.controller.flows import (ETH_TYPE_IPV4, ETH_TYPE_IPV6, FIELDS, MATCH_FIELDS, OFPP_CONTROLLER, DecTtl,
                                         FieldMatch, Flow, Match, Output, SetField, ToGroup, exact,

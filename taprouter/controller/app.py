@@ -11,7 +11,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ..bridge.ports import SwitchPort
-from . import readback
+from . import packetin, readback
 from .core import RouterCore, SwitchPortInfo
 
 LOG = logging.getLogger("taprouter.app")
@@ -28,8 +28,16 @@ class TapRouterApp(app_manager.OSKenApp):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.core: RouterCore = kwargs["taprouter_core"]
-        readback.install()  # flow stats arrive as raw entries: a million parse in seconds, not minutes
         self._multipart: dict[tuple[int, int], list] = {}
+        readback.install()  # flow stats arrive as raw entries: a million parse in seconds, not minutes
+        packetin.install(self._deliver)  # PacketIns go to the relay without os-ken's objects and queues
+
+    def _deliver(self, dpid: int, port: int, frame: bytes) -> bool:
+        """A PacketIn read on os-ken's receive thread; False leaves it to os-ken (and packet_in below)."""
+        if not self.core.knows(dpid):
+            return False
+        self.core.relay.to_tap(SwitchPort(dpid, port), frame)
+        return True
 
     def _collect(self, ev) -> list | None:
         """Gather a multipart reply; returns the whole body on its last part."""
@@ -50,7 +58,7 @@ class TapRouterApp(app_manager.OSKenApp):
             LOG.warning("switch %#x connected but no router in the config has that dpid; ignoring it", dp.id)
             return
         LOG.info("switch %#x connected from %s", dp.id, dp.address)
-        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        self.core.switch_connected(dp)
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def port_desc(self, ev):

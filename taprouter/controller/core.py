@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,28 +19,24 @@ from ..bridge.holder import HolderClient, HolderError
 from ..bridge.ports import PortMap, SwitchPort
 from ..bridge.relay import Relay
 from ..config import Config, RouterConfig
+from ..routing import kernel
 from ..routing.bird import BirdConfigError, BirdSupervisor
 from ..routing.mirror import KernelMirror
-from ..routing.model import KernelState, NeighbourKey
+from ..routing.model import KernelState
 from ..routing.netlink import Watcher
-from . import codec, desired, fib, punt, readback, status_file, wire
+from . import codec, desired, fib, punt, readback, sending, status_file
 from .fibstate import FibState
 from .flows import Flow, mac_to_int
-from .pipeline import METERS, Table, owns_group
-from .reconcile import FlowOp, Op, diff
+from .pipeline import METERS, owns_group
+from .reconcile import Op, diff
 
 LOG = logging.getLogger("taprouter.core")
 
-# A router forwards; it must not use routes over a port whose carrier is off.
-ROUTER_SYSCTLS = {
-    "net.ipv4.ip_forward": "1",
-    "net.ipv6.conf.all.forwarding": "1",
-    "net.ipv4.conf.all.ignore_routes_with_linkdown": "1",
-    "net.ipv6.conf.all.ignore_routes_with_linkdown": "1",
-    "net.ipv4.conf.all.send_redirects": "0",
-    "net.ipv4.conf.default.send_redirects": "0",
-}
 RESYNC_BACKOFF_MAX = 30.0
+# A request the switch has not answered in this long is asked again (replies have been seen to
+# go missing around a reconnection); a million flows read back in well under a minute.
+PORT_DESC_RETRY = 5.0
+READ_BACK_RETRY = 120.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +52,7 @@ class _Switch:
     holder: HolderClient
     mirror: KernelMirror
     watcher: Watcher
+    resolver: kernel.Resolver
     datapath: object | None = None
     ports: dict[int, SwitchPortInfo] = field(default_factory=dict)
     warned_ports: set[int] = field(default_factory=set)
@@ -68,41 +64,14 @@ class _Switch:
     meters: dict[int, tuple] | None = None  # meter id -> (pps, burst, flags) as read back
     reading: set[str] = field(default_factory=set)
     fib: FibState = field(default_factory=FibState)
-    planned: frozenset[Flow] | None = None  # the non-route flows last planned, and for which ports
+    connecting: object | None = None  # a datapath asked for its ports, not yet described    planned: frozenset[Flow] | None = None  # the non-route flows last planned, and for which ports
     planned_for: list | None = None
     adopt: bool = False
-    resolving: set[NeighbourKey] = field(default_factory=set)
     errors: int = 0
     backoff: float = 0.5
+    asked: float = 0.0  # when the switch was last asked for its ports or its tables
     last_reconcile: dict[str, int] = field(default_factory=dict)
     offload: dict[str, int] = field(default_factory=dict)
-
-
-SEND_CHUNK = 256 * 1024
-FIB_TABLES = (Table.FIB4, Table.FIB6)
-
-
-def send_batched(dp, messages: list[bytes]) -> None:
-    """Open vSwitch takes flow_mods 5-7 times faster in large writes than one per write."""
-    chunk: list[bytes] = []
-    size = 0
-    for message in messages:
-        chunk.append(message)
-        size += len(message)
-        if size >= SEND_CHUNK:
-            dp.send(b"".join(chunk))
-            chunk, size = [], 0
-    if chunk:
-        dp.send(b"".join(chunk))
-
-
-def split_deletes(flow_ops: list[FlowOp]) -> tuple[list[FlowOp], list[FlowOp]]:
-    """(what goes before the route flows, what goes after): deletes outside the FIB tables go last,
-    so no punt flow leaves a gap; a stale flow in a FIB table goes first, as the route flow for
-    its prefix may take its place (table, priority and match) in the same batch."""
-    late = [op for op in flow_ops if op.op is Op.DELETE and op.flow.table not in FIB_TABLES]
-    early = [op for op in flow_ops if not (op.op is Op.DELETE and op.flow.table not in FIB_TABLES)]
-    return early, late
 
 
 class RouterCore:
@@ -120,7 +89,7 @@ class RouterCore:
         for r in config.routers:
             mirror = KernelMirror(self._kick.set)
             self._switches[r.dpid] = _Switch(r, HolderClient(paths.router_dir(r.name)), mirror,
-                                             Watcher(r.netns, mirror))
+                                             Watcher(r.netns, mirror), kernel.Resolver(r.name, r.netns))
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -130,7 +99,7 @@ class RouterCore:
             router = sw.router
             if netns.ensure(router.netns):
                 LOG.info("router %s: created netns %s", router.name, router.netns)
-            self._sysctls(router)
+            kernel.set_router_sysctls(router.name, router.netns)
             sw.holder.start()
             held = sw.holder.get()
             for name, fd in held.items():
@@ -182,21 +151,36 @@ class RouterCore:
     def knows(self, dpid: int) -> bool:
         return dpid in self._switches
 
-    @staticmethod
-    def _sysctls(router: RouterConfig) -> None:
-        with netns.entered(router.netns):
-            for key, value in ROUTER_SYSCTLS.items():
-                try:
-                    with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-                        f.write(value)
-                except OSError as exc:
-                    LOG.warning("router %s: cannot set %s=%s: %s", router.name, key, value, exc)
-
     # --- switch events (os-ken's thread) -----------------------------------------------------
+
+    def switch_connected(self, dp) -> None:
+        """The OpenFlow session is up: ask for the ports (switch_up follows with the answer)."""
+        sw = self._switches[dp.id]
+        with self._lock:
+            sw.connecting, sw.asked = dp, time.monotonic()
+        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
+    def _ask_again(self) -> None:
+        """Re-send a port description or read-back request the switch left unanswered."""
+        now = time.monotonic()
+        for sw in self._switches.values():
+            with self._lock:
+                connecting, reading, dp = sw.connecting, bool(sw.reading), sw.datapath
+                waited = now - sw.asked
+            if connecting is not None and waited > PORT_DESC_RETRY:
+                LOG.warning("switch %#x has not described its ports in %.0f s; asking again", connecting.id, waited)
+                self.switch_connected(connecting)
+            elif dp is not None and reading and waited > READ_BACK_RETRY:
+                LOG.warning("router %s: the switch has not returned its %s in %.0f s; reading it again",
+                            sw.router.name, ", ".join(sorted(sw.reading)), waited)
+                with self._lock:
+                    sw.asked = now
+                self._read_back(dp)
 
     def switch_up(self, dp, ports: list[SwitchPortInfo]) -> None:
         sw = self._switches[dp.id]
         with self._lock:
+            sw.connecting, sw.asked = None, time.monotonic()
             sw.datapath = dp
             sw.flows = sw.groups = sw.meters = None
             sw.reading = {"flows", "groups", "meters"}
@@ -227,7 +211,7 @@ class RouterCore:
     def switch_down(self, dpid: int) -> None:
         sw = self._switches[dpid]
         with self._lock:
-            sw.datapath = None
+            sw.datapath = sw.connecting = None
             sw.flows = sw.groups = sw.meters = None
         self.relay.attach(dpid, None)
 
@@ -267,6 +251,7 @@ class RouterCore:
                 sw.flows = sw.groups = sw.meters = None
                 sw.reading = {"flows", "groups", "meters"}
                 sw.adopt = True
+                sw.asked = time.monotonic()
             self._read_back(dp)
 
         threading.Timer(delay, resync).start()
@@ -407,12 +392,12 @@ class RouterCore:
                 dp.send_msg(codec.meter_mod(dp, meter_id, pps, meter_id in installed_meters))
                 installed_meters[meter_id] = codec.meter_spec(pps)
         if changes or flow_ops:
-            self._send(dp, changes, flow_ops)
+            sending.send(dp, changes, flow_ops)
         with self._lock:
             if sw.datapath is dp and not sw.reading:
                 sw.flows, sw.meters = want, installed_meters
                 sw.planned, sw.planned_for = want, views
-        self._resolve(sw, sw.fib.unresolved, state)
+        sw.resolver.resolve(sw.fib.unresolved, state.links)
         sw.offload = {"kernel_routes": len(sw.mirror.routes), **sw.fib.counts()}
         counts = {op.value: sum(1 for o in flow_ops if o.op is op) for op in Op}
         for op, _, _ in changes.routes:
@@ -425,48 +410,12 @@ class RouterCore:
                      len(sw.fib.switch_groups), (time.monotonic() - started) * 1000, counts["add"],
                      counts["modify"], counts["delete"], counts["groups"])
 
-    @staticmethod
-    def _send(dp, changes, flow_ops: list[FlowOp]) -> None:
-        """Groups before the flows that use them, route flows, stale flows, groups nobody uses, barrier.
-
-        Struct templates throughout: byte-identical to os-ken's objects (tests/test_wire.py), 50x cheaper.
-        """
-        early, late = split_deletes(flow_ops)
-        encode_route = wire.encode_route
-        messages = [wire.encode_group_mod(op) for op in changes.group_upserts]
-        messages += [wire.encode_flow_mod(op) for op in early]
-        messages += [encode_route(op, pk, target) for op, pk, target in changes.routes]
-        messages += [wire.encode_flow_mod(op) for op in late]
-        messages += [wire.encode_group_mod(op) for op in changes.group_deletes]
-        barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
-        dp.set_xid(barrier)
-        barrier.serialize()
-        messages.append(bytes(barrier.buf))
-        send_batched(dp, messages)
-
-    def _resolve(self, sw: _Switch, unresolved: frozenset[NeighbourKey], state: KernelState) -> None:
-        """Ask the kernel to resolve next hops nobody has sent traffic to yet (as SONiC's nbrmgrd).
-
-        A managed neighbour entry makes the kernel resolve it now and keep it
-        fresh, so routes via it move onto the switch without waiting for traffic.
-        """
-        sw.resolving &= unresolved
-        for key in sorted(unresolved - sw.resolving, key=str):
-            link = state.links.get(key.ifindex)
-            if link is None:
-                continue
-            sw.resolving.add(key)
-            proc = subprocess.run(["ip", "-n", sw.router.netns, "neigh", "replace", str(key.ip), "dev",
-                                   link.name, "managed"], capture_output=True, text=True)
-            if proc.returncode != 0:
-                LOG.debug("router %s: cannot ask the kernel to resolve %s: %s", sw.router.name, key.ip,
-                          proc.stderr.strip())
-
     # --- status ------------------------------------------------------------------------------
 
     def _status_loop(self) -> None:
         while not self._stop.wait(1.0):
             self._write_status()
+            self._ask_again()
 
     def _write_status(self) -> None:
         for sw in self._switches.values():

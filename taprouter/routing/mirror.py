@@ -7,7 +7,7 @@ from typing import Callable
 
 from . import parse
 from . import prefix
-from .model import Address, KernelState, Link, Neighbour, NeighbourKey, NextHop, Route, RouteKey, RouteKind
+from .model import Address, KernelState, Link, Neighbour, NeighbourKey, Route, RouteKey, RouteKind
 
 # A route entry: (metric, next hops or None when the kernel must judge it), best metric first;
 # further metrics of the same prefix follow in the same flat tuple.
