@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 import threading
 import time
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class _Switch:
     errors: int = 0
     backoff: float = 0.5
     asked: float = 0.0  # when the switch was last asked for its ports or its tables
+    counted: float = 0.0  # when the offload counts were last taken
     last_reconcile: dict[str, int] = field(default_factory=dict)
     offload: dict[str, int] = field(default_factory=dict)
 
@@ -398,10 +400,12 @@ class RouterCore:
                 sw.flows, sw.meters = want, installed_meters
                 sw.planned, sw.planned_for = want, views
         sw.resolver.resolve(sw.fib.unresolved, state.links)
-        sw.offload = {"kernel_routes": len(sw.mirror.routes), **sw.fib.counts()}
+        if changes.full or time.monotonic() - sw.counted > 1.0:  # for status: a walk over the groups
+            sw.offload = {"kernel_routes": len(sw.mirror.routes), **sw.fib.counts()}
+            sw.counted = time.monotonic()
         counts = {op.value: sum(1 for o in flow_ops if o.op is op) for op in Op}
-        for op, _, _ in changes.routes:
-            counts[op.value] += 1
+        for op, count in Counter(op for op, _, _ in changes.routes).items():
+            counts[op.value] += count
         counts["groups"] = len(changes.group_upserts) + len(changes.group_deletes)
         sw.last_reconcile = counts
         if any(counts.values()) or adopt or changes.full:

@@ -434,7 +434,10 @@ class FibState:
                         self._drop_group(gid, hops)
                 if not hops.groups and not hops.punted:
                     self._forget(hops)
-        for gid in sorted(self.switch_groups):
+        # Groups the switch holds that no hop set owns: after a full pass any of them; otherwise
+        # only those this pass dropped (a pass of a few routes must not walk every group).
+        candidates = self.switch_groups if full else (touched | emptied) & self.switch_groups.keys()
+        for gid in sorted(candidates):
             if gid not in self._owner:
                 deletes.append(GroupOp(Op.DELETE, gid, self.switch_groups[gid]))
         for op in deletes:
