@@ -492,8 +492,8 @@ def test_replace_installs_a_dump_and_drops_stale_entries():
     version, calls = m.version, rec.calls
     # Routes come decoded by the narrow decoder, which has already dropped what the FIB must not carry.
     m.replace(links=[lk(3, "tap1", carrier=0)],
-              routes=[rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.2.2", oif=4)),
-                      rtdecode.decode(route_bytes("2001:db8::", 32, gateway="fe80::1", oif=3, priority=1024))],
+              routes=[pair(route_bytes("10.9.0.0", 16, gateway="10.0.2.2", oif=4)),
+                      pair(route_bytes("2001:db8::", 32, gateway="fe80::1", oif=3, priority=1024))],
               neighbours=[nd(3, "10.0.1.2", "02:00:00:00:aa:aa", NUD_STALE),
                           nd(3, None, "02:00:00:00:01:02", NUD_PERMANENT, family=AF_BRIDGE)],  # filtered
               addresses=[ad(3, "10.0.1.1", 24), ad(3, "2001:db8:1::1", 64)])
@@ -513,6 +513,12 @@ def test_replace_installs_a_dump_and_drops_stale_entries():
     m.replace([], [], [], [])
     assert m.snapshot() == EMPTY and m.routes == {}
     assert rec.calls == calls + 3
+
+
+def pair(message: bytes) -> tuple:
+    """A route as netlink.dump_routes gives it: (prefix, (metric, hops))."""
+    pk, metric, hops = rtdecode.decode(message)
+    return pk, (metric, hops)
 
 
 def test_events_straight_from_a_datagram():
@@ -569,8 +575,11 @@ def test_changes_name_each_changed_prefix_once_and_a_dump_asks_for_everything():
     m.apply(nd(3, "10.0.1.2", "02:00:00:00:01:02", NUD_REACHABLE))
     assert m.take_changes() == ({a[0]}, True, False)
     assert m.take_changes() == (set(), False, False)
-    m.replace([], [c], [], [])
+    m.replace([], [(c[0], c[1:])], [], [])
     assert m.take_changes() == (set(), True, True) and m.routes == {c[0]: (c[1], c[2])}
+    # A dump with one prefix at two metrics keeps both, best first.
+    m.replace([], [(b[0], b[1:]), (a[0], a[1:])], [], [])
+    assert m.routes == {a[0]: (0, a[2], 20, b[2])}
 
 
 # --- the narrow decoder agrees with pyroute2 + parse.route ------------------------------------------

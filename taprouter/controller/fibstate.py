@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from ..routing import prefix
 from ..routing.model import KernelState, NeighbourKey
 from . import fib
 from .desired import PUNT
@@ -188,7 +189,7 @@ class FibState:
             else:
                 if hops and hops[0].gateway is None and fib.is_connected(hops):
                     self._connected[pk] = hops[0].ifindex
-                v6 = pk >> 8 & 1
+                v6 = pk >> 136  # prefix.V6_TAG: 1 for IPv6, 0 for IPv4
                 cached = classified.get(id(hops) * 2 + v6)
                 if cached is not None and cached[0] is hops:
                     record = cached[1]
@@ -275,7 +276,7 @@ class FibState:
                 if hops is None:
                     record = KERNEL
                 else:
-                    v6 = pk >> 8 & 1
+                    v6 = pk >> 136
                     cached = classified.get(id(hops) * 2 + v6)
                     if cached is not None and cached[0] is hops:
                         record = cached[1]
@@ -396,19 +397,15 @@ class FibState:
             self._connected.pop(pk, None)
         else:
             self._connected[pk] = ifindex
-        index: dict[tuple[int, int], set[int]] = {}
+        index: dict[tuple[bool, int], set[int]] = {}
         for net in self._connected:
-            bits = 128 if net & 0x100 else 32
-            length = net & 0xFF
-            index.setdefault((net & 0x100, length), set()).add((net >> 9) >> (bits - length))
+            index.setdefault((prefix.is_v6(net), prefix.length(net)), set()).add(prefix.network(net))
         self._connected_index = index
 
     def _in_connected(self, pk: int) -> bool:
-        family, length = pk & 0x100, pk & 0xFF
-        bits = 128 if family else 32
-        for (net_family, net_length), values in self._connected_index.items():
-            if net_family == family and length > net_length \
-                    and (pk >> 9) >> (bits - net_length) in values:
+        v6, length, net = prefix.is_v6(pk), prefix.length(pk), prefix.network(pk)
+        for (net_v6, net_length), networks in self._connected_index.items():
+            if net_v6 == v6 and length > net_length and net >> (length - net_length) in networks:
                 return True
         return False
 

@@ -9,7 +9,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from .fib import GroupType
 from .flows import FIELDS, Action, DecTtl, Match, Output, SetField, ToGroup, to_controller
-from ..routing.prefix import V6_BIT
+from ..routing import prefix
+from ..routing.prefix import V6_TAG
 from .desired import FIB_PRIORITY_BASE, PUNT
 from .pipeline import COOKIE_MASK, SLOW_PATH_METER, Owner, Table, cookie
 from .reconcile import FlowOp, GroupOp, Op
@@ -233,25 +234,27 @@ def encode_group_mod(op: GroupOp, xid: int = 0) -> bytes:
 # either one group action or the metered punt: so the whole message is a few fixed shapes.
 
 _ROUTE_COOKIE = cookie(Owner.ROUTE)
-_ETH_TYPE = {0: struct.pack("!IH", oxm_header("eth_type", False), 0x0800),
-             V6_BIT: struct.pack("!IH", oxm_header("eth_type", False), 0x86DD)}
-_DST = {0: ("ipv4_dst", 4), V6_BIT: ("ipv6_dst", 16)}
+_ETH_TYPE = {False: struct.pack("!IH", oxm_header("eth_type", False), 0x0800),
+             True: struct.pack("!IH", oxm_header("eth_type", False), 0x86DD)}
+_DST = {False: ("ipv4_dst", 4), True: ("ipv6_dst", 16)}
 _PUNT_INSTRUCTIONS = (_METER_INSTRUCTION(OFPIT_METER, 8, SLOW_PATH_METER)
                       + _ACTIONS_INSTRUCTION(OFPIT_APPLY_ACTIONS, 24) + _action(to_controller()))
 _APPLY_GROUP = struct.Struct("!HH4xHHI")
 _ROUTE_COMMANDS = {ADD: OFPFC_ADD, MODIFY: OFPFC_MODIFY_STRICT}
+_LOW32 = (1 << 32) - 1
+_LOW128 = (1 << 128) - 1
 
 
 def _route_match(pk: int) -> tuple[int, bytes]:
-    family, length = pk & V6_BIT, pk & 0xFF
-    oxms = _ETH_TYPE[family]
+    v6, length = prefix.is_v6(pk), prefix.length(pk)
+    oxms = _ETH_TYPE[v6]
     if length:
-        name, width = _DST[family]
-        value = (pk >> 9).to_bytes(width, "big")
+        name, width = _DST[v6]
+        value = prefix.value(pk).to_bytes(width, "big")
         if length == width * 8:
             oxms += struct.pack("!I", oxm_header(name, False)) + value
         else:
-            mask = (((1 << length) - 1) << (width * 8 - length)).to_bytes(width, "big")
+            mask = prefix.mask(pk).to_bytes(width, "big")
             oxms += struct.pack("!I", oxm_header(name, True)) + value + mask
     match_len = 4 + len(oxms)
     return match_len, oxms + _PAD[-match_len & 7]
@@ -260,8 +263,8 @@ def _route_match(pk: int) -> tuple[int, bytes]:
 def _encode_route(op: Op, pk: int, target: int, xid: int = 0) -> bytes:
     """The reference shape of a route flow_mod, which the templates below are cut from."""
     match_len, oxms = _route_match(pk)
-    table = Table.FIB6 if pk & V6_BIT else Table.FIB4
-    priority = FIB_PRIORITY_BASE + (pk & 0xFF)
+    table = Table.FIB6 if prefix.is_v6(pk) else Table.FIB4
+    priority = FIB_PRIORITY_BASE + prefix.length(pk)
     if op is DELETE:
         return _FLOW_MOD(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_BEFORE_OXMS + len(oxms), xid, _ROUTE_COOKIE,
                          COOKIE_MASK, table, OFPFC_DELETE_STRICT, 0, 0, priority, NO_BUFFER, OFPP_ANY,
@@ -279,20 +282,19 @@ _VALUE_AT = _FLOW_MOD_BEFORE_OXMS + 6 + 4  # after the eth_type OXM and the dest
 _ROUTE_TEMPLATES: dict[tuple, tuple] = {}
 
 
-def _route_template(op: Op, family_length: int, group: bool) -> tuple:
+def _route_template(op: Op, v6: bool, length: int, group: bool) -> tuple:
     """(pack, constant chunks) for one message shape: a single struct call fills xid, value and group.
 
     The constant bytes travel as `s` fields, cut from the reference encoding.
     """
-    length = family_length & 0xFF
-    reference = _encode_route(op, family_length, 1 if group else PUNT)  # value 0, xid 0
+    reference = _encode_route(op, prefix.pack(6 if v6 else 4, 0, length), 1 if group else PUNT)  # value 0, xid 0
     fmt, chunks, pos = "!4s", [reference[:4]], 8  # version, type, length; then the xid
     fmt += "I"
-    value_code = ("QQ" if family_length & V6_BIT else "I") if length else ""
+    value_code = ("QQ" if v6 else "I") if length else ""
     if value_code:
         fmt += f"{_VALUE_AT - pos}s" + value_code
         chunks.append(reference[pos:_VALUE_AT])
-        pos = _VALUE_AT + (16 if family_length & V6_BIT else 4)
+        pos = _VALUE_AT + (16 if v6 else 4)
     end = len(reference) - (4 if group and op is not DELETE else 0)
     fmt += f"{end - pos}s"
     chunks.append(reference[pos:end])
@@ -306,21 +308,22 @@ def encode_route(op: Op, pk: int, target: int, xid: int = 0) -> bytes:
 
     One struct call per message, from a template per (operation, family and length, form).
     """
-    family_length = pk & 0x1FF
+    v6 = pk >= V6_TAG
+    length = (pk >> 128) & 0xFF if v6 else pk >> 32
     group = target != PUNT and op is not DELETE
-    key = (op, family_length, group)
+    key = (op, v6, length, group)
     template = _ROUTE_TEMPLATES.get(key)
     if template is None:
-        template = _ROUTE_TEMPLATES[key] = _route_template(op, family_length, group)
+        template = _ROUTE_TEMPLATES[key] = _route_template(op, v6, length, group)
     pack, chunks = template
-    length = family_length & 0xFF
     if not length:
         return pack(chunks[0], xid, chunks[1], target) if group else pack(chunks[0], xid, chunks[1])
-    value = pk >> 9
-    if family_length & V6_BIT:
+    if v6:
+        value = (pk & _LOW128) << (128 - length)
         if group:
             return pack(chunks[0], xid, chunks[1], value >> 64, value & 0xFFFFFFFFFFFFFFFF, chunks[2], target)
         return pack(chunks[0], xid, chunks[1], value >> 64, value & 0xFFFFFFFFFFFFFFFF, chunks[2])
+    value = (pk & _LOW32) << (32 - length)
     if group:
         return pack(chunks[0], xid, chunks[1], value, chunks[2], target)
     return pack(chunks[0], xid, chunks[1], value, chunks[2])

@@ -82,13 +82,16 @@ class KernelMirror:
     def replace(self, links: list, routes: list[tuple], neighbours: list, addresses: list) -> None:
         """Install a full dump, dropping every entry it does not contain (resync after overflow).
 
-        Routes come as rtdecode.decode() tuples; the rest as pyroute2 messages.
+        Routes come as (prefix, (metric, hops)) pairs, as netlink.dump_routes gives them; the
+        rest as pyroute2 messages.
         """
         new_links = {l.index: l for l in map(parse.link, links)}
-        new_routes: dict[int, RouteEntry] = {}
-        for pk, metric, hops in routes:
-            current = new_routes.get(pk)
-            new_routes[pk] = (metric, hops) if current is None else _with(current, metric, hops)
+        new_routes: dict[int, RouteEntry] = dict(routes)  # at C speed: a dump is a million routes
+        if len(new_routes) != len(routes):  # a prefix with several metrics: merge its entries
+            new_routes = {}
+            for pk, (metric, hops) in routes:
+                current = new_routes.get(pk)
+                new_routes[pk] = (metric, hops) if current is None else _with(current, metric, hops)
         new_neighbours = {n.key: n for n in map(parse.neighbour, neighbours) if n is not None}
         new_addresses = {a for a in map(parse.address, addresses) if a is not None}
         with self._lock:

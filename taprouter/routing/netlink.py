@@ -199,7 +199,7 @@ RTM_GETROUTE = 26
 
 
 def dump_routes(netns_name: str) -> list[tuple]:
-    """Every main-table route the FIB may carry, as rtdecode.decode() tuples, read with a raw dump."""
+    """Every main-table route the FIB may carry, as (prefix, (metric, hops)), read with a raw dump."""
     with netns.entered(netns_name):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     routes = []
@@ -213,7 +213,7 @@ def dump_routes(netns_name: str) -> list[tuple]:
             data = sock.recv(RECV_SIZE)
             events = rtshape.route_events(data)  # a datagram of routes only: decoded by its shape
             if events is not None:
-                routes += [(pk, entry[0], entry[1]) for pk, entry, _delete in events]
+                routes += [(pk, entry) for pk, entry, _delete in events]
                 continue
             for kind, offset in rtdecode.split(data):
                 if kind == NLMSG_DONE:
@@ -224,4 +224,4 @@ def dump_routes(netns_name: str) -> list[tuple]:
                 if kind == RTM_NEWROUTE:
                     route = rtdecode.decode(data, offset)
                     if route is not None:
-                        routes.append(route)
+                        routes.append((route[0], route[1:]))

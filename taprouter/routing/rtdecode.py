@@ -125,13 +125,12 @@ def decode(data: bytes, offset: int = 0) -> tuple[int, int, tuple[NextHop, ...] 
         pos += (alen + 3) & ~3
     if table != RT_TABLE_MAIN:
         return None
-    bits = 32 if family == AF_INET else 128
     value = int.from_bytes(dst_raw, "big") if dst_raw else 0
-    if dst_len < bits:  # the kernel keeps host bits clear, but a prefix must not depend on it
-        value &= ~((1 << (bits - dst_len)) - 1)
     if _skipped(family, value, dst_len):
         return None
-    pk = value << 9 | (0 if family == AF_INET else prefix.V6_BIT) | dst_len
+    # prefix.pack, inline; the shift drops any host bits.
+    pk = (dst_len << 32 | value >> (32 - dst_len) if family == AF_INET
+          else prefix.V6_TAG | dst_len << 128 | value >> (128 - dst_len))
     if nh_id or src_len or rtype != RTN_UNICAST:
         return pk, metric, None
     if multipath is not None:

@@ -71,7 +71,7 @@ def _generate(family: int, length: int, layout: tuple[tuple[int, int], ...]) -> 
         names.append(field)
     fmt += f"{((length + 3) & ~3) - length}x"  # the padding up to the next message
     bits = 32 if family == AF_INET else 128
-    v6 = 0 if family == AF_INET else prefix.V6_BIT
+    tag = "dst_len << 32 | " if family == AF_INET else f"{prefix.V6_TAG} | dst_len << 128 | "
     dst = "int.from_bytes(dst, 'big')" if "dst" in seen else "0"
     gateway = "gateway" if "gateway" in seen else "None"
     oif = "oif" if "oif" in seen else "0"
@@ -90,15 +90,13 @@ def decode(data, iter_unpack=iter_unpack, hop_cache=hop_cache, single_hop=single
         if table != {RT_TABLE_MAIN}:
             continue
         value = {dst}
-        if dst_len < {bits}:
-            value &= ~((1 << ({bits} - dst_len)) - 1)
         if {skipped}:
             continue
         linkdown = bool(rtm_flags & {RTNH_F_LINKDOWN})
         hops = hop_cache.get(({family}, {oif}, {gateway}, linkdown))
         if hops is None:
             hops = single_hop({family}, {oif}, {gateway}, linkdown)
-        append((value << 9 | {v6} | dst_len, ({metric}, hops), kind == {RTM_DELROUTE}))
+        append(({tag}value >> ({bits} - dst_len), ({metric}, hops), kind == {RTM_DELROUTE}))
     return events
 """
     namespace = {"iter_unpack": struct.Struct(fmt).iter_unpack, "hop_cache": rtdecode._HOP_CACHE,
