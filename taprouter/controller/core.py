@@ -37,6 +37,8 @@ RESYNC_BACKOFF_MAX = 30.0
 # A request the switch has not answered in this long is asked again (replies have been seen to
 # go missing around a reconnection); a million flows read back in well under a minute.
 PORT_DESC_RETRY = 5.0
+BURST_GAP = 0.01  # a pass this soon after the last one is part of a burst
+BURST_GATHER = 0.002
 READ_BACK_RETRY = 120.0
 
 
@@ -335,10 +337,16 @@ class RouterCore:
     # --- reconciling (the reconcile thread) --------------------------------------------------
 
     def _reconcile_loop(self) -> None:
+        last = 0.0
         while not self._stop.is_set():
             self._kick.wait()
             if self._stop.is_set():
                 return
+            if time.monotonic() - last < BURST_GAP:
+                # Changes are streaming in (a table load, a withdrawal at the kernel's pace): gather
+                # a few milliseconds of them per pass, as each pass has a fixed cost. A change on an
+                # idle router goes out at once.
+                self._stop.wait(BURST_GATHER)
             self._kick.clear()
             for sw in self._switches.values():
                 try:
@@ -348,6 +356,7 @@ class RouterCore:
                     LOG.exception("router %s: reconcile failed; re-reading the switch", sw.router.name)
                     if sw.datapath is not None:
                         self._resync(sw, sw.datapath)
+            last = time.monotonic()
 
     def _bindings(self, sw: _Switch, state: KernelState) -> tuple[list[punt.PortView], dict[int, fib.PortBinding]]:
         views, bindings = [], {}
