@@ -9,6 +9,7 @@ import select
 import socket
 import struct
 import threading
+import time
 
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -32,6 +33,8 @@ NETLINK_ROUTE = 0
 EVENTS_RCVBUF = 512 << 20
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 BATCH_SIZE = 8 << 20
+BURST_GAP = 0.005  # a wake-up this soon after the last one is part of a burst
+BURST_GATHER = 0.001
 RTM_NEWROUTE, RTM_DELROUTE = rtdecode.RTM_NEWROUTE, rtdecode.RTM_DELROUTE
 RECV_SIZE = 1 << 20
 MESSAGE_CLASSES = {16: ifinfmsg, 17: ifinfmsg, 20: ifaddrmsg, 21: ifaddrmsg, 24: rtmsg, 25: rtmsg,
@@ -91,10 +94,16 @@ class Watcher:
             self.ready.set()
             self.mirror.notify()  # a reconcile that ran before ready was set must run again
             batch = memoryview(bytearray(BATCH_SIZE))
+            last = 0.0
             while not self._stop.is_set():
                 readable, _, _ = select.select([events], [], [], 0.5)
                 if not readable:
                     continue
+                if time.monotonic() - last < BURST_GAP:
+                    # Events are trickling in (the kernel deletes routes at its own pace): gather a
+                    # millisecond of them per wake-up, as each wake-up has a fixed cost.
+                    time.sleep(BURST_GATHER)
+                last = time.monotonic()
                 try:
                     data = _receive(events, batch)
                 except OSError as exc:
