@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from ..routing import prefix
 from ..routing.model import KernelState, NeighbourKey
 from . import fib
+from .connected import ConnectedSubnets
 from .desired import PUNT
 from .fib import KERNEL, GroupSpec, HopSet, PortBinding
 from .pipeline import GROUP_MAX, GROUP_MIN
@@ -78,8 +78,7 @@ class FibState:
         self._owner: dict[int, _Hops] = {}  # group id -> its hop set
         self._ports: dict[int, PortBinding] | None = None
         self._classified: dict[int, tuple] = {}  # id(hops) * 2 + v6 -> (hops, _Hops or KERNEL)
-        self._connected: dict[int, int] = {}  # connected prefix -> ifindex
-        self._connected_index: dict[tuple[int, int], set[int]] = {}
+        self._connected = ConnectedSubnets()
         self._hosts: dict[int, HopSet] = {}
         self._next_id = GROUP_MIN
         self._adopting = True
@@ -125,13 +124,13 @@ class FibState:
             items = all_prefixes() if all_prefixes is not None else list(routes.items())
             self._place_every(items, state, ops, touched)
             # What is left: prefixes the switch holds that are no longer routes, and host entries.
-            self._hosts = fib.host_entries(state, self._ports, self._connected, routes)
+            self._hosts = fib.host_entries(state, self._ports, self._connected.by_prefix, routes)
             dirty = set(self._held)
             dirty.update(pk for pk in self._hosts if pk not in routes)
         else:
             # Host entries first: they depend on the connected subnets and on the routes around them.
-            if self._track_connected(dirty, routes) or other:
-                hosts = fib.host_entries(state, self._ports, self._connected, routes)
+            if self._connected.track(dirty, routes) or other:
+                hosts = fib.host_entries(state, self._ports, self._connected.by_prefix, routes)
                 moved = [pk for pk in hosts.keys() | self._hosts.keys() if hosts.get(pk) != self._hosts.get(pk)]
                 self._hosts = hosts
                 if moved:
@@ -168,8 +167,7 @@ class FibState:
             hops.groups = dict.fromkeys(hops.groups, 0)
             hops.punted = 0
             hops.open = 0
-        self._connected = {}
-        self._connected_index = {}
+        self._connected.clear()
 
     def _place_every(self, items: list, state: KernelState, ops: list, touched: set[int]) -> None:
         """A full pass over every (prefix, entry) of the kernel, against what the switch held.
@@ -188,7 +186,7 @@ class FibState:
                 record = KERNEL
             else:
                 if hops and hops[0].gateway is None and fib.is_connected(hops):
-                    self._connected[pk] = hops[0].ifindex
+                    self._connected.note(pk, hops[0].ifindex)
                 v6 = pk >> 136  # prefix.V6_TAG: 1 for IPv6, 0 for IPv4
                 cached = classified.get(id(hops) * 2 + v6)
                 if cached is not None and cached[0] is hops:
@@ -220,31 +218,7 @@ class FibState:
             after = new if type(new) is int else PUNT
             if before != after:
                 append((ADD if before is None or before == UNKNOWN else MODIFY, pk, after))
-        self._set_connected(None, None)
-
-    def _track_connected(self, dirty: Iterable[int], routes: Mapping[int, tuple]) -> bool:
-        """Follow the connected subnets through changed prefixes; True if host entries may change
-        (a connected subnet came or went, or a route inside one can shadow its hosts)."""
-        stale = False
-        connected = self._connected
-        index = self._connected_index
-        for pk in dirty:
-            entry = routes.get(pk)
-            if entry is not None:
-                hops = entry[1]
-                if hops and len(hops) == 1 and hops[0].gateway is None and fib.is_connected(hops):
-                    if connected.get(pk) != hops[0].ifindex:
-                        self._set_connected(pk, hops[0].ifindex)
-                        index = self._connected_index
-                        stale = True
-                    continue
-            if pk in connected:
-                self._set_connected(pk, None)
-                index = self._connected_index
-                stale = True
-            elif index and not stale and self._in_connected(pk):
-                stale = True
-        return stale
+        self._connected.reindex()
 
     def _record(self, hopset: HopSet, state: KernelState) -> _Hops:
         hops = self._hops.get(hopset)
@@ -386,28 +360,6 @@ class FibState:
             if gid not in self._owner and gid not in self.switch_groups:
                 return gid
         raise RuntimeError("taprouter's group id range is exhausted")
-
-    # --- connected subnets (host entries depend on them) ----------------------------------------
-
-    def _set_connected(self, pk: int | None, ifindex: int | None) -> None:
-        """Note a connected subnet (or its end) and rebuild the index; pk None: just rebuild."""
-        if pk is None:
-            pass
-        elif ifindex is None:
-            self._connected.pop(pk, None)
-        else:
-            self._connected[pk] = ifindex
-        index: dict[tuple[bool, int], set[int]] = {}
-        for net in self._connected:
-            index.setdefault((prefix.is_v6(net), prefix.length(net)), set()).add(prefix.network(net))
-        self._connected_index = index
-
-    def _in_connected(self, pk: int) -> bool:
-        v6, length, net = prefix.is_v6(pk), prefix.length(pk), prefix.network(pk)
-        for (net_v6, net_length), networks in self._connected_index.items():
-            if net_v6 == v6 and length > net_length and net >> (length - net_length) in networks:
-                return True
-        return False
 
     # --- groups ---------------------------------------------------------------------------
 
