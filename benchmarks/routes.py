@@ -22,6 +22,7 @@ import os
 import struct
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -144,6 +145,11 @@ class RouteBench:
         finally:
             subprocess.run([TAPROUTER, "down", "-c", str(self.config)], env=self.env, capture_output=True)
             self.lab.down()
+            # A full table leaves ~80 MB of batch files; BENCH_KEEP=1 keeps them and the daemon log.
+            if os.environ.get("BENCH_KEEP") == "1":
+                log(f"kept {self.tmp}")
+            else:
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
     def ifindex(self) -> int:
         with netns.iproute(self.router) as ipr:
