@@ -409,3 +409,17 @@ class Stopwatch:
 
     def __call__(self) -> float:
         return time.monotonic() - self.start
+
+
+def same_instant(a: str, b: str) -> bool:
+    """Whether two of BIRD's HH:MM:SS.mmm times are the same event.
+
+    BIRD keeps such an instant on a monotonic clock and prints it as wall time, so the same
+    instant can come out a millisecond apart; a session that went down and up again moves it
+    by seconds.
+    """
+    def seconds(clock: str) -> float:
+        hours, minutes, secs = clock.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+
+    return abs(seconds(a) - seconds(b)) < 0.5
