@@ -34,18 +34,9 @@ UNKNOWN = -1
 
 
 @dataclass(frozen=True)
-class RouteOp:
-    """A route flow to add, modify (keeping its counters) or delete; target a group id or PUNT."""
-
-    op: Op
-    pk: int
-    target: int
-
-
-@dataclass(frozen=True)
 class Changes:
     group_upserts: list[GroupOp]
-    routes: list[tuple[Op, int, int]]  # (op, prefix, target): RouteOp's fields, without the object
+    routes: list[tuple[Op, int, int]]  # (op, prefix, group id or PUNT): a million of them, so no objects
     group_deletes: list[GroupOp]
     full: bool
 
