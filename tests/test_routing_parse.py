@@ -582,6 +582,36 @@ def test_changes_name_each_changed_prefix_once_and_a_dump_asks_for_everything():
     assert m.routes == {a[0]: (0, a[2], 20, b[2])}
 
 
+class _TakenWhileWaiting:
+    """The mirror's lock, with the reconciler's take_changes() slipping in once while the
+    watcher waits for it: the interleaving that lost changes when apply_routes looked up the
+    dirty set before taking the lock."""
+
+    def __init__(self, mirror: KernelMirror) -> None:
+        self.mirror, self.real, self.taken = mirror, mirror._lock, []
+        self.armed = False
+
+    def __enter__(self):
+        if self.armed:
+            self.armed = False
+            self.taken.append(self.mirror.take_changes())
+        return self.real.__enter__()
+
+    def __exit__(self, *exc):
+        return self.real.__exit__(*exc)
+
+
+def test_a_change_made_while_the_reconciler_takes_changes_is_not_lost():
+    m = KernelMirror()
+    m.take_changes()
+    lock = m._lock = _TakenWhileWaiting(m)
+    a = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3))
+    lock.armed = True
+    m.apply_routes([(a[0], a[1:], False)])
+    assert lock.taken == [(set(), False, False)]  # the reconciler came first and found nothing
+    assert m.take_changes() == ({a[0]}, False, False)  # so the change is there for its next pass
+
+
 # --- the narrow decoder agrees with pyroute2 + parse.route ------------------------------------------
 
 

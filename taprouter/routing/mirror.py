@@ -144,9 +144,11 @@ class KernelMirror:
         One lock and one wake-up per batch: a full-table load brings thousands per batch.
         """
         changed = 0
-        routes, dirty = self.routes, self._dirty
-        get = routes.get
         with self._lock:
+            # Under the lock: take_changes swaps in a new dirty set, and a prefix marked in the
+            # set it already took would never be looked at.
+            routes, dirty = self.routes, self._dirty
+            get = routes.get
             for pk, entry, delete in events:
                 current = get(pk)
                 if current is None:
