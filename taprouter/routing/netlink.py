@@ -20,7 +20,7 @@ from pyroute2.netlink.rtnl import (RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP
 
 from ..bridge import netns
 from ..bridge.netns import iproute
-from . import rtdecode, rtshape
+from . import recvmany, rtdecode, rtshape
 from .mirror import KernelMirror
 from .parse import AF_INET, AF_INET6
 
@@ -93,7 +93,7 @@ class Watcher:
             self.dump()  # after subscribing: nothing is lost in between
             self.ready.set()
             self.mirror.notify()  # a reconcile that ran before ready was set must run again
-            batch = memoryview(bytearray(BATCH_SIZE))
+            batch, receiver = memoryview(bytearray(RECV_SIZE)), recvmany.Receiver()
             last = 0.0
             while not self._stop.is_set():
                 readable, _, _ = select.select([events], [], [], 0.5)
@@ -105,13 +105,13 @@ class Watcher:
                     time.sleep(BURST_GATHER)
                 last = time.monotonic()
                 try:
-                    data = _receive(events, batch)
+                    data = _receive(events, batch, receiver)
                 except OSError as exc:
-                    if exc.errno != errno.ENOBUFS:
+                    if exc.errno != errno.ENOBUFS and not isinstance(exc, recvmany.Truncated):
                         raise
                     self.resyncs += 1
-                    LOG.warning("netns %s: netlink socket overflowed; resyncing from a fresh dump",
-                                self.netns)
+                    LOG.warning("netns %s: netlink events lost (%s); resyncing from a fresh dump",
+                                self.netns, exc.strerror)
                     _drain(events)
                     self.dump()
                     continue
@@ -150,21 +150,23 @@ def _set_rcvbuf(sock: socket.socket, size: int) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
-def _receive(sock: socket.socket, batch: memoryview) -> bytes:
-    """Every datagram queued now, concatenated (each holds whole, aligned messages).
+def _receive(sock: socket.socket, batch: memoryview, receiver: recvmany.Receiver) -> bytes:
+    """Every datagram queued now (up to about BATCH_SIZE), concatenated: each holds whole,
+    aligned messages.
 
     The kernel sends each route change as a datagram of its own: a full table is a
-    million of them. Reading them back to back into one buffer, then decoding the lot,
+    million of them. Reading them in blocks of a recvmmsg() call, then decoding the lot,
     costs one select() and one decode call per batch instead of per route.
     """
-    pos = sock.recv_into(batch)  # select() said readable
-    limit = len(batch) - RECV_SIZE  # room for the largest datagram, so none is cut short
-    while pos < limit:
-        try:
-            pos += sock.recv_into(batch[pos:], 0, socket.MSG_DONTWAIT)
-        except BlockingIOError:
+    size = sock.recv_into(batch)  # select() said readable; this one may be of any size
+    parts, total = [bytes(batch[:size])], size
+    while total < BATCH_SIZE:
+        more = receiver.read(sock)
+        if not more:
             break
-    return bytes(batch[:pos])
+        parts.append(more)
+        total += len(more)
+    return b"".join(parts)
 
 
 def _drain(sock: socket.socket) -> None:
