@@ -236,6 +236,9 @@ class Switch:
         other = last_other != (state, bindings)
         self.seen = (routes, (state, bindings))
         changes = self.fib.sync(routes, state, bindings, dirty, other, full=False)
+        # The log's figures are counted where the ops are made: they must agree with the ops.
+        assert changes.counts == tuple(sum(1 for op, _pk, _t in changes.routes if op is kind)
+                                       for kind in (Op.ADD, Op.MODIFY, Op.DELETE))
         others = desired.build(kernel.views(), with_fib=True)
         flow_ops = diff(others, installed_others)
         route_ops = [FlowOp(op, desired.route_flow(pfx.to_network(pk), target)) for op, pk, target in changes.routes]

@@ -11,15 +11,21 @@ from typing import Iterable, Mapping
 from ..routing import prefix
 from . import fib
 
+_V6_TAG = prefix.V6_TAG
+_LOW32, _LOW128 = (1 << 32) - 1, (1 << 128) - 1
+
 
 class ConnectedSubnets:
     def __init__(self) -> None:
         self.by_prefix: dict[int, int] = {}  # connected prefix -> ifindex
-        self._index: dict[tuple[bool, int], set[int]] = {}  # (IPv6, length) -> network bits
+        # Per family, (length, network bits) of the connected subnets: the test a million routes
+        # go through during a load, so it is plain tuples and sets.
+        self._v4: list[tuple[int, set[int]]] = []
+        self._v6: list[tuple[int, set[int]]] = []
 
     def clear(self) -> None:
         self.by_prefix = {}
-        self._index = {}
+        self._v4, self._v6 = [], []
 
     def note(self, pk: int, ifindex: int) -> None:
         """Record a connected subnet without rebuilding the index (call reindex() after a batch)."""
@@ -29,7 +35,8 @@ class ConnectedSubnets:
         index: dict[tuple[bool, int], set[int]] = {}
         for net in self.by_prefix:
             index.setdefault((prefix.is_v6(net), prefix.length(net)), set()).add(prefix.network(net))
-        self._index = index
+        self._v4 = [(length, nets) for (v6, length), nets in sorted(index.items()) if not v6]
+        self._v6 = [(length, nets) for (v6, length), nets in sorted(index.items()) if v6]
 
     def _set(self, pk: int, ifindex: int | None) -> None:
         if ifindex is None:
@@ -40,9 +47,12 @@ class ConnectedSubnets:
 
     def covers(self, pk: int) -> bool:
         """Whether pk lies strictly inside a connected subnet."""
-        v6, length, net = prefix.is_v6(pk), prefix.length(pk), prefix.network(pk)
-        for (net_v6, net_length), networks in self._index.items():
-            if net_v6 == v6 and length > net_length and net >> (length - net_length) in networks:
+        if pk >= _V6_TAG:
+            length, net, index = (pk >> 128) & 0xFF, pk & _LOW128, self._v6
+        else:
+            length, net, index = pk >> 32, pk & _LOW32, self._v4
+        for net_length, networks in index:
+            if length > net_length and net >> (length - net_length) in networks:
                 return True
         return False
 
@@ -51,11 +61,12 @@ class ConnectedSubnets:
         went, or a route inside one can shadow its hosts)."""
         stale = False
         connected = self.by_prefix
+        covers = self.covers
         for pk in dirty:
             entry = routes.get(pk)
             if entry is not None:
                 hops = entry[1]
-                if hops and len(hops) == 1 and hops[0].gateway is None and fib.is_connected(hops):
+                if hops and hops[0].gateway is None and len(hops) == 1 and fib.is_connected(hops):
                     if connected.get(pk) != hops[0].ifindex:
                         self._set(pk, hops[0].ifindex)
                         stale = True
@@ -63,6 +74,6 @@ class ConnectedSubnets:
             if pk in connected:
                 self._set(pk, None)
                 stale = True
-            elif self._index and not stale and self.covers(pk):
+            elif not stale and covers(pk):
                 stale = True
         return stale

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 import threading
 import time
 from dataclasses import dataclass, field
@@ -412,9 +411,8 @@ class RouterCore:
         if changes.full or time.monotonic() - sw.counted > 1.0:  # for status: a walk over the groups
             sw.offload = {"kernel_routes": len(sw.mirror.routes), **sw.fib.counts()}
             sw.counted = time.monotonic()
-        counts = {op.value: sum(1 for o in flow_ops if o.op is op) for op in Op}
-        for op, count in Counter(op for op, _, _ in changes.routes).items():
-            counts[op.value] += count
+        counts = {op.value: sum(1 for o in flow_ops if o.op is op) + routes
+                  for op, routes in zip((Op.ADD, Op.MODIFY, Op.DELETE), changes.counts)}
         counts["groups"] = len(changes.group_upserts) + len(changes.group_deletes)
         sw.last_reconcile = counts
         if any(counts.values()) or adopt or changes.full:

@@ -39,6 +39,7 @@ class Changes:
     routes: list[tuple[Op, int, int]]  # (op, prefix, group id or PUNT): a million of them, so no objects
     group_deletes: list[GroupOp]
     full: bool
+    counts: tuple[int, int, int] = (0, 0, 0)  # route flows added, modified, deleted (the log's figures)
 
     def __bool__(self) -> bool:
         return bool(self.group_upserts or self.routes or self.group_deletes)
@@ -107,13 +108,14 @@ class FibState:
         touched: set[int] = set()  # groups whose content may differ from the switch's
         if other or full:
             full |= self._refresh_hops(state, touched)
-        ops: list = []
+        adds: list = []
+        modifies: list = []
         deletes: list = []
         emptied: set[int] = set()
         if full:
             self._rebuild_counts()
             items = all_prefixes() if all_prefixes is not None else list(routes.items())
-            self._place_every(items, state, ops, touched)
+            self._place_every(items, state, adds, modifies, touched)
             # What is left: prefixes the switch holds that are no longer routes, and host entries.
             self._hosts = fib.host_entries(state, self._ports, self._connected.by_prefix, routes)
             dirty = set(self._held)
@@ -127,7 +129,7 @@ class FibState:
                 if moved:
                     dirty = set(dirty)
                     dirty.update(moved)
-        self._place(dirty, routes, state, ops, deletes, emptied, touched)
+        self._place(dirty, routes, state, adds, modifies, deletes, emptied, touched)
         upserts, group_deletes = self._group_ops(touched, emptied, full)
         if full or other or self._new_hops:
             self._unresolved(state)
@@ -136,7 +138,8 @@ class FibState:
         self._new_hops = False
         if len(self._classified) > 65536:
             self._classified = {}
-        return Changes(upserts, ops + deletes, group_deletes, full)
+        return Changes(upserts, adds + modifies + deletes, group_deletes, full,
+                       (len(adds), len(modifies), len(deletes)))
 
     def _refresh_hops(self, state: KernelState, touched: set[int]) -> bool:
         """Recompute every hop set's group; True if one gained or lost its last usable member."""
@@ -160,7 +163,8 @@ class FibState:
             hops.open = 0
         self._connected.clear()
 
-    def _place_every(self, items: list, state: KernelState, ops: list, touched: set[int]) -> None:
+    def _place_every(self, items: list, state: KernelState, adds: list, modifies: list,
+                     touched: set[int]) -> None:
         """A full pass over every (prefix, entry) of the kernel, against what the switch held.
 
         The restart path: a million prefixes, most of them already right on the switch, so the
@@ -169,7 +173,7 @@ class FibState:
         classified, held, owner, flows = self._classified, self._held, self._owner, self.flows
         switch_groups = self.switch_groups
         limit = fib.ROUTES_PER_GROUP
-        append = ops.append
+        add_op, modify_op = adds.append, modifies.append
         ADD, MODIFY = Op.ADD, Op.MODIFY
         for pk, entry in items:
             hops = entry[1]
@@ -208,7 +212,10 @@ class FibState:
             before = old if old is None or type(old) is int else PUNT
             after = new if type(new) is int else PUNT
             if before != after:
-                append((ADD if before is None or before == UNKNOWN else MODIFY, pk, after))
+                if before is None or before == UNKNOWN:
+                    add_op((ADD, pk, after))
+                else:
+                    modify_op((MODIFY, pk, after))
         self._connected.reindex()
 
     def _record(self, hopset: HopSet, state: KernelState) -> _Hops:
@@ -224,15 +231,15 @@ class FibState:
         self._classified[id(hops) * 2 + v6] = (hops, record)
         return record
 
-    def _place(self, dirty: Iterable[int], routes, state: KernelState, ops: list, deletes: list,
-               emptied: set[int], touched: set[int]) -> None:
+    def _place(self, dirty: Iterable[int], routes, state: KernelState, adds: list, modifies: list,
+               deletes: list, emptied: set[int], touched: set[int]) -> None:
         """Decide what the switch should hold for each prefix; record the flow ops that differ.
 
         The hot loop of a full-table load: a million iterations, so the common cases are inline.
         """
         classified, flows, held, hosts, owner = self._classified, self.flows, self._held, self._hosts, self._owner
         limit = fib.ROUTES_PER_GROUP
-        add_op, modify_op, delete_op = ops.append, ops.append, deletes.append
+        add_op, modify_op, delete_op = adds.append, modifies.append, deletes.append
         ADD, MODIFY, DELETE = Op.ADD, Op.MODIFY, Op.DELETE
         for pk in dirty:
             entry = routes.get(pk)
