@@ -17,9 +17,9 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from taprouter.controller.flows import mac_to_int
 from taprouter.routing import mirror as mirror_mod
-from taprouter.routing import netlink, parse, rtdecode
+from taprouter.routing import netlink, parse, prefix, rtdecode
 from taprouter.routing.mirror import KernelMirror
-from taprouter.routing.model import (NUD_DELAY, NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT,
+from taprouter.routing.model import (NeighbourKey, NUD_DELAY, NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT,
                                      NUD_PROBE, NUD_REACHABLE, NUD_STALE, Address, KernelState, Link,
                                      Neighbour, NextHop, Route, RouteKey, RouteKind)
 
@@ -357,6 +357,44 @@ def test_decode_splits_a_datagram_into_the_messages_the_mirror_keeps():
     assert parse.route(msgs[2]).nexthops == (NextHop(3, ip("10.0.1.2")),)
     assert parse.neighbour(msgs[4]).state == NUD_FAILED
     assert parse.route(msgs[5]).dst == net("2001:db8::/32")
+
+
+class _Recording(KernelMirror):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list = []
+
+    def apply_routes(self, events):
+        self.calls.append(("routes", [(str(prefix.to_network(pk)), delete) for pk, _entry, delete in events]))
+        return super().apply_routes(events)
+
+    def apply(self, msg):
+        self.calls.append(("message", msg["header"]["type"]))
+        return super().apply(msg)
+
+
+def test_the_watcher_applies_queued_datagrams_in_order_with_route_runs_between_other_messages():
+    """A neighbour refreshed during a load lands among thousands of routes: the runs of routes on
+    either side still go to the mirror as runs, and in order with it."""
+    a = route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3)
+    b = route_bytes("10.8.0.0", 16, gateway="10.0.1.2", oif=3)
+    gone = route_bytes("10.9.0.0", 16, kind=25, gateway="10.0.1.2", oif=3)
+    v6 = route_bytes("2001:db8::", 32, gateway="fe80::1", oif=3)
+    neighbour = neigh_bytes(3, "10.0.1.2", "02:00:00:00:01:02", NUD_REACHABLE)
+    rule = _raw(rtmsg(), 32, {"family": AF_INET}, [])  # a kind the mirror does not keep
+    mirror = _Recording()
+    watcher = netlink.Watcher("unused", mirror)
+    watcher._apply(a + b + neighbour + gone + v6 + rule + unaligned(link_bytes(3, "tap1")) + b)
+    assert mirror.calls == [("routes", [("10.9.0.0/16", False), ("10.8.0.0/16", False)]),
+                            ("message", 28),
+                            ("routes", [("10.9.0.0/16", True), ("2001:db8::/32", False)]),
+                            ("message", 16),
+                            ("routes", [("10.8.0.0/16", False)])]
+    assert sorted(str(prefix.to_network(pk)) for pk in mirror.routes) == ["10.8.0.0/16", "2001:db8::/32"]
+    assert list(mirror.snapshot().neighbours) == [NeighbourKey(3, ip("10.0.1.2"))]
+    mirror.calls.clear()
+    watcher._apply(neighbour)  # no route at all
+    assert mirror.calls == [("message", 28)]
 
 
 def unaligned(data: bytes) -> bytes:

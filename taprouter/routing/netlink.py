@@ -120,24 +120,28 @@ class Watcher:
             events.close()
 
     def _apply(self, data: bytes) -> None:
-        """One datagram of events, in order; route events go to the mirror in runs."""
+        """Queued datagrams, joined: their events in order, route events in runs by their shape."""
         routes = rtshape.route_events(data)
         if routes is not None:  # only routes: the bulk of a full-table load
             if routes:
                 self.mirror.apply_routes(routes)
             return
-        routes = []
-        decode = rtdecode.decode
+        # Other messages among them (a neighbour refreshed during a load is enough): the runs
+        # of route messages between them still go through the shape decoders.
+        start = 0  # where the route messages not yet applied begin
         for kind, offset in rtdecode.split(data):
             if kind == RTM_NEWROUTE or kind == RTM_DELROUTE:
-                route = decode(data, offset)
-                if route is not None:
-                    routes.append((route[0], route[1:], kind == RTM_DELROUTE))
-            elif kind in MESSAGE_CLASSES:
-                if routes:
-                    self.mirror.apply_routes(routes)
-                    routes = []
+                continue
+            if offset > start:
+                self._apply_routes(data[start:offset])
+            if kind in MESSAGE_CLASSES:
                 self.mirror.apply(_pyroute2_message(kind, data, offset))
+            start = offset + ((struct.unpack_from("=I", data, offset)[0] + 3) & ~3)
+        if start < len(data):
+            self._apply_routes(data[start:])
+
+    def _apply_routes(self, data: bytes) -> None:
+        routes = rtshape.route_events(data)
         if routes:
             self.mirror.apply_routes(routes)
 
