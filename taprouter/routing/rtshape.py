@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
-from . import prefix, rtdecode
+from . import prefix, rtcolumns, rtdecode
 from .rtdecode import (AF_INET, AF_INET6, RTA_DST, RTA_GATEWAY, RTA_MULTIPATH, RTA_NH_ID, RTA_OIF,
                        RTA_PRIORITY, RTA_TABLE, RTA_VIA, RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST,
                        RT_TABLE_MAIN, RTNH_F_LINKDOWN)
@@ -81,7 +81,7 @@ def _generate(family: int, length: int, layout: tuple[tuple[int, int], ...]) -> 
     else:
         skipped = "(dst_len >= 8 and value >> 120 == 0xFF) or (dst_len >= 10 and value >> 118 == 0x3FA)"
     source = f"""
-def decode(data, iter_unpack=iter_unpack, hop_cache=hop_cache, single_hop=single_hop):
+def decode(data, iter_unpack=iter_unpack, hop_cache=hop_cache, single_hop=single_hop, entry=entry):
     events = []
     append = events.append
     for ({", ".join(names)},) in iter_unpack(data):
@@ -96,11 +96,11 @@ def decode(data, iter_unpack=iter_unpack, hop_cache=hop_cache, single_hop=single
         hops = hop_cache.get(({family}, {oif}, {gateway}, linkdown))
         if hops is None:
             hops = single_hop({family}, {oif}, {gateway}, linkdown)
-        append(({tag}value >> ({bits} - dst_len), ({metric}, hops), kind == {RTM_DELROUTE}))
+        append(({tag}value >> ({bits} - dst_len), entry({metric}, hops), kind == {RTM_DELROUTE}))
     return events
 """
     namespace = {"iter_unpack": struct.Struct(fmt).iter_unpack, "hop_cache": rtdecode._HOP_CACHE,
-                 "single_hop": rtdecode._single_hop}
+                 "single_hop": rtdecode._single_hop, "entry": rtdecode.entry}
     exec(compile(source, f"<route shape {family}/{length}>", "exec"), namespace)  # noqa: S102
     return namespace["decode"]
 
@@ -121,8 +121,20 @@ def _decoder(data: bytes) -> Decoder | None:
     if decoder is False:
         if len(_DECODERS) >= _MAX_SHAPES:
             _DECODERS.clear()
-        decoder = _DECODERS[key] = _generate(family, length, layout)
+        decoder = _DECODERS[key] = _combined(rtcolumns.plan(family, length, layout),
+                                             _generate(family, length, layout))
     return decoder
+
+
+def _combined(columns: rtcolumns.Columns | None, rows: Decoder) -> Decoder:
+    """Columns when the run fits them (the common case), else a message at a time."""
+    if columns is None:
+        return rows
+
+    def decode(data: bytes) -> list | None:
+        events = columns(data)
+        return rows(data) if events is None else events
+    return decode
 
 
 def _generic(data: bytes, events: list) -> None:
