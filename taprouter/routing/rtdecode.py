@@ -49,6 +49,26 @@ def _single_hop(family: int, oif: int, gateway_raw: bytes | None, linkdown: bool
     return hops
 
 
+_ENTRIES: dict[tuple[int, int], tuple] = {}
+
+
+def entry(metric: int, hops: tuple[NextHop, ...] | None) -> tuple:
+    """The mirror's (metric, hops) for a route, shared by every route that has the same.
+
+    A full table is a million routes over a handful of next hops: one tuple per route
+    would be a million objects for the garbage collector to walk on every full
+    collection (and 56 MB). Keyed by the identity of the interned hop tuple, which the
+    cached entry keeps alive.
+    """
+    key = (metric, id(hops))
+    found = _ENTRIES.get(key)
+    if found is None or found[1] is not hops:
+        if len(_ENTRIES) >= _HOP_CACHE_MAX:
+            _ENTRIES.clear()
+        found = _ENTRIES[key] = (metric, hops)
+    return found
+
+
 def _nexthops(family: int, data: bytes, start: int, end: int) -> list[NextHop]:
     hops = []
     while start + _RTNEXTHOP.size <= end:
