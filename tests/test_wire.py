@@ -421,3 +421,27 @@ def test_flow_mod_parses_back_to_the_same_flow():
         stats = parser.OFPFlowStats(table_id=msg.table_id, priority=msg.priority, cookie=msg.cookie,
                                     match=msg.match, instructions=msg.instructions)
         assert codec.flow_from_stats(stats) == flow
+
+
+# --- bundles --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [wire.BUNDLE_OPEN, wire.BUNDLE_COMMIT])
+@pytest.mark.parametrize("bundle_id,xid", [(1, 0), (0xFFFFFFFF, 0x12345678)])
+def test_bundle_control_byte_identical_to_os_ken(kind, bundle_id, xid):
+    msg = parser.ONFBundleCtrlMsg(DP, bundle_id, kind, ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED, [])
+    msg.set_xid(xid)
+    msg.serialize()
+    assert wire.encode_bundle_control(kind, bundle_id, xid) == bytes(msg.buf)
+
+
+@pytest.mark.parametrize("dst,target", [("20.1.2.0/24", 0x7A700001), ("2001:db8:7::/48", PUNT), ("0.0.0.0/0", 9)])
+@pytest.mark.parametrize("op", [Op.ADD, Op.DELETE])
+@pytest.mark.parametrize("xid", [0, 77])
+def test_bundle_add_of_a_route_flow_mod_byte_identical_to_os_ken(dst, target, op, xid):
+    net = ipaddress.ip_network(dst)
+    inner = codec.flow_mod(DP, FlowOp(op, desired.route_flow(net, target)))
+    msg = parser.ONFBundleAddMsg(DP, 42, ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED, inner, [])
+    msg.set_xid(xid)
+    msg.serialize()
+    assert wire.encode_bundle_add(42, wire.encode_route(op, pfx.from_network(net), target, xid)) == bytes(msg.buf)

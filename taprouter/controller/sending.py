@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 from . import wire
 from .fibstate import Changes
 from .pipeline import Table
 from .reconcile import FlowOp, Op
 
 SEND_CHUNK = 256 * 1024
+# Open vSwitch 3.1 took 16-19 µs per route flow delete sent one flow_mod at a time, and 7-8 µs
+# inside a bundle (adds are the other way round: 7.5 µs alone, 13 µs in a bundle). So a pass
+# with at least this many route deletes sends them as one bundle.
+BUNDLE_DELETES = 64
+_bundle_ids = itertools.count(1)
 FIB_TABLES = (Table.FIB4, Table.FIB6)
 
 
@@ -35,7 +42,8 @@ def split_deletes(flow_ops: list[FlowOp]) -> tuple[list[FlowOp], list[FlowOp]]:
 
 
 def send(dp, changes: Changes, flow_ops: list[FlowOp]) -> None:
-    """Groups before the flows that use them, route flows, stale flows, groups nobody uses, barrier.
+    """Groups before the flows that use them, route flows (many deletes as one bundle), stale flows,
+    groups nobody uses, barrier.
 
     Struct templates throughout: byte-identical to os-ken's objects (tests/test_wire.py), 50x cheaper.
     """
@@ -43,7 +51,16 @@ def send(dp, changes: Changes, flow_ops: list[FlowOp]) -> None:
     encode_route = wire.encode_route
     messages = [wire.encode_group_mod(op) for op in changes.group_upserts]
     messages += [wire.encode_flow_mod(op) for op in early]
-    messages += [encode_route(op, pk, target) for op, pk, target in changes.routes]
+    routes, deletes = changes.routes, changes.counts[2]  # the deletes come last
+    if deletes < BUNDLE_DELETES:
+        messages += [encode_route(op, pk, target) for op, pk, target in routes]
+    else:
+        messages += [encode_route(op, pk, target) for op, pk, target in routes[:len(routes) - deletes]]
+        bundle_id, bundle_add = next(_bundle_ids) & 0xFFFFFFFF, wire.encode_bundle_add
+        messages.append(wire.encode_bundle_control(wire.BUNDLE_OPEN, bundle_id))
+        messages += [bundle_add(bundle_id, encode_route(op, pk, target))
+                     for op, pk, target in routes[len(routes) - deletes:]]
+        messages.append(wire.encode_bundle_control(wire.BUNDLE_COMMIT, bundle_id))
     messages += [wire.encode_flow_mod(op) for op in late]
     messages += [wire.encode_group_mod(op) for op in changes.group_deletes]
     barrier = dp.ofproto_parser.OFPBarrierRequest(dp)

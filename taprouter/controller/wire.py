@@ -327,3 +327,24 @@ def encode_route(op: Op, pk: int, target: int, xid: int = 0) -> bytes:
     if group:
         return pack(chunks[0], xid, chunks[1], value, chunks[2], target)
     return pack(chunks[0], xid, chunks[1], value, chunks[2])
+
+
+# --- bundles (the ONF extension to OpenFlow 1.3, which Open vSwitch implements) ---------------
+
+ONF_EXPERIMENTER = 0x4F4E4600
+ONF_BUNDLE_CONTROL, ONF_BUNDLE_ADD = 2300, 2301
+BUNDLE_OPEN, BUNDLE_COMMIT = 0, 4  # ONF_BCT_OPEN_REQUEST, ONF_BCT_COMMIT_REQUEST
+BUNDLE_FLAGS = 3  # ONF_BF_ATOMIC | ONF_BF_ORDERED
+_BUNDLE_HEAD = struct.Struct("!BBHIIIIHH")  # ofp_header, experimenter, exp_type, bundle id, type or pad, flags
+
+
+def encode_bundle_control(kind: int, bundle_id: int, xid: int = 0) -> bytes:
+    return _BUNDLE_HEAD.pack(ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, _BUNDLE_HEAD.size, xid, ONF_EXPERIMENTER,
+                             ONF_BUNDLE_CONTROL, bundle_id, kind, BUNDLE_FLAGS)
+
+
+def encode_bundle_add(bundle_id: int, message: bytes) -> bytes:
+    """`message` (its xid is the bundle message's own, as the extension requires) into a bundle."""
+    return _BUNDLE_HEAD.pack(ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, _BUNDLE_HEAD.size + len(message),
+                             struct.unpack_from("!I", message, 4)[0], ONF_EXPERIMENTER, ONF_BUNDLE_ADD,
+                             bundle_id, 0, BUNDLE_FLAGS) + message
