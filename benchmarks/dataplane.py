@@ -53,17 +53,32 @@ OUT = ROOT / "benchmarks" / "dataplane.json"
 L2_COOKIE = "0x1"
 UDP_PORT = 9  # discard; closed on both ends, which is fine: we count frames, not replies
 
-# The UDP sender run inside a namespace: `count` datagrams to dst at `rate` pps (0: unpaced),
+# The sender run inside a namespace: `count` UDP datagrams (or, to port 179, TCP resets from
+# argv[6]) to dst at `rate` pps (0: unpaced),
 # for at most `max_time` seconds. It prints what it did as JSON, with CLOCK_MONOTONIC times
 # (system-wide, so comparable with this process's time.monotonic()).
 SENDER = r"""
 import json, socket, sys, time
 dst, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rate, max_time = float(sys.argv[4]), float(sys.argv[5])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if port == 179:
+    # TCP RST segments to the BGP port: the unmetered class, which measures the relay itself.
+    # The receiving kernel counts each (Tcp InSegs) and, as it is a reset, answers none.
+    import struct
+    src = sys.argv[6]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    header = struct.pack("!HHIIBBHHH", 40179, port, 1, 0, 5 << 4, 0x04, 0, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(header))
+    words = sum(struct.unpack("!%dH" % ((len(pseudo) + len(header)) // 2), pseudo + header))
+    while words >> 16:
+        words = (words & 0xFFFF) + (words >> 16)
+    payload = header[:16] + struct.pack("!H", ~words & 0xFFFF) + header[18:]
+    addr = (dst, 0)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    payload = b"taprouter-bench-" + b"x" * 2
+    addr = (dst, port)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-payload = b"taprouter-bench-" + b"x" * 2
-addr = (dst, port)
 sent = errors = 0
 mono = time.monotonic
 t0 = mono()
@@ -380,9 +395,9 @@ class Bench:
                     return {"rx_packets": v[1], "rx_dropped": v[3], "tx_packets": v[9], "tx_dropped": v[11]}
         raise KeyError(f"{ifname} not in netns {ns}")
 
-    def udp_snmp(self, ns: str) -> dict[str, int]:
+    def snmp(self, ns: str, proto: str = "Udp") -> dict[str, int]:
         with open(f"/proc/{self.sleepers[ns].pid}/net/snmp") as f:
-            rows = [line.split() for line in f if line.startswith("Udp:")]
+            rows = [line.split() for line in f if line.startswith(f"{proto}:")]
         return dict(zip(rows[0][1:], (int(x) for x in rows[1][1:])))
 
     # -- 1. RTT --------------------------------------------------------------------------------
@@ -510,16 +525,18 @@ class Bench:
 
     # -- 4. punt throughput --------------------------------------------------------------------
 
-    def flood(self, ns: str, dst: str, rate: float, seconds: float, count_rx) -> dict:
-        """Send UDP from netns `ns` to dst; count_rx() reads the receive-side counter."""
+    def flood(self, ns: str, dst: str, rate: float, seconds: float, count_rx, port: int = UDP_PORT,
+              src: str = "") -> dict:
+        """Send UDP (TCP resets to port 179, from src) from netns `ns` to dst; count_rx() reads the
+        receive-side counter."""
         count = int(rate * seconds) if rate > 0 else (40000 if self.quick else 80000)
         max_time = seconds + 1 if rate > 0 else seconds
         rx0 = count_rx()
         cpu0 = {"daemon": cpu_ticks(self.daemon.pid), "ovs": cpu_ticks(self.ovs_pid)}
         machine0, children0 = cpu_snap(), resource.getrusage(resource.RUSAGE_CHILDREN)
         c0 = time.monotonic()
-        sender = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", SENDER, dst, str(UDP_PORT),
-                                   str(count), str(rate), str(max_time)],
+        sender = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", SENDER, dst, str(port),
+                                   str(count), str(rate), str(max_time), src],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
         self.procs.append(sender)
         samples = [(time.monotonic(), rx0)]
@@ -572,36 +589,48 @@ class Bench:
         # Make sure the router kernel knows h1 (the reverse flood must not wait for ARP).
         run("ping", "-n", "-c", 2, "-i", 0.2, "-W", 2, "10.0.1.2", netns=self.router_ns, timeout=20)
         out = {}
+
         def udp_in(ns: str) -> int:
             # Every datagram the receiving kernel took in: to a closed port (NoPorts), or not.
-            snmp = self.udp_snmp(ns)
+            snmp = self.snmp(ns)
             return snmp["InDatagrams"] + snmp["NoPorts"] + snmp["InErrors"]
 
-        for direction, ns, dst, rx_ns in (("host_to_kernel", self.h1.name, "10.0.1.1", self.router_ns),
-                                          ("kernel_to_host", self.router_ns, "10.0.1.2", self.h1.name)):
+        def tcp_in(ns: str) -> int:
+            return self.snmp(ns, "Tcp")["InSegs"]  # counted before any check, as the kernel says
+
+        # (direction, sender netns, destination, port, rates, receive counter, counted at, punt flow)
+        # UDP to the router's address is policed (PUNT_METER); TCP to port 179 is the BGP class,
+        # never metered, so it shows what the relay itself carries.
+        directions = (
+            ("host_to_kernel", self.h1.name, "10.0.1.1", UDP_PORT, rates, lambda: udp_in(self.router_ns),
+             "router netns /proc/net/snmp Udp InDatagrams+NoPorts+InErrors", "nw_dst=10.0.1.1 "),
+            ("host_to_kernel_bgp_class", self.h1.name, "10.0.1.1", 179,
+             [5000, 10000, 20000, 30000, 40000, 50000, 0], lambda: tcp_in(self.router_ns),
+             "router netns /proc/net/snmp Tcp InSegs", "tp_dst=179"),
+            ("kernel_to_host", self.router_ns, "10.0.1.2", UDP_PORT, rates, lambda: udp_in(self.h1.name),
+             "h1 /proc/net/snmp Udp InDatagrams+NoPorts+InErrors", None),
+        )
+        for direction, ns, dst, port, steps_rates, count_rx, counted_at, punt_flow in directions:
             self.context(f"punt_rate_{direction}")
             steps = []
             relay0 = self.relay_now()  # each step's "after" is the next step's "before"
-            for rate in rates:
+            for rate in steps_rates:
                 log(f"punt rate {direction}: {'unpaced' if rate == 0 else f'{rate} pps'} for {seconds:g} s")
                 quiet = self.wait_quiet(5)
-                snmp0, ports0 = self.udp_snmp(self.router_ns), self.port_stats()
+                ports0 = self.port_stats()
                 tap0 = self.netdev(self.router_ns, self.taps[1])
-                punt0 = self.flow_packets(1, "nw_dst=10.0.1.1 ")
-                step = self.flood(ns, dst, rate, seconds, lambda: udp_in(rx_ns))
-                snmp1, ports1 = self.udp_snmp(self.router_ns), self.port_stats()
+                punt0 = self.flow_packets(1, punt_flow) if punt_flow else 0
+                step = self.flood(ns, dst, rate, seconds, count_rx, port, "10.0.1.2")
+                ports1 = self.port_stats()
                 tap1 = self.netdev(self.router_ns, self.taps[1])
-                punt1 = self.flow_packets(1, "nw_dst=10.0.1.1 ")
                 relay1 = self.relay_now()
                 step["machine_before"] = quiet
                 step["relay"] = {k: relay1[k] - relay0[k] for k in relay1 if relay1[k] - relay0[k]}
                 relay0 = relay1
                 step["router_tap"] = {k: tap1[k] - tap0[k] for k in tap1}
                 step["ovs_port_1"] = self.port_delta(ports0, ports1, (1,)).get(1, {})
-                if direction == "host_to_kernel":
-                    step["ovs_punt_flow_n_packets"] = punt1 - punt0
-                    step["router_udp"] = {k: snmp1[k] - snmp0[k]
-                                          for k in ("InDatagrams", "NoPorts", "InErrors")}
+                if punt_flow:
+                    step["ovs_punt_flow_n_packets"] = self.flow_packets(1, punt_flow) - punt0
                 # Sustained: (almost) nothing lost, and delivered about as fast as offered, not
                 # merely absorbed by queues and trickled out after the sender stopped.
                 step["sustained"] = (step["loss_pct"] is not None and step["loss_pct"] <= 1.0
@@ -609,8 +638,7 @@ class Bench:
                 steps.append(step)
                 time.sleep(0.2)
             out[direction] = {
-                "counted_at": ("router netns" if direction == "host_to_kernel" else "h1") +
-                              " /proc/net/snmp Udp InDatagrams+NoPorts+InErrors",
+                "counted_at": counted_at,
                 "steps": steps,
                 "max_delivered_pps": max(s["delivered_pps"] for s in steps),
                 "max_sustained_offered_pps": max((s["offered_pps"] for s in steps if s["sustained"]),
@@ -705,7 +733,7 @@ def report(meta: dict, res: dict, notes: list[str]) -> None:
           f"FIB CONTROLLER flows n_packets delta {pi['fib_controller_flows_n_packets']}")
     for k, v in pi["per_flow"].items():
         print(f"     {k}: +{v}")
-    print("\n4. punt path rate (UDP, 60-byte frames)")
+    print("\n4. punt path rate (UDP, 60-byte frames; TCP resets, 54-byte frames, for the BGP class)")
     for direction, d in res["punt_rate"].items():
         print(f"   {direction} (counted at {d['counted_at']})")
         drop_col = "TAP tx_drop" if direction == "kernel_to_host" else "OVS rx drop"
