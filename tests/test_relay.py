@@ -37,9 +37,12 @@ class Recorder:
     def __init__(self, accept: bool = True):
         self.accept = accept
         self.frames: queue.Queue[tuple[int, bytes]] = queue.Queue()
+        self.batches: list[int] = []  # frames per call
 
-    def __call__(self, port: int, data: bytes) -> bool:
-        self.frames.put((port, data))
+    def __call__(self, frames: list[tuple[int, bytes]]) -> bool:
+        self.batches.append(len(frames))
+        for port, data in frames:
+            self.frames.put((port, data))
         return self.accept
 
     def get(self, timeout: float = TIMEOUT) -> tuple[int, bytes]:
@@ -263,6 +266,31 @@ def test_many_frames_arrive_in_order(h):
     assert wait_until(lambda: h.relay.counters.to_switch == 500)
 
 
+def test_frames_queued_together_go_to_the_switch_in_one_write(h):
+    """One PacketOut write per drain of a TAP, not per frame: held while the sender is busy."""
+    import threading
+    peer = h.tap(1, 1)
+    rec, busy, release = Recorder(), threading.Event(), threading.Event()
+
+    def send(frames):
+        if not busy.is_set():
+            busy.set()
+            release.wait(TIMEOUT)
+        return rec(frames)
+
+    h.relay.attach(1, send)
+    peer.send(frame(60, tag=0))
+    assert busy.wait(TIMEOUT)
+    queued = [frame(60, tag=i) for i in range(1, 31)]  # fewer than a burst, and than the socket holds
+    for data in queued:
+        peer.send(data)
+    release.set()
+    got = [rec.get() for _ in range(len(queued) + 1)]
+    assert got == [(1, frame(60, tag=i)) for i in range(len(queued) + 1)]
+    assert rec.batches == [1, 30]
+    assert counts(h.relay) == {"to_switch": len(queued) + 1}
+
+
 def test_frames_from_two_busy_taps_keep_their_ports_and_order(h):
     first, second = h.tap(1, 1), h.tap(1, 2)
     rec = Recorder()
@@ -296,20 +324,21 @@ def test_replacing_a_port_fd_closes_the_old_one(h):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_relay_survives_a_sender_that_raises(h):
     peer = h.tap(1, 1)
-    calls: list[bytes] = []
+    calls: list[list] = []
     rec = Recorder()
 
-    def send(port: int, data: bytes) -> bool:
-        calls.append(data)
+    def send(frames: list[tuple[int, bytes]]) -> bool:
+        calls.append(frames)
         if len(calls) == 1:
             raise ConnectionResetError("switch went away mid-send")
-        return rec(port, data)
+        return rec(frames)
 
     h.relay.attach(1, send)
     peer.send(frame(60, tag=1))
     assert wait_until(lambda: len(calls) == 1)
     peer.send(frame(60, tag=2))
     assert rec.get(timeout=1.0) == (1, frame(60, tag=2))
+    assert counts(h.relay) == {"send_dropped": 1, "to_switch": 1}
 
 
 # --- lifecycle -------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ class _Tap:
     port: SwitchPort
     name: str
     mtu: int
-    send: Callable[[int, bytes], bool] | None = field(default=None)
+    send: Callable[[list[tuple[int, bytes]]], bool] | None = field(default=None)
 
 
 class Relay:
@@ -103,7 +103,7 @@ class Relay:
         tap = self._by_port.get(port)
         return tap.fd if tap else None
 
-    def attach(self, dpid: int, send: Callable[[int, bytes], bool] | None) -> None:
+    def attach(self, dpid: int, send: Callable[[list[tuple[int, bytes]]], bool] | None) -> None:
         """Point a datapath's TAPs at a PacketOut sender, or at None when it disconnects."""
         with self._lock:
             for tap in self._by_fd.values():
@@ -160,27 +160,36 @@ class Relay:
                     self._drain(tap)
 
     def _drain(self, tap: _Tap) -> None:
+        batch: list[tuple[int, bytes]] = []
+        port = tap.port.port
         for _ in range(BURST):
             try:
                 frame = os.read(tap.fd, READ_SIZE)
             except BlockingIOError:
-                return
+                break
             except OSError as exc:
                 if exc.errno in (errno.EBADFD, errno.EBADF):
                     self._forget(tap)  # the TAP was deleted under us: stop polling it
-                    return
+                    break
                 LOG.warning("read from %s failed: %s", tap.name, exc)
-                return
+                break
             if len(frame) < MIN_FRAME:
                 self.counters.runt += 1
                 continue
-            send = tap.send
-            try:
-                sent = send is not None and send(tap.port.port, frame)
-            except Exception:  # one bad frame must not stop the relay for every port
-                LOG.exception("sending a frame from %s failed", tap.name)
-                sent = False
-            if not sent:
-                self.counters.send_dropped += 1
-                continue
-            self.counters.to_switch += 1
+            batch.append((port, frame))
+        if batch:
+            self._send(tap, batch)
+
+    def _send(self, tap: _Tap, batch: list[tuple[int, bytes]]) -> None:
+        """What one drain read, as PacketOuts in one write: one hand-over to the OpenFlow
+        connection per burst rather than per frame."""
+        send = tap.send
+        try:
+            sent = send is not None and send(batch)
+        except Exception:  # one bad frame must not stop the relay for every port
+            LOG.exception("sending frames from %s failed", tap.name)
+            sent = False
+        if sent:
+            self.counters.to_switch += len(batch)
+        else:
+            self.counters.send_dropped += len(batch)

@@ -195,7 +195,8 @@ class RouterCore:
                             port.number, dp.id)
         for info in ports:
             self._port_ready(sw, info)
-        self.relay.attach(dp.id, lambda port, frame: dp.send(codec.packet_out(port, frame)))
+        self.relay.attach(dp.id, lambda frames: dp.send(b"".join(codec.packet_out(port, frame)
+                                                                for port, frame in frames)))
         self._read_back(dp)
 
     @staticmethod
