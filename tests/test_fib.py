@@ -436,6 +436,21 @@ def test_neighbour_host_entry_respects_a_more_specific_route(specific):
     assert installed(k).send("10.0.1.70") == expected
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_more_specific_route_added_later_takes_over_the_neighbours_host_entry_and_gives_it_back(family):
+    """Incrementally: the new route alone is the change, so the pass must see that it lies inside a
+    connected subnet (ConnectedSubnets.covers) to redo the host entries."""
+    host, inside, gw = (("10.0.1.70", "10.0.1.64/26", GW2) if family == 4
+                        else ("2001:db8:1::70", "2001:db8:1::40/122", GW2_6))
+    k = gateways().neigh(P1, host, MAC_NEW, NUD_STALE)
+    sw = installed(k)
+    assert sw.send(host) == (1, MAC_NEW)
+    sw.sync(k.route(inside, via(gw, P2)))
+    assert sw.send(host) == (2, MAC2)
+    sw.sync(k.unroute(inside))
+    assert sw.send(host) == (1, MAC_NEW)
+
+
 # --- unresolved next hops ------------------------------------------------------------------------
 
 

@@ -22,10 +22,14 @@ class ConnectedSubnets:
         # go through during a load, so it is plain tuples and sets.
         self._v4: list[tuple[int, set[int]]] = []
         self._v6: list[tuple[int, set[int]]] = []
+        # The shortest connected length per family: no prefix as short as that lies inside one,
+        # which settles most routes of a full table without a call.
+        self._v4_shortest, self._v6_shortest = 32, 128
 
     def clear(self) -> None:
         self.by_prefix = {}
         self._v4, self._v6 = [], []
+        self._v4_shortest, self._v6_shortest = 32, 128
 
     def note(self, pk: int, ifindex: int) -> None:
         """Record a connected subnet without rebuilding the index (call reindex() after a batch)."""
@@ -37,6 +41,8 @@ class ConnectedSubnets:
             index.setdefault((prefix.is_v6(net), prefix.length(net)), set()).add(prefix.network(net))
         self._v4 = [(length, nets) for (v6, length), nets in sorted(index.items()) if not v6]
         self._v6 = [(length, nets) for (v6, length), nets in sorted(index.items()) if v6]
+        self._v4_shortest = self._v4[0][0] if self._v4 else 32
+        self._v6_shortest = self._v6[0][0] if self._v6 else 128
 
     def _set(self, pk: int, ifindex: int | None) -> None:
         if ifindex is None:
@@ -61,7 +67,7 @@ class ConnectedSubnets:
         went, or a route inside one can shadow its hosts)."""
         stale = False
         connected = self.by_prefix
-        covers = self.covers
+        covers, v4_shortest, v6_shortest = self.covers, self._v4_shortest, self._v6_shortest
         for pk in dirty:
             entry = routes.get(pk)
             if entry is not None:
@@ -74,6 +80,7 @@ class ConnectedSubnets:
             if pk in connected:
                 self._set(pk, None)
                 stale = True
-            elif not stale and covers(pk):
+            elif not stale and (pk >> 32 > v4_shortest if pk < _V6_TAG else (pk >> 128) & 0xFF > v6_shortest) \
+                    and covers(pk):
                 stale = True
         return stale

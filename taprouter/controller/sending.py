@@ -56,10 +56,16 @@ def send(dp, changes: Changes, flow_ops: list[FlowOp]) -> None:
         messages += [encode_route(op, pk, target) for op, pk, target in routes]
     else:
         messages += [encode_route(op, pk, target) for op, pk, target in routes[:len(routes) - deletes]]
-        bundle_id, bundle_add = next(_bundle_ids) & 0xFFFFFFFF, wire.encode_bundle_add
+        bundle_id = next(_bundle_ids) & 0xFFFFFFFF
         messages.append(wire.encode_bundle_control(wire.BUNDLE_OPEN, bundle_id))
-        messages += [bundle_add(bundle_id, encode_route(op, pk, target))
-                     for op, pk, target in routes[len(routes) - deletes:]]
+        heads: dict[int, bytes] = {}  # by message length: a delete's length is its family's and prefix length's
+        append = messages.append
+        for op, pk, target in routes[len(routes) - deletes:]:
+            message = encode_route(op, pk, target)  # xid 0, as its head says
+            head = heads.get(len(message))
+            if head is None:
+                head = heads[len(message)] = wire.bundle_add_head(bundle_id, len(message))
+            append(head + message)
         messages.append(wire.encode_bundle_control(wire.BUNDLE_COMMIT, bundle_id))
     messages += [wire.encode_flow_mod(op) for op in late]
     messages += [wire.encode_group_mod(op) for op in changes.group_deletes]

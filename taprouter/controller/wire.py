@@ -343,8 +343,13 @@ def encode_bundle_control(kind: int, bundle_id: int, xid: int = 0) -> bytes:
                              ONF_BUNDLE_CONTROL, bundle_id, kind, BUNDLE_FLAGS)
 
 
+def bundle_add_head(bundle_id: int, length: int, xid: int = 0) -> bytes:
+    """What goes before a message of `length` bytes and this xid to add it to a bundle (the
+    extension requires the message's xid to be the bundle message's own)."""
+    return _BUNDLE_HEAD.pack(ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, _BUNDLE_HEAD.size + length, xid,
+                             ONF_EXPERIMENTER, ONF_BUNDLE_ADD, bundle_id, 0, BUNDLE_FLAGS)
+
+
 def encode_bundle_add(bundle_id: int, message: bytes) -> bytes:
-    """`message` (its xid is the bundle message's own, as the extension requires) into a bundle."""
-    return _BUNDLE_HEAD.pack(ofp.OFP_VERSION, ofp.OFPT_EXPERIMENTER, _BUNDLE_HEAD.size + len(message),
-                             struct.unpack_from("!I", message, 4)[0], ONF_EXPERIMENTER, ONF_BUNDLE_ADD,
-                             bundle_id, 0, BUNDLE_FLAGS) + message
+    """`message` into a bundle."""
+    return bundle_add_head(bundle_id, len(message), struct.unpack_from("!I", message, 4)[0]) + message

@@ -156,13 +156,16 @@ class KernelMirror:
                         continue
                     routes[pk] = entry
                 elif delete:
-                    new = _without(current, entry[0])
-                    if new is current:
-                        continue
-                    if new:
-                        routes[pk] = new
-                    else:
+                    if len(current) == 2 and current[0] == entry[0]:  # its only metric: a withdrawal
                         del routes[pk]
+                    else:
+                        new = _without(current, entry[0])
+                        if new is current:
+                            continue
+                        if new:
+                            routes[pk] = new
+                        else:
+                            del routes[pk]
                 elif current == entry:
                     continue
                 else:
