@@ -115,3 +115,23 @@ def _offsets(data: bytes):
     while pos < len(data):
         yield pos
         pos += struct.unpack_from("!H", data, pos + 2)[0]
+
+
+def test_a_switch_that_refused_a_bundle_gets_every_delete_as_a_flow_mod():
+    dp = Datapath()
+    count = sending.BUNDLE_DELETES + 10
+    sending.send(dp, changes(2, count), [], bundles=False)
+    sent = messages(b"".join(dp.writes))
+    assert [kind for kind, _, _ in sent].count(ofp.OFPT_EXPERIMENTER) == 0
+    assert [detail for _, detail, _ in sent[1:-2]] == [ofp.OFPFC_ADD] * 2 + [ofp.OFPFC_DELETE_STRICT] * count
+
+
+def test_an_error_quoting_a_bundle_message_is_told_from_one_quoting_anything_else():
+    inner = wire.encode_route(Op.DELETE, 24 << 32 | 0x140000, GID)
+    assert wire.is_bundle_message(wire.encode_bundle_control(wire.BUNDLE_OPEN, 3))
+    assert wire.is_bundle_message(wire.encode_bundle_add(3, inner)[:64])  # an error quotes 64 bytes
+    assert not wire.is_bundle_message(inner)
+    assert not wire.is_bundle_message(wire.encode_bundle_control(wire.BUNDLE_OPEN, 3)[:12])
+    other = bytearray(wire.encode_bundle_control(wire.BUNDLE_OPEN, 3))
+    other[8:12] = (0x2320).to_bytes(4, "big")  # Nicira's experimenter id
+    assert not wire.is_bundle_message(bytes(other))

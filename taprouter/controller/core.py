@@ -24,7 +24,7 @@ from ..routing.bird import BirdConfigError, BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..routing.model import KernelState
 from ..routing.netlink import Watcher
-from . import codec, connection, desired, fib, punt, readback, sending, status_file
+from . import codec, connection, desired, fib, punt, readback, sending, status_file, wire
 from .fibstate import FibState
 from .flows import Flow, mac_to_int
 from .pipeline import METERS, owns_group
@@ -71,6 +71,7 @@ class _Switch:
     adopt: bool = False
     errors: int = 0
     backoff: float = 0.5
+    bundles: bool = True  # False once the switch refuses an ONF bundle message
     asked: float = 0.0  # when the switch was last asked for its ports or its tables
     counted: float = 0.0  # when the offload counts were last taken
     last_reconcile: dict[str, int] = field(default_factory=dict)
@@ -241,6 +242,10 @@ class RouterCore:
                   dp.id, msg.type, msg.code, msg.xid)
         if sw is None:
             return
+        if sw.bundles and wire.is_bundle_message(bytes(msg.data or b"")):
+            # Not every switch has the ONF bundle extension: deletes then go one flow_mod each.
+            LOG.warning("switch %#x refuses bundles; route deletes go as single flow_mods", dp.id)
+            sw.bundles = False
         sw.errors += 1
         self._resync(sw, dp)
 
@@ -404,7 +409,7 @@ class RouterCore:
                 dp.send_msg(codec.meter_mod(dp, meter_id, pps, meter_id in installed_meters))
                 installed_meters[meter_id] = codec.meter_spec(pps)
         if changes or flow_ops:
-            sending.send(dp, changes, flow_ops)
+            sending.send(dp, changes, flow_ops, sw.bundles)
         with self._lock:
             if sw.datapath is dp and not sw.reading:
                 sw.flows, sw.meters = want, installed_meters

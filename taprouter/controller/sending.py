@@ -41,7 +41,7 @@ def split_deletes(flow_ops: list[FlowOp]) -> tuple[list[FlowOp], list[FlowOp]]:
     return early, late
 
 
-def send(dp, changes: Changes, flow_ops: list[FlowOp]) -> None:
+def send(dp, changes: Changes, flow_ops: list[FlowOp], bundles: bool = True) -> None:
     """Groups before the flows that use them, route flows (many deletes as one bundle), stale flows,
     groups nobody uses, barrier.
 
@@ -52,7 +52,7 @@ def send(dp, changes: Changes, flow_ops: list[FlowOp]) -> None:
     messages = [wire.encode_group_mod(op) for op in changes.group_upserts]
     messages += [wire.encode_flow_mod(op) for op in early]
     routes, deletes = changes.routes, changes.counts[2]  # the deletes come last
-    if deletes < BUNDLE_DELETES:
+    if deletes < BUNDLE_DELETES or not bundles:  # not bundles: the switch refused one
         messages += [encode_route(op, pk, target) for op, pk, target in routes]
     else:
         messages += [encode_route(op, pk, target) for op, pk, target in routes[:len(routes) - deletes]]

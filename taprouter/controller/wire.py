@@ -353,3 +353,11 @@ def bundle_add_head(bundle_id: int, length: int, xid: int = 0) -> bytes:
 def encode_bundle_add(bundle_id: int, message: bytes) -> bytes:
     """`message` into a bundle."""
     return bundle_add_head(bundle_id, len(message), struct.unpack_from("!I", message, 4)[0]) + message
+
+
+def is_bundle_message(data: bytes) -> bool:
+    """Whether `data` (the start of a message, as an error quotes it) is an ONF bundle message."""
+    if len(data) < 16 or data[1] != ofp.OFPT_EXPERIMENTER:
+        return False
+    experimenter, exp_type = struct.unpack_from("!II", data, 8)
+    return experimenter == ONF_EXPERIMENTER and exp_type in (ONF_BUNDLE_CONTROL, ONF_BUNDLE_ADD)
