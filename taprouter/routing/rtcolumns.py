@@ -24,7 +24,7 @@ from itertools import repeat
 from typing import Callable
 
 from . import prefix, rtdecode
-from .rtdecode import (AF_INET, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTM_DELROUTE,
+from .rtdecode import (AF_INET, AF_INET6, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTM_DELROUTE,
                        RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN, RTNH_F_LINKDOWN)
 
 _HEAD_SIZE = 28  # nlmsghdr (16) + rtmsg (12)
@@ -34,7 +34,7 @@ _FIELDS = {RTA_DST: "dst", RTA_OIF: "oif", RTA_GATEWAY: "gateway", RTA_PRIORITY:
 # any of them is decoded a message at a time, where the exact rule applies.
 _SUSPECT_V4 = bytes([*range(0xE0, 0xF0), 0xA9])
 _SUSPECT_V6 = bytes([0xFE, 0xFF])
-_KEEP = {AF_INET: bytes(set(range(256)) - set(_SUSPECT_V4)), 10: bytes(set(range(256)) - set(_SUSPECT_V6))}
+_KEEP = {AF_INET: bytes(set(range(256)) - set(_SUSPECT_V4)), AF_INET6: bytes(set(range(256)) - set(_SUSPECT_V6))}
 _LINKDOWN_BITS = bytes(1 if b & RTNH_F_LINKDOWN else 0 for b in range(256))
 
 Columns = Callable[[bytes], "list | None"]
@@ -70,7 +70,6 @@ class _Decoder:
         self.dst, self.gateway = fields.get("dst"), fields.get("gateway")
         self.oif, self.metric, self.table = fields.get("oif"), fields.get("metric"), fields.get("table")
         self.v6 = family != AF_INET
-        self.address = 16 if self.v6 else 4
 
     def decode(self, data: bytes) -> list | None:
         stride = self.stride
@@ -103,7 +102,7 @@ class _Decoder:
         """A field of every message: repeat(value) when all agree, else a sequence; None if absent."""
         if offset is None:
             return None
-        if self.v6 and offset in (self.dst, self.gateway):
+        if self.v6 and offset == self.gateway:  # 16 bytes: a bytes column
             first = data[offset:offset + 16]
             column = [data[at:at + 16] for at in range(offset, len(data), self.stride)]
             return repeat(first) if column.count(first) == count else column
