@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
+from benchmarks.dataplane_report import report  # noqa: E402
+
 from taprouter.lab import Lab  # noqa: E402
 
 TAPROUTER = ROOT / ".venv" / "bin" / "taprouter"
@@ -53,54 +55,8 @@ OUT = ROOT / "benchmarks" / "dataplane.json"
 L2_COOKIE = "0x1"
 UDP_PORT = 9  # discard; closed on both ends, which is fine: we count frames, not replies
 
-# The sender run inside a namespace: `count` UDP datagrams (or, to port 179, TCP resets from
-# argv[6]) to dst at `rate` pps (0: unpaced),
-# for at most `max_time` seconds. It prints what it did as JSON, with CLOCK_MONOTONIC times
-# (system-wide, so comparable with this process's time.monotonic()).
-SENDER = r"""
-import json, socket, sys, time
-dst, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rate, max_time = float(sys.argv[4]), float(sys.argv[5])
-if port == 179:
-    # TCP RST segments to the BGP port: the unmetered class, which measures the relay itself.
-    # The receiving kernel counts each (Tcp InSegs) and, as it is a reset, answers none.
-    import struct
-    src = sys.argv[6]
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
-    header = struct.pack("!HHIIBBHHH", 40179, port, 1, 0, 5 << 4, 0x04, 0, 0, 0)
-    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(header))
-    words = sum(struct.unpack("!%dH" % ((len(pseudo) + len(header)) // 2), pseudo + header))
-    while words >> 16:
-        words = (words & 0xFFFF) + (words >> 16)
-    payload = header[:16] + struct.pack("!H", ~words & 0xFFFF) + header[18:]
-    addr = (dst, 0)
-else:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    payload = b"taprouter-bench-" + b"x" * 2
-    addr = (dst, port)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
-sent = errors = 0
-mono = time.monotonic
-t0 = mono()
-deadline = t0 + max_time
-while sent < count:
-    now = mono()
-    if now >= deadline:
-        break
-    due = count if rate <= 0 else min(count, int((now - t0) * rate) + 1)
-    while sent < due:
-        try:
-            s.sendto(payload, addr)
-            sent += 1
-        except OSError:
-            errors += 1
-            break
-    if rate > 0:
-        time.sleep(0.0002)
-t1 = mono()
-print(json.dumps({"sent": sent, "errors": errors, "t0": t0, "t1": t1}))
-"""
-
+# The traffic generator flood() runs inside a namespace.
+SENDER = ROOT / "benchmarks" / "flood_sender.py"
 
 # --- small utilities ------------------------------------------------------------------------
 
@@ -535,7 +491,7 @@ class Bench:
         cpu0 = {"daemon": cpu_ticks(self.daemon.pid), "ovs": cpu_ticks(self.ovs_pid)}
         machine0, children0 = cpu_snap(), resource.getrusage(resource.RUSAGE_CHILDREN)
         c0 = time.monotonic()
-        sender = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, "-c", SENDER, dst, str(port),
+        sender = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON, str(SENDER), dst, str(port),
                                    str(count), str(rate), str(max_time), src],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
         self.procs.append(sender)
@@ -694,69 +650,6 @@ class Bench:
                                   f"({relay[key] - self.relay_start.get(key, 0)} during the measurements)")
 
 
-def fmt_bps(bps: float) -> str:
-    return f"{bps / 1e9:.2f} Gbit/s" if bps >= 1e9 else f"{bps / 1e6:.0f} Mbit/s"
-
-
-def report(meta: dict, res: dict, notes: list[str]) -> None:
-    print()
-    print(f"taprouter data-plane benchmark  {meta['date']}  {meta['cpus']} CPUs  "
-          f"load {meta['loadavg_before']}  busy {meta['cpu_busy_before_pct']}% before  "
-          f"{'(quick)' if meta['quick'] else ''}")
-    for phase, m in res.get("machine_before_phase", {}).items():
-        print(f"   before {phase}: {m['cpu_busy_pct']}% CPU busy after waiting {m['waited_s']} s, "
-              f"load {m['loadavg1']}, "
-              f"other OVS bridges: {', '.join(m['other_ovs_bridges']) or 'none'}")
-    rtt = res["rtt"]
-    print("\n1. RTT (ms)                      p50       p99      mean    lost")
-    for key, label in (("punt", "punt: h1 -> router 10.0.1.1"), ("l2", "L2:   h11 -> h12")):
-        r = rtt[key]
-        print(f"   {label:<28} {r['p50_ms']:8.3f}  {r['p99_ms']:8.3f}  {r['mean_ms']:8.3f}  {r['lost']:6d}")
-    print(f"   {'ratio punt / L2':<28} {rtt['ratio_punt_over_l2']['p50']:8.2f}  "
-          f"{rtt['ratio_punt_over_l2']['p99']:8.2f}")
-    tp = res["throughput"]
-    print(f"\n2. TCP throughput (iperf3, {tp['routed']['seconds']} s)   received      retransmits  "
-          f"frames lost in OVS (of rx)")
-    for key, label in (("routed", "routed: h1 -> h2"), ("l2", "L2:     h11 -> h12")):
-        r = tp[key]
-        rx = r["ovs_port_deltas"].get(1 if key == "routed" else 11, {}).get("rx", 0)
-        print(f"   {label:<28} {fmt_bps(r['received_bps']):>14}  {r['retransmits']!s:>10}  "
-              f"{r['lost_in_ovs']:>10} ({r['lost_in_ovs'] / max(1, rx):.1%})")
-    print(f"   {'ratio routed / L2':<28} {tp['ratio_routed_over_l2']:14.3f}")
-    rp = res.get("routed_path", {})
-    print(f"   routed path offloaded (/32 host flows with groups in table 2): "
-          f"{'yes' if rp.get('host_flows_present') else 'NO, it went through the kernel'}, "
-          f"checked {rp.get('seconds_from_first_ping')} s after the first warm-up ping")
-    pi = res["packet_ins_during_routed_run"]
-    print("\n3. PacketIns during the routed run")
-    print(f"   relay to_tap delta {pi['relay_to_tap']}, to_switch delta {pi['relay_to_switch']}, "
-          f"FIB CONTROLLER flows n_packets delta {pi['fib_controller_flows_n_packets']}")
-    for k, v in pi["per_flow"].items():
-        print(f"     {k}: +{v}")
-    print("\n4. punt path rate (UDP, 60-byte frames; TCP resets, 54-byte frames, for the BGP class)")
-    for direction, d in res["punt_rate"].items():
-        print(f"   {direction} (counted at {d['counted_at']})")
-        drop_col = "TAP tx_drop" if direction == "kernel_to_host" else "OVS rx drop"
-        print(f"     offered pps     sent  delivered  delivered pps  loss %  {drop_col:>11}  drain s  "
-              f"CPU%: daemon   ovs  sender  rest")
-        for s in d["steps"]:
-            where = (s["router_tap"].get("tx_dropped", 0) if direction == "kernel_to_host"
-                     else s["sent"] - s["ovs_punt_flow_n_packets"])
-            print(f"     {s['offered_pps']:>11}  {s['sent']:>7}  {s['delivered']:>9}  "
-                  f"{s['delivered_pps']:>13}  "
-                  f"{s['loss_pct']:>6}  {where:>11}  {s['drain_s']:>7.2f}  {s['cpu_pct_daemon']!s:>12}  "
-                  f"{s['cpu_pct_ovs_vswitchd']!s:>4}  {s['cpu_pct_sender']!s:>6}  "
-                  f"{s['cpu_pct_rest_of_machine']!s:>5}"
-                  f"{'' if s['sustained'] else '  (not sustained)'}")
-        print(f"     max delivered {d['max_delivered_pps']} pps; highest offered rate sustained "
-              f"(loss <= 1%, delivered >= 90% of offered): {d['max_sustained_offered_pps']} pps")
-    if notes:
-        print("\nnotes:")
-        for note in notes:
-            print(f"   - {note}")
-    print(f"\nwritten to {OUT.relative_to(ROOT)}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s iperf3 runs and shorter floods")
@@ -811,7 +704,7 @@ def main() -> int:
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
     data = {"meta": meta, **bench.results, "notes": bench.notes}
     OUT.write_text(json.dumps(data, indent=2) + "\n")
-    report(meta, bench.results, bench.notes)
+    report(meta, bench.results, bench.notes, OUT)
     return 0
 
 
