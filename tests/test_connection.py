@@ -3,13 +3,15 @@ writes directly only once os-ken's send thread writes through the lock."""
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 import threading
 
 import pytest
 
-from taprouter.controller import connection
+from taprouter.bridge.ports import SwitchPort
+from taprouter.controller import connection, packetin
 
 
 class Datapath:
@@ -174,3 +176,138 @@ def test_a_message_split_between_reads_arrives_whole_and_the_end_of_stream_shows
     assert got == [first, second]
     b.close()
     assert sock.recv(8) == b""
+
+
+# -- PacketIns split out before os-ken's receive loop ------------------------------------------
+
+
+def mixed_stream(rng: random.Random, count: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """(every message in order, those os-ken must get, the PacketIns to be taken). PacketIns
+    without an in_port, an OpenFlow 1.0 message of the PacketIn's type number and a message
+    claiming a length below 8 (os-ken steps 8 bytes over it) all stay with os-ken."""
+    from tests.test_packetin import packet_in  # a PacketIn as a switch sends it
+
+    echoes = openflow_messages(count)
+    stream, for_os_ken, taken = [], [], []
+    for i in range(count):
+        kind = rng.random()
+        if kind < 0.5:
+            msg = bytes(packet_in({"in_port": rng.randrange(1, 60)}, rng.randbytes(rng.randrange(14, 1600))))
+            taken.append(msg)
+        elif kind < 0.55:
+            msg = bytes(packet_in({"eth_type": 0x0800}, rng.randbytes(60)))  # no in_port: os-ken's to read
+            for_os_ken.append(msg)
+        elif kind < 0.58:
+            msg = b"\x01" + bytes(packet_in({"in_port": 1}, rng.randbytes(60)))[1:]  # OpenFlow 1.0, type 10
+            for_os_ken.append(msg)
+        elif kind < 0.6:
+            msg = struct.pack("!BBHI", 4, 2, 4, i)  # a length below the header's own
+            for_os_ken.append(msg)
+        else:
+            msg = echoes[i]
+            for_os_ken.append(msg)
+        stream.append(msg)
+    return stream, for_os_ken, taken
+
+
+def frames_taken() -> tuple[list, connection.Take]:
+    got = []
+    return got, packetin.taker(7, lambda port, frame: got.append((port, frame)))
+
+
+def as_frames(messages: list[bytes]) -> list:
+    out = []
+    for msg in messages:
+        port, frame = packetin.read(msg)
+        out.append((SwitchPort(7, port), frame))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_split_takes_packet_ins_and_keeps_the_rest_whole_wherever_the_reads_end(seed):
+    rng = random.Random(seed)
+    stream, for_os_ken, taken = mixed_stream(rng, 120)
+    data = b"".join(stream)
+    got, take = frames_taken()
+    kept, held, pos = [], b"", 0
+    while pos < len(data):  # reads that end anywhere, one byte to several messages
+        step = rng.choice([1, 3, 8, 9, 100, 1500, 9000])
+        chunk, pos = data[pos:pos + step], pos + step
+        out, held = connection.split(held + chunk, take)
+        kept.append(out)
+    assert held == b""
+    assert b"".join(kept) == b"".join(for_os_ken)
+    assert got == as_frames(taken)
+
+
+def test_an_aligned_socket_hands_os_ken_whole_messages_and_the_taker_the_packet_ins(pair):
+    a, b = pair
+    stream, for_os_ken, taken = mixed_stream(random.Random(1), 300)
+    got, take = frames_taken()
+    sock = connection.LockedSocket(a, take, aligned=True)
+
+    def write():  # in pieces that cut messages, with pauses so that reads end inside them
+        data, rng = b"".join(stream), random.Random(2)
+        for start in range(0, len(data), 7001):
+            b.sendall(data[start:start + 7001])
+            if rng.random() < 0.3:
+                threading.Event().wait(0.002)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    messages = read_like_os_ken(sock, len(for_os_ken))
+    writer.join()
+    assert messages == for_os_ken
+    assert got == as_frames(taken)
+
+
+def test_before_a_taker_is_set_os_ken_gets_the_packet_ins_too(pair):
+    a, b = pair
+    stream, _, _ = mixed_stream(random.Random(3), 50)
+    sock = connection.LockedSocket(a, aligned=True)
+    b.sendall(b"".join(stream))
+    assert read_like_os_ken(sock, len(stream)) == stream
+
+
+def test_a_socket_wrapped_mid_stream_only_reads_ahead(pair):
+    a, b = pair
+    stream, _, _ = mixed_stream(random.Random(4), 50)
+    got, take = frames_taken()
+    sock = connection.install(Datapath(a), take)
+    b.sendall(b"".join(stream))
+    assert read_like_os_ken(sock, len(stream)) == stream  # where messages start is unknown to it
+    assert got == []
+
+
+def test_the_taker_leaves_what_it_cannot_read_and_survives_a_failing_relay(caplog):
+    from tests.test_packetin import packet_in
+
+    def broken(port, frame):
+        raise RuntimeError("a bug in the relay")
+
+    take = packetin.taker(7, broken)
+    assert take(bytes(packet_in({"eth_type": 0x0800}, b"x" * 60))) is False
+    assert take(bytes(packet_in({"in_port": 3}, b"x" * 60))) is True  # taken, and lost
+    assert "could not be relayed" in caplog.text
+
+
+def test_os_ken_builds_each_datapath_on_a_wrapped_socket_once_wrap_at_birth_ran():
+    from os_ken.controller import controller
+
+    original = controller.datapath_connection_factory
+    seen = []
+    controller.datapath_connection_factory = lambda sock, address: seen.append(sock)
+    try:
+        connection.wrap_at_birth()
+        connection.wrap_at_birth()  # once only
+        a, b = socket.socketpair()
+        controller.datapath_connection_factory(a, ("127.0.0.1", 1))
+        assert len(seen) == 1 and isinstance(seen[0], connection.LockedSocket) and seen[0]._aligned
+        assert seen[0]._sock is a
+        connection.unwrap_at_birth()
+        controller.datapath_connection_factory(a, ("127.0.0.1", 1))
+        assert seen[1] is a
+        a.close()
+        b.close()
+    finally:
+        controller.datapath_connection_factory = original

@@ -11,7 +11,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ..bridge.ports import SwitchPort
-from . import packetin, readback
+from . import connection, packetin, readback
 from .core import RouterCore, SwitchPortInfo
 
 LOG = logging.getLogger("taprouter.app")
@@ -31,6 +31,7 @@ class TapRouterApp(app_manager.OSKenApp):
         self._multipart: dict[tuple[int, int], list] = {}
         readback.install()  # flow stats arrive as raw entries: a million parse in seconds, not minutes
         packetin.install(self._deliver)  # PacketIns go to the relay without os-ken's objects and queues
+        connection.wrap_at_birth()  # and, once a switch is up, before os-ken's receive loop
 
     def _deliver(self, dpid: int, port: int, frame: bytes) -> bool:
         """A PacketIn read on os-ken's receive thread; False leaves it to os-ken (and packet_in below)."""

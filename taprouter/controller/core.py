@@ -24,7 +24,7 @@ from ..routing.bird import BirdConfigError, BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..routing.model import KernelState
 from ..routing.netlink import Watcher
-from . import codec, connection, desired, fib, punt, readback, sending, status_file, wire
+from . import codec, connection, desired, fib, packetin, punt, readback, sending, status_file, wire
 from .fibstate import FibState
 from .flows import Flow, mac_to_int
 from .pipeline import METERS, owns_group
@@ -196,7 +196,8 @@ class RouterCore:
                             port.number, dp.id)
         for info in ports:
             self._port_ready(sw, info)
-        connection.install(dp)  # PacketOuts go out from the relay thread, past os-ken's send queue
+        # PacketIns go to the TAPs before os-ken's receive loop; PacketOuts out past its send queue.
+        connection.install(dp, packetin.taker(dp.id, self.relay.to_tap))
         self.relay.attach(dp.id, lambda frames: connection.send_now(dp, b"".join(codec.packet_out(port, frame)
                                                                              for port, frame in frames)))
         self._read_back(dp)

@@ -8,15 +8,24 @@ Here os-ken's parser for OFPT_PACKET_IN is replaced by one that reads the ingres
 and the frame with two struct calls and hands them to the relay at once. A PacketIn it
 cannot read (no in_port in its match, a truncated message) goes to os-ken's parser
 unchanged, and so to the app's handler as before.
+
+Once a switch is up, `taker` goes further: the connection offers it each whole PacketIn
+as it reads ahead (connection.LockedSocket), before os-ken's receive loop sees it. The
+parser above still serves the first moments of a connection.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from typing import Callable
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
+
+from ..bridge.ports import SwitchPort
+
+LOG = logging.getLogger(__name__)
 
 # Where a PacketIn goes: (datapath id, ingress port, frame) -> whether it was taken.
 Deliver = Callable[[int, int, bytes], bool]
@@ -51,6 +60,23 @@ def read(buf) -> tuple[int, bytes] | None:
     if start > length:
         return None
     return in_port, bytes(buf[start:min(length, start + total_len)])
+
+
+def taker(dpid: int, to_tap: Callable[[SwitchPort, bytes], object]) -> Callable[[bytes], bool]:
+    """For connection.install: a PacketIn of this datapath goes to `to_tap` before os-ken's
+    receive loop sees it. One that `read` does not understand is left to os-ken."""
+
+    def take(message: bytes) -> bool:
+        got = read(message)
+        if got is None:
+            return False
+        try:
+            to_tap(SwitchPort(dpid, got[0]), got[1])
+        except Exception:  # a bug here must not end the switch's connection: the frame is lost
+            LOG.exception("a PacketIn from switch %#x could not be relayed", dpid)
+        return True
+
+    return take
 
 
 def install(deliver: Deliver) -> None:
