@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from benchmarks.dataplane_report import report  # noqa: E402
+from benchmarks.dataplane_report import relay_loss, report  # noqa: E402
 
 from taprouter.lab import Lab  # noqa: E402
 
@@ -561,7 +561,7 @@ class Bench:
             ("host_to_kernel", self.h1.name, "10.0.1.1", UDP_PORT, rates, lambda: udp_in(self.router_ns),
              "router netns /proc/net/snmp Udp InDatagrams+NoPorts+InErrors", "nw_dst=10.0.1.1 "),
             ("host_to_kernel_bgp_class", self.h1.name, "10.0.1.1", 179,
-             [5000, 10000, 20000, 30000, 40000, 50000, 0], lambda: tcp_in(self.router_ns),
+             [5000, 10000, 20000, 30000, 40000, 50000, 60000, 0], lambda: tcp_in(self.router_ns),
              "router netns /proc/net/snmp Tcp InSegs", "tp_dst=179"),
             ("kernel_to_host", self.router_ns, "10.0.1.2", UDP_PORT, rates, lambda: udp_in(self.h1.name),
              "h1 /proc/net/snmp Udp InDatagrams+NoPorts+InErrors", None),
@@ -586,7 +586,12 @@ class Bench:
                 step["router_tap"] = {k: tap1[k] - tap0[k] for k in tap1}
                 step["ovs_port_1"] = self.port_delta(ports0, ports1, (1,)).get(1, {})
                 if punt_flow:
-                    step["ovs_punt_flow_n_packets"] = self.flow_packets(1, punt_flow) - punt0
+                    # The userspace datapath's flow stats reach OpenFlow a little late: read until still.
+                    count, last = self.flow_packets(1, punt_flow), None
+                    while count != last:
+                        time.sleep(0.3)
+                        count, last = self.flow_packets(1, punt_flow), count
+                    step["ovs_punt_flow_n_packets"] = count - punt0
                 # Sustained: (almost) nothing lost, and delivered about as fast as offered, not
                 # merely absorbed by queues and trickled out after the sender stopped.
                 step["sustained"] = (step["loss_pct"] is not None and step["loss_pct"] <= 1.0
@@ -600,6 +605,8 @@ class Bench:
                 "max_sustained_offered_pps": max((s["offered_pps"] for s in steps if s["sustained"]),
                                                  default=None),
             }
+            if punt_flow:  # what matched the punt flow and never reached the TAP, over all steps
+                out[direction]["punt_flow_to_tap_lost"] = sum(relay_loss(s) for s in steps)
         self.results["punt_rate"] = out
 
     # -- run ---------------------------------------------------------------------------------

@@ -11,6 +11,11 @@ def fmt_bps(bps: float) -> str:
     return f"{bps / 1e9:.2f} Gbit/s" if bps >= 1e9 else f"{bps / 1e6:.0f} Mbit/s"
 
 
+def relay_loss(step: dict) -> int:
+    """Frames that matched the punt flow but were not written to the TAP."""
+    return step["ovs_punt_flow_n_packets"] - step["relay"].get("to_tap", 0)
+
+
 def report(meta: dict, res: dict, notes: list[str], out: Path) -> None:
     print()
     print(f"taprouter data-plane benchmark  {meta['date']}  {meta['cpus']} CPUs  "
@@ -49,20 +54,25 @@ def report(meta: dict, res: dict, notes: list[str], out: Path) -> None:
     print("\n4. punt path rate (UDP, 60-byte frames; TCP resets, 54-byte frames, for the BGP class)")
     for direction, d in res["punt_rate"].items():
         print(f"   {direction} (counted at {d['counted_at']})")
-        drop_col = "TAP tx_drop" if direction == "kernel_to_host" else "OVS rx drop"
-        print(f"     offered pps     sent  delivered  delivered pps  loss %  {drop_col:>11}  drain s  "
-              f"CPU%: daemon   ovs  sender  rest")
+        to_kernel = direction != "kernel_to_host"
+        drop_col = "OVS rx drop" if to_kernel else "TAP tx_drop"
+        print(f"     offered pps     sent  delivered  delivered pps  loss %  {drop_col:>11}  "
+              f"{'flow->TAP' if to_kernel else '':>9}  drain s  CPU%: daemon   ovs  sender  rest")
         for s in d["steps"]:
-            where = (s["router_tap"].get("tx_dropped", 0) if direction == "kernel_to_host"
-                     else s["sent"] - s["ovs_punt_flow_n_packets"])
+            where = s["sent"] - s["ovs_punt_flow_n_packets"] if to_kernel else s["router_tap"].get("tx_dropped", 0)
+            after_flow = relay_loss(s) if to_kernel else ""
             print(f"     {s['offered_pps']:>11}  {s['sent']:>7}  {s['delivered']:>9}  "
                   f"{s['delivered_pps']:>13}  "
-                  f"{s['loss_pct']:>6}  {where:>11}  {s['drain_s']:>7.2f}  {s['cpu_pct_daemon']!s:>12}  "
+                  f"{s['loss_pct']:>6}  {where:>11}  {after_flow!s:>9}  {s['drain_s']:>7.2f}  "
+                  f"{s['cpu_pct_daemon']!s:>12}  "
                   f"{s['cpu_pct_ovs_vswitchd']!s:>4}  {s['cpu_pct_sender']!s:>6}  "
                   f"{s['cpu_pct_rest_of_machine']!s:>5}"
                   f"{'' if s['sustained'] else '  (not sustained)'}")
         print(f"     max delivered {d['max_delivered_pps']} pps; highest offered rate sustained "
               f"(loss <= 1%, delivered >= 90% of offered): {d['max_sustained_offered_pps']} pps")
+    print("   OVS rx drop: sent, less the punt flow's packets (lost before OVS's flow table).\n"
+          "   flow->TAP: the punt flow's packets less the frames the relay wrote to the TAP (the meter\n"
+          "   for policed UDP; the OpenFlow connection and the relay).")
     if notes:
         print("\nnotes:")
         for note in notes:

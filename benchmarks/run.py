@@ -69,6 +69,8 @@ def summary(results: dict) -> list[dict]:
                                                                  "max_delivered_pps"), (">=", 50_000), "pps"),
         ("  the same, highest rate sustained, pps", _get(d, "punt_rate", "host_to_kernel_bgp_class",
                                                          "max_sustained_offered_pps"), None, "pps"),
+        ("  punted by OVS but not written to the TAP, frames", _get(d, "punt_rate", "host_to_kernel_bgp_class",
+                                                                    "punt_flow_to_tap_lost"), None, ""),
         ("punt host->kernel (UDP, policed at 2,000), pps", _get(d, "punt_rate", "host_to_kernel",
                                                                 "max_delivered_pps"), None, "pps"),
         ("punt kernel->host max delivered, pps", _get(d, "punt_rate", "kernel_to_host", "max_delivered_pps"),
