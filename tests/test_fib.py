@@ -226,9 +226,9 @@ def test_losing_a_neighbour_takes_its_routes_back_to_the_kernel(loss):
     assert sw.send("10.9.0.1") == KERNEL and sw.send("10.8.0.1") == KERNEL and sw.send(GW1) == KERNEL
     assert sw.send("10.7.0.1") == (2, MAC2)
     assert NeighbourKey(P1.ifindex, ipaddress.ip_address(GW1)) in s.unresolved
-    # The two routes and the gateway's host entry: the first two modified, the host entry deleted
-    # (the connected /24's punt covers it); then the group goes.
-    assert s.counts() == Counter({"flow-modify": 2, "flow-delete": 1, "group-delete": 1})
+    # The two routes and the gateway's host entry: the first two modified; the host entry goes
+    # with its group, which nothing else uses (the connected /24's punt covers it), in one delete.
+    assert s.counts() == Counter({"flow-modify": 2, "group-delete": 1})
     # And it comes back.
     sw.sync(k.neigh(P1, GW1, MAC1))
     assert sw.send("10.9.0.1") == (1, MAC1)

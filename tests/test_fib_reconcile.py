@@ -21,6 +21,7 @@ from taprouter.controller.fibstate import FibState, PUNT
 from taprouter.controller.flows import (DecTtl, ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, Match, Output, SetField, ToGroup,
                                         exact, prefix, to_controller)
 from taprouter.controller.reconcile import GroupOp, Op
+from taprouter.routing import prefix as pfx
 from taprouter.routing.model import KernelState
 from fibharness import (GW1, GW1_6, GW2, GW2_6, GW3, GW3_6, Kernel, MAC1, MAC2, MAC3, MAC_NEW, OTHER, P1, P2, P3, PORTS,
                         Switch, Want, flows_per_group, gateways, installed, via)
@@ -324,6 +325,26 @@ def test_sharding_bounds_routes_per_group_random_prefixes(monkeypatch, seed):
 def test_no_sharding_under_the_bound(monkeypatch):
     _, _, s = _sharded(monkeypatch, SEQUENTIAL[:3])
     assert len(s.want.groups) == 1
+
+
+def test_routes_whose_group_goes_go_with_it_rather_than_one_delete_each(monkeypatch):
+    """Deleting a group deletes the flows that forward to it (OpenFlow 1.3), and Open vSwitch does
+    that far cheaper than flow by flow; routes on groups that stay are deleted one by one."""
+    k, sw, _ = _sharded(monkeypatch, SEQUENTIAL)
+    shards: dict[int, list[str]] = {}
+    for pk, gid in sw.fib.flows.items():
+        net = str(pfx.to_network(pk))
+        if net in SEQUENTIAL:
+            shards.setdefault(gid, []).append(net)
+    emptied, thinned = [nets for nets in shards.values() if len(nets) == 4][:2]
+    for net in emptied + thinned[:2]:
+        k.unroute(net)
+    s = sw.sync(k)  # the harness checks the switch holds exactly what the daemon means
+    assert s.counts() == Counter({"group-delete": 1, "flow-delete": 2})
+    for net in emptied + thinned[:2]:
+        assert sw.send(net.split("/")[0]) != (1, MAC1)
+    for net in thinned[2:]:
+        assert sw.send(net.split("/")[0]) == (1, MAC1)
 
 
 # --- groups over the wire and back -----------------------------------------------------------------

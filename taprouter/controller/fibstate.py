@@ -40,6 +40,7 @@ class Changes:
     group_deletes: list[GroupOp]
     full: bool
     counts: tuple[int, int, int] = (0, 0, 0)  # route flows added, modified, deleted (the log's figures)
+    deleted_with_groups: int = 0  # route flows the group deletes take with them (not in routes)
 
     def __bool__(self) -> bool:
         return bool(self.group_upserts or self.routes or self.group_deletes)
@@ -131,6 +132,15 @@ class FibState:
                     dirty.update(moved)
         self._place(dirty, routes, state, adds, modifies, deletes, emptied, touched)
         upserts, group_deletes = self._group_ops(touched, emptied, full)
+        with_groups = 0
+        if group_deletes and deletes:
+            # Deleting a group deletes every flow that forwards to it (OpenFlow 1.3), and Open
+            # vSwitch 3.1 does that far cheaper than flow by flow: 1M route flows went with their
+            # 977 groups in 1.6 s, against 13-25 s as single deletes in bundles (shuffled order).
+            # A withdrawal's later passes, behind the kernel, empty whole groups.
+            gone = {op.group_id for op in group_deletes}
+            kept = [op for op in deletes if op[2] not in gone]
+            with_groups, deletes = len(deletes) - len(kept), kept
         if full or other or self._new_hops:
             self._unresolved(state)
         self._adopting = False
@@ -139,7 +149,7 @@ class FibState:
         if len(self._classified) > 65536:
             self._classified = {}
         return Changes(upserts, adds + modifies + deletes, group_deletes, full,
-                       (len(adds), len(modifies), len(deletes)))
+                       (len(adds), len(modifies), len(deletes)), with_groups)
 
     def _refresh_hops(self, state: KernelState, touched: set[int]) -> bool:
         """Recompute every hop set's group; True if one gained or lost its last usable member."""
