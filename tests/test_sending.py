@@ -63,8 +63,10 @@ def changes(adds: int, deletes: int) -> Changes:
 
 def test_a_few_deletes_go_as_plain_flow_mods():
     dp = Datapath()
-    sending.send(dp, changes(3, sending.BUNDLE_DELETES - 1), [])
-    sent = messages(b"".join(dp.writes))
+    xid = sending.send(dp, changes(3, sending.BUNDLE_DELETES - 1), [])
+    data = b"".join(dp.writes)
+    sent = messages(data)
+    assert xid == 99 == struct.unpack_from("!I", data, len(data) - 4)[0]  # the barrier's, to await its reply
     assert [kind for kind, _, _ in sent] == ([ofp.OFPT_GROUP_MOD] + [ofp.OFPT_FLOW_MOD] * (sending.BUNDLE_DELETES + 2)
                                             + [ofp.OFPT_GROUP_MOD, ofp.OFPT_BARRIER_REQUEST])
     assert [detail for _, detail, _ in sent[1:-2]] == [ofp.OFPFC_ADD] * 3 + [ofp.OFPFC_DELETE_STRICT] * (

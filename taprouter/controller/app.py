@@ -87,6 +87,11 @@ class TapRouterApp(app_manager.OSKenApp):
         if body is not None and self.core.knows(ev.msg.datapath.id):
             self.core.meters_read(ev.msg.datapath, body)
 
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def barrier_reply(self, ev):
+        if self.core.knows(ev.msg.datapath.id):
+            self.core.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
+
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def port_status(self, ev):
         msg = ev.msg

@@ -136,6 +136,19 @@ def group_desc_request(datapath) -> parser.OFPGroupDescStatsRequest:
     return parser.OFPGroupDescStatsRequest(datapath, 0)
 
 
+def read_back_requests(datapath) -> list:
+    """What a switch is sent when it comes up: its config, the asynchronous messages we want,
+    and the requests for its meters, groups and flows."""
+    set_config = parser.OFPSetConfig(datapath, ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER)
+    # TTL expiry in dec_ttl must reach us (and so the kernel, for ICMP time-exceeded);
+    # OpenFlow 1.3 leaves that to the asynchronous configuration.
+    packet_in = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
+    status = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
+    set_async = parser.OFPSetAsync(datapath, [packet_in, 0], [status, status], [0, 0])
+    return [set_config, set_async, meter_request(datapath), group_desc_request(datapath),
+            flow_stats_request(datapath)]
+
+
 def meter_request(datapath) -> parser.OFPMeterConfigStatsRequest:
     return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
 

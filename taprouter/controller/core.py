@@ -26,6 +26,7 @@ from ..routing.model import KernelState
 from ..routing.netlink import Watcher
 from . import codec, connection, desired, fib, packetin, punt, readback, sending, status_file, wire
 from .fibstate import FibState
+from .inflight import InFlight
 from .flows import Flow, mac_to_int
 from .pipeline import METERS, owns_group
 from .reconcile import Op, diff
@@ -66,6 +67,7 @@ class _Switch:
     meters: dict[int, tuple] | None = None  # meter id -> (pps, burst, flags) as read back
     reading: set[str] = field(default_factory=set)
     fib: FibState = field(default_factory=FibState)
+    in_flight: InFlight = field(default_factory=InFlight)  # passes the switch has not answered for
     connecting: object | None = None  # a datapath asked for its ports, not yet described    planned: frozenset[Flow] | None = None  # the non-route flows last planned, and for which ports
     planned_for: list | None = None
     adopt: bool = False
@@ -155,6 +157,9 @@ class RouterCore:
     def knows(self, dpid: int) -> bool:
         return dpid in self._switches
 
+    def barrier_reply(self, dpid: int, xid: int) -> None:
+        self._switches[dpid].in_flight.answered(xid)
+
     # --- switch events (os-ken's thread) -----------------------------------------------------
 
     def switch_connected(self, dp) -> None:
@@ -186,6 +191,7 @@ class RouterCore:
         with self._lock:
             sw.connecting, sw.asked = None, time.monotonic()
             sw.datapath = dp
+            sw.in_flight.reset()
             sw.flows = sw.groups = sw.meters = None
             sw.reading = {"flows", "groups", "meters"}
             sw.adopt = True
@@ -204,22 +210,15 @@ class RouterCore:
 
     @staticmethod
     def _read_back(dp) -> None:
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        dp.send_msg(parser.OFPSetConfig(dp, ofp.OFPC_FRAG_NORMAL, ofp.OFPCML_NO_BUFFER))
-        # TTL expiry in dec_ttl must reach us (and so the kernel, for ICMP time-exceeded);
-        # OpenFlow 1.3 leaves that to the asynchronous configuration.
-        packet_in = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
-        status = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
-        dp.send_msg(parser.OFPSetAsync(dp, [packet_in, 0], [status, status], [0, 0]))
-        dp.send_msg(codec.meter_request(dp))
-        dp.send_msg(codec.group_desc_request(dp))
-        dp.send_msg(codec.flow_stats_request(dp))
+        for msg in codec.read_back_requests(dp):
+            dp.send_msg(msg)
 
     def switch_down(self, dpid: int) -> None:
         sw = self._switches[dpid]
         with self._lock:
             sw.datapath = sw.connecting = None
             sw.flows = sw.groups = sw.meters = None
+            sw.in_flight.reset()
         self.relay.attach(dpid, None)
 
     def port_changed(self, dp, info: SwitchPortInfo, removed: bool) -> None:
@@ -390,6 +389,9 @@ class RouterCore:
                 installed_routes, installed_groups = sw.route_flows or {}, dict(sw.groups)
         if not sw.watcher.ready.is_set():
             return  # the dump is not in yet; planning now would delete every route flow
+        if not sw.in_flight.room():
+            LOG.warning("router %s: the switch has not answered a barrier in %.0f s; sending anyway",
+                        sw.router.name, sw.in_flight.wait)
         started = time.monotonic()
         if adopt:
             sw.fib.adopt(installed_routes, installed_groups)
@@ -410,7 +412,7 @@ class RouterCore:
                 dp.send_msg(codec.meter_mod(dp, meter_id, pps, meter_id in installed_meters))
                 installed_meters[meter_id] = codec.meter_spec(pps)
         if changes or flow_ops:
-            sending.send(dp, changes, flow_ops, sw.bundles)
+            sw.in_flight.sent(sending.send(dp, changes, flow_ops, sw.bundles))
         with self._lock:
             if sw.datapath is dp and not sw.reading:
                 sw.flows, sw.meters = want, installed_meters
@@ -421,6 +423,7 @@ class RouterCore:
             sw.counted = time.monotonic()
         counts = {op.value: sum(1 for o in flow_ops if o.op is op) + routes
                   for op, routes in zip((Op.ADD, Op.MODIFY, Op.DELETE), changes.counts)}
+        counts["delete"] += changes.deleted_with_groups
         counts["groups"] = len(changes.group_upserts) + len(changes.group_deletes)
         sw.last_reconcile = counts
         if any(counts.values()) or adopt or changes.full:
@@ -438,13 +441,4 @@ class RouterCore:
 
     def _write_status(self) -> None:
         for sw in self._switches.values():
-            status_file.write(sw.router.name, {
-                "switch_connected": sw.datapath is not None,
-                "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up} for n, p in sw.ports.items()},
-                "flows_installed": None if sw.flows is None else len(sw.flows) + len(sw.fib.flows),
-                "groups_installed": None if sw.groups is None else len(sw.fib.switch_groups),
-                "offload": sw.offload,
-                "last_reconcile": sw.last_reconcile, "switch_errors": sw.errors,
-                "netlink_resyncs": sw.watcher.resyncs,
-                "relay": self.relay.counters.as_dict(),
-            })
+            status_file.write(sw.router.name, status_file.of_switch(sw, self.relay.counters.as_dict()))

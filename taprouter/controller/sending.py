@@ -41,9 +41,9 @@ def split_deletes(flow_ops: list[FlowOp]) -> tuple[list[FlowOp], list[FlowOp]]:
     return early, late
 
 
-def send(dp, changes: Changes, flow_ops: list[FlowOp], bundles: bool = True) -> None:
+def send(dp, changes: Changes, flow_ops: list[FlowOp], bundles: bool = True) -> int:
     """Groups before the flows that use them, route flows (many deletes as one bundle), stale flows,
-    groups nobody uses, barrier.
+    groups nobody uses, barrier; returns the barrier's xid.
 
     Struct templates throughout: byte-identical to os-ken's objects (tests/test_wire.py), 50x cheaper.
     """
@@ -74,3 +74,4 @@ def send(dp, changes: Changes, flow_ops: list[FlowOp], bundles: bool = True) -> 
     barrier.serialize()
     messages.append(bytes(barrier.buf))
     send_batched(dp, messages)
+    return barrier.xid

@@ -22,3 +22,17 @@ def write(router: str, status: dict) -> None:
         tmp.replace(path)
     except OSError as exc:
         LOG.debug("cannot write %s: %s", path, exc)
+
+
+def of_switch(sw, relay: dict) -> dict:
+    """The status of one router's switch (core._Switch), as the file holds it."""
+    return {
+        "switch_connected": sw.datapath is not None,
+        "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up} for n, p in sw.ports.items()},
+        "flows_installed": None if sw.flows is None else len(sw.flows) + len(sw.fib.flows),
+        "groups_installed": None if sw.groups is None else len(sw.fib.switch_groups),
+        "offload": sw.offload,
+        "last_reconcile": sw.last_reconcile, "switch_errors": sw.errors,
+        "netlink_resyncs": sw.watcher.resyncs,
+        "relay": relay,
+    }
