@@ -72,7 +72,8 @@ def report(meta: dict, res: dict, notes: list[str], out: Path) -> None:
               f"(loss <= 1%, delivered >= 90% of offered): {d['max_sustained_offered_pps']} pps")
     print("   OVS rx drop: sent, less the punt flow's packets (lost before OVS's flow table).\n"
           "   flow->TAP: the punt flow's packets less the frames the relay wrote to the TAP (the meter\n"
-          "   for policed UDP; the OpenFlow connection and the relay).")
+          "   for policed UDP; the OpenFlow connection and the relay). The relay also writes the\n"
+          "   port's other frames (ARP), so a frame or two below zero is no loss.")
     if notes:
         print("\nnotes:")
         for note in notes:
