@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
 import socket
 import threading
 
+from . import gctune
 from .config import Config
 
 LOG = logging.getLogger("taprouter")
@@ -27,23 +27,6 @@ def _check_listen(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             raise StartError(f"cannot listen for switches on {host}:{port}: {exc.strerror}") from None
-
-
-# Young-generation size between collections; Python's default is 700.
-GC_YOUNG = 20_000
-
-
-def _tune_gc() -> None:
-    """Make the cyclic garbage collector cheap under a full-table load.
-
-    A load allocates millions of short-lived tuples (events, flow ops); with Python's
-    defaults, each full collection also walked the ~100K objects that importing os-ken
-    and pyroute2 left behind, and collections took 0.9 s of a 200K-route load and
-    withdrawal, against 0.2 s with this. Those start-up objects live as long as the
-    daemon, so they are frozen out of collections; route state holds no cycles.
-    """
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, 10, 10)
 
 
 def run(config: Config) -> int:
@@ -75,7 +58,7 @@ def run(config: Config) -> int:
     manager.load_apps(["taprouter.controller.app"])
     contexts = manager.create_contexts()
     manager.instantiate_apps(taprouter_core=core, **contexts)
-    _tune_gc()
+    gctune.tune()
     LOG.info("listening for switches on %s:%d; routers: %s", config.listen.host, config.listen.port,
              ", ".join(f"{r.name} (dpid {r.dpid:#x})" for r in config.routers))
     while "stop" not in requests:

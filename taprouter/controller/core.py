@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .. import paths
+from .. import gctune, paths
 from ..bridge import netns, tap
 from ..bridge.holder import HolderClient, HolderError
 from ..bridge.ports import PortMap, SwitchPort
@@ -356,7 +356,8 @@ class RouterCore:
             self._kick.clear()
             for sw in self._switches.values():
                 try:
-                    self._reconcile(sw)
+                    with gctune.paused():
+                        self._reconcile(sw)
                 except Exception:
                     # What was planned may be half sent: start again from what the switch holds.
                     LOG.exception("router %s: reconcile failed; re-reading the switch", sw.router.name)

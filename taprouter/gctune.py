@@ -1,0 +1,38 @@
+"""Python's cyclic garbage collector, made cheap for full tables.
+
+A full-table load allocates millions of short-lived tuples (events, flow ops) and keeps
+large containers alive for the length of a pass. Route state holds no reference cycles:
+reference counting frees all of it. The cyclic collector only walks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from typing import Iterator
+
+YOUNG = 20_000  # allocations between young collections (Python's default is 700)
+
+
+def tune() -> None:
+    """At start-up. The ~100K objects importing os-ken and pyroute2 leaves behind live as long as
+    the daemon, so they are frozen out of collections. With Python's defaults, collections took
+    0.9 s of a 200K-route load and withdrawal; with this, 0.2 s."""
+    gc.freeze()
+    gc.set_threshold(YOUNG, 10, 10)
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No cyclic collection while a reconcile pass runs (for every thread: the collector is the
+    process's). What the pass allocates and drops is freed by reference counting and never
+    walked; what survives it is walked once afterwards. Measured with gc callbacks on a 1M
+    load and withdrawal: collections took 0.006 s and 0.17 s, against 0.43 s and 0.61 s."""
+    if not gc.isenabled():  # nested, or paused by someone else: leave it to them
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
