@@ -26,8 +26,8 @@ from ..routing.model import KernelState
 from ..routing.netlink import Watcher
 from . import codec, connection, desired, fib, packetin, punt, readback, sending, status_file, wire
 from .fibstate import FibState
-from .inflight import InFlight
 from .flows import Flow, mac_to_int
+from .inflight import InFlight
 from .pipeline import METERS, owns_group
 from .reconcile import Op, diff
 
