@@ -63,6 +63,12 @@ class Receiver:
             header = self._headers[i].msg_hdr
             header.msg_iov = ctypes.pointer(self._iovecs[i])
             header.msg_iovlen = 1
+        # Each reply's msg_flags and msg_len, read as columns of a uint32 view over the headers
+        # rather than through ctypes attributes (two wrapper objects per datagram).
+        words = memoryview(self._headers).cast("B").cast("I")
+        stride = ctypes.sizeof(_MMsgHdr) // 4
+        self._flags = words[(_MMsgHdr.msg_hdr.offset + _MsgHdr.msg_flags.offset) // 4::stride]
+        self._lengths = words[_MMsgHdr.msg_len.offset // 4::stride]
 
     def read(self, sock: socket.socket) -> bytes:
         """Up to `slots` queued datagrams, in order and joined; empty when none is queued.
@@ -76,12 +82,9 @@ class Receiver:
             if code in (errno.EAGAIN, errno.EWOULDBLOCK):
                 return b""
             raise OSError(code, os.strerror(code))
-        view, size, headers = self._view, self.slot_size, self._headers
-        datagrams = []
-        for i in range(count):
-            header = headers[i]
-            if header.msg_hdr.msg_flags & MSG_TRUNC:
-                raise Truncated(errno.EMSGSIZE, f"a datagram was larger than {size} bytes")
-            start = i * size
-            datagrams.append(view[start:start + header.msg_len])
-        return b"".join(datagrams)
+        view, size = self._view, self.slot_size
+        flags = self._flags[:count].tolist()
+        if any(flags) and any(flag & MSG_TRUNC for flag in flags):  # netlink sets none as a rule
+            raise Truncated(errno.EMSGSIZE, f"a datagram was larger than {size} bytes")
+        return b"".join([view[start:start + length]
+                         for start, length in zip(range(0, count * size, size), self._lengths[:count].tolist())])
