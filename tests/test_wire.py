@@ -322,6 +322,34 @@ def test_route_templates_at_every_length_and_family(kind):
                 assert wire.encode_route(kind, pk, target, xid) == reference_flow_mod(FlowOp(kind, flow), xid)
 
 
+@pytest.mark.parametrize("bundle_id", [None, 0x5EED])
+@pytest.mark.parametrize("kind", list(Op), ids=lambda op: op.value)
+def test_a_run_of_routes_encodes_as_each_route_alone(kind, bundle_id):
+    """encode_routes (a pass's runs) against encode_route, which the tests above hold to os-ken: every
+    length of both families, both targets, shapes interleaved and repeated (its templates are per
+    shape), and the bundle add message os-ken makes around each when a bundle id is given."""
+    rng = random.Random(SEED + 11)
+    routes = []
+    for bits, version in ((32, 4), (128, 6)):
+        for length in list(range(bits + 1)) * 3:
+            value = rng.getrandbits(bits) >> (bits - length) << (bits - length) if length else 0
+            target = rng.choice((PUNT, pipeline.GROUP_MIN + rng.randrange(1 << 20)))
+            routes.append((kind, pfx.pack(version, value, length), target))
+    rng.shuffle(routes)
+    got = wire.encode_routes(kind, routes, bundle_id)
+    assert len(got) == len(routes)
+    for message, (_, pk, target) in zip(got, routes):
+        alone = wire.encode_route(kind, pk, target)
+        assert message == (alone if bundle_id is None else wire.encode_bundle_add(bundle_id, alone))
+    if bundle_id is not None:
+        net = ipaddress.ip_network("20.1.2.0/24")
+        msg = parser.ONFBundleAddMsg(DP, bundle_id, ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED,
+                                     codec.flow_mod(DP, FlowOp(kind, desired.route_flow(net, 0x7A700001))), [])
+        msg.set_xid(0)
+        msg.serialize()
+        assert wire.encode_routes(kind, [(kind, pfx.from_network(net), 0x7A700001)], bundle_id) == [bytes(msg.buf)]
+
+
 @pytest.mark.parametrize("kind", list(Op), ids=lambda op: op.value)
 def test_planned_group_mods_byte_identical_to_os_ken(planned, kind):
     for group_id, spec in planned.groups.items():
