@@ -156,6 +156,21 @@ def test_a_more_specific_route_added_later_takes_over_the_neighbours_host_entry_
     assert sw.send(host) == (1, MAC_NEW)
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_connected_subnet_routed_elsewhere_loses_its_host_entries_and_gets_them_back(family):
+    """Incrementally, with the connected route itself the only change: the pass must see a
+    connected subnet go and come back, though the prefix is no longer than any connected one."""
+    host, subnet, gw, metric = (("10.0.1.70", "10.0.1.0/24", GW2, 0) if family == 4
+                                else ("2001:db8:1::70", "2001:db8:1::/64", GW2_6, 256))
+    k = gateways().neigh(P1, host, MAC_NEW, NUD_STALE)
+    sw = installed(k)
+    assert sw.send(host) == (1, MAC_NEW)
+    sw.sync(k.route(subnet, via(gw, P2), metric=metric))
+    assert sw.send(host) == (2, MAC2)
+    sw.sync(k.route(subnet, dev(P1), metric=metric))
+    assert sw.send(host) == (1, MAC_NEW)
+
+
 # --- unresolved next hops ------------------------------------------------------------------------
 
 

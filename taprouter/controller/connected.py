@@ -62,25 +62,24 @@ class ConnectedSubnets:
                 return True
         return False
 
-    def track(self, dirty: Iterable[int], routes: Mapping[int, tuple]) -> bool:
-        """Follow changed prefixes; True if host entries may change (a connected subnet came or
-        went, or a route inside one can shadow its hosts)."""
-        stale = False
-        connected = self.by_prefix
-        covers, v4_shortest, v6_shortest = self.covers, self._v4_shortest, self._v6_shortest
-        for pk in dirty:
-            entry = routes.get(pk)
-            if entry is not None:
-                hops = entry[1]
-                if hops and hops[0].gateway is None and len(hops) == 1 and fib.is_connected(hops):
-                    if connected.get(pk) != hops[0].ifindex:
-                        self._set(pk, hops[0].ifindex)
-                        stale = True
-                    continue
-            if pk in connected:
-                self._set(pk, None)
-                stale = True
-            elif not stale and (pk >> 32 > v4_shortest if pk < _V6_TAG else (pk >> 128) & 0xFF > v6_shortest) \
-                    and covers(pk):
-                stale = True
-        return stale
+    def changed(self, pk: int, hops) -> bool:
+        """Follow one changed prefix (hops: its best route's next hops, or None if it has no route);
+        True if host entries may change: a connected subnet came or went, or a route inside one can
+        shadow its hosts.
+
+        FibState's pass calls it for the prefixes `shortest` and `by_prefix` do not rule out, on its way
+        through the changed prefixes: a second walk would look up each one's route again, a
+        cache miss per prefix of a full table."""
+        if hops and hops[0].gateway is None and len(hops) == 1 and fib.is_connected(hops):
+            if self.by_prefix.get(pk) != hops[0].ifindex:
+                self._set(pk, hops[0].ifindex)
+                return True
+            return False
+        if pk in self.by_prefix:
+            self._set(pk, None)
+            return True
+        return self.covers(pk)
+
+    def shortest(self) -> tuple[int, int]:
+        """The shortest connected length, IPv4 and IPv6: no prefix as short lies inside one."""
+        return self._v4_shortest, self._v6_shortest

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from ..routing.model import KernelState, NeighbourKey
+from ..routing.prefix import V6_TAG
 from . import fib
 from .connected import ConnectedSubnets
 from .desired import PUNT
@@ -113,6 +114,7 @@ class FibState:
         modifies: list = []
         deletes: list = []
         emptied: set[int] = set()
+        lookup = routes  # where the last _place call looks the prefixes' routes up
         if full:
             self._rebuild_counts()
             items = all_prefixes() if all_prefixes is not None else list(routes.items())
@@ -122,15 +124,21 @@ class FibState:
             dirty = set(self._held)
             dirty.update(pk for pk in self._hosts if pk not in routes)
         else:
-            # Host entries first: they depend on the connected subnets and on the routes around them.
-            if self._connected.track(dirty, routes) or other:
+            # Prefixes with a route first, following the connected subnets on the way; the rest
+            # (withdrawn routes, host entries) once the host entries are up to date, as they
+            # depend on the connected subnets and on the routes around them.
+            rest: list[int] = []
+            stale = self._place(dirty, routes, state, adds, modifies, deletes, emptied, touched, rest)
+            # They had no route a moment ago: no need to look each up again (a withdrawal's million).
+            dirty, lookup = rest, {}
+            if stale or other:
                 hosts = fib.host_entries(state, self._ports, self._connected.by_prefix, routes)
                 moved = [pk for pk in hosts.keys() | self._hosts.keys() if hosts.get(pk) != self._hosts.get(pk)]
                 self._hosts = hosts
-                if moved:
-                    dirty = set(dirty)
+                if moved:  # one with a route was placed above, and placing it again changes nothing
+                    dirty, lookup = set(rest), routes
                     dirty.update(moved)
-        self._place(dirty, routes, state, adds, modifies, deletes, emptied, touched)
+        self._place(dirty, lookup, state, adds, modifies, deletes, emptied, touched)
         upserts, group_deletes = self._group_ops(touched, emptied, full)
         with_groups = 0
         if group_deletes and deletes:
@@ -242,8 +250,11 @@ class FibState:
         return record
 
     def _place(self, dirty: Iterable[int], routes, state: KernelState, adds: list, modifies: list,
-               deletes: list, emptied: set[int], touched: set[int]) -> None:
+               deletes: list, emptied: set[int], touched: set[int], rest: list[int] | None = None) -> bool:
         """Decide what the switch should hold for each prefix; record the flow ops that differ.
+
+        With `rest`, a prefix without a route goes there instead, unplaced, and every prefix
+        goes past the connected subnets; returns whether host entries may have changed.
 
         The hot loop of a full-table load: a million iterations, so the common cases are inline.
         """
@@ -251,8 +262,23 @@ class FibState:
         limit = fib.ROUTES_PER_GROUP
         add_op, modify_op, delete_op = adds.append, modifies.append, deletes.append
         ADD, MODIFY, DELETE = Op.ADD, Op.MODIFY, Op.DELETE
+        # Which prefixes ConnectedSubnets.changed can say anything for: connected routes, now or
+        # before, and prefixes longer than the shortest connected subnet. The lengths may go stale as subnets change in the
+        # loop, but a subnet changing makes the pass stale already, and then only connected
+        # routes matter.
+        connected = self._connected
+        by_prefix, v4_shortest, v6_shortest = connected.by_prefix, *connected.shortest()
+        stale = False
         for pk in dirty:
             entry = routes.get(pk)
+            if rest is not None:
+                hops = None if entry is None else entry[1]
+                if (hops and hops[0].gateway is None) or pk in by_prefix or (
+                        pk >> 32 > v4_shortest if pk < V6_TAG else (pk >> 128) & 0xFF > v6_shortest):
+                    stale |= connected.changed(pk, hops)
+                if entry is None:
+                    rest.append(pk)
+                    continue
             if entry is not None:
                 hops = entry[1]
                 if hops is None:
@@ -328,6 +354,7 @@ class FibState:
                     add_op((ADD, pk, after))
                 else:
                     modify_op((MODIFY, pk, after))
+        return stale
 
     def _room(self, hops: _Hops, touched: set[int]) -> int:
         for gid, count in hops.groups.items():
