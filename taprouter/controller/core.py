@@ -68,7 +68,8 @@ class _Switch:
     reading: set[str] = field(default_factory=set)
     fib: FibState = field(default_factory=FibState)
     in_flight: InFlight = field(default_factory=InFlight)  # passes the switch has not answered for
-    connecting: object | None = None  # a datapath asked for its ports, not yet described    planned: frozenset[Flow] | None = None  # the non-route flows last planned, and for which ports
+    connecting: object | None = None  # a datapath asked for its ports, not yet described
+    planned: frozenset[Flow] | None = None  # the non-route flows last planned, and for which ports
     planned_for: list | None = None
     adopt: bool = False
     errors: int = 0

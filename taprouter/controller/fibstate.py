@@ -263,9 +263,9 @@ class FibState:
         add_op, modify_op, delete_op = adds.append, modifies.append, deletes.append
         ADD, MODIFY, DELETE = Op.ADD, Op.MODIFY, Op.DELETE
         # Which prefixes ConnectedSubnets.changed can say anything for: connected routes, now or
-        # before, and prefixes longer than the shortest connected subnet. The lengths may go stale as subnets change in the
-        # loop, but a subnet changing makes the pass stale already, and then only connected
-        # routes matter.
+        # before, and prefixes longer than the shortest connected subnet. The lengths may go stale
+        # as subnets change in the loop, but a subnet changing makes the pass stale already, and
+        # then only connected routes matter.
         connected = self._connected
         by_prefix, v4_shortest, v6_shortest = connected.by_prefix, *connected.shortest()
         stale = False
