@@ -12,6 +12,8 @@ from . import gctune
 from .config import Config
 
 LOG = logging.getLogger("taprouter")
+ECHO_INTERVAL = 10  # seconds between echo requests to each switch
+ECHO_UNANSWERED = 6  # unanswered echo requests before a switch is given up (a minute or so)
 
 
 class StartError(Exception):
@@ -40,6 +42,13 @@ def run(config: Config) -> int:
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", config.listen.host)
     cfg.CONF.set_override("ofp_tcp_listen_port", config.listen.port)
+    # A switch that stops answering (unplugged, its host gone, a firewall in between) sends no
+    # close: ask for an echo every ECHO_INTERVAL s and give it up after ECHO_UNANSWERED
+    # unanswered ones (os-ken's default asks none). A switch answers in turn, after the flow_mods
+    # sent before: a million-route burst is 10-20 s of work for Open vSwitch here, well inside.
+    # A switch that reconnects meanwhile is taken at once; the old connection ends quietly.
+    cfg.CONF.set_override("echo_request_interval", ECHO_INTERVAL)
+    cfg.CONF.set_override("maximum_unreplied_echo_requests", ECHO_UNANSWERED)
 
     core = RouterCore(config)
     core.start()

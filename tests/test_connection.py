@@ -25,6 +25,9 @@ class Datapath:
         self.queued.append(data)
         return True
 
+    def close(self) -> None:
+        self.queued.append(b"closed")
+
 
 @pytest.fixture
 def pair():
@@ -176,6 +179,50 @@ def test_a_message_split_between_reads_arrives_whole_and_the_end_of_stream_shows
     assert got == [first, second]
     b.close()
     assert sock.recv(8) == b""
+    assert sock.take is None and sock.ended is None  # the datapath was ended, once
+
+
+@pytest.fixture
+def os_ken_conf():
+    from os_ken import cfg
+
+    cfg.CONF(args=[], project="os_ken")
+    yield cfg.CONF
+    for name in ("echo_request_interval", "maximum_unreplied_echo_requests", "socket_timeout"):
+        cfg.CONF.clear_override(name)
+
+
+@pytest.mark.parametrize("how", ["closed", "reset", "silent"])
+def test_a_switch_that_goes_away_ends_its_os_ken_datapath_at_once(how, os_ken_conf):
+    """os-ken's own Datapath on a TCP connection: when the switch closes it, resets it, or stops
+    answering echo requests, the datapath turns DEAD and its serve() returns, though nothing more
+    is sent to it. Without `connection.end`, serve() waited in its send thread's queue until the
+    next send."""
+    from os_ken.controller import controller
+    from os_ken.controller.handler import DEAD_DISPATCHER
+
+    if how == "silent":
+        os_ken_conf.set_override("echo_request_interval", 0.1)
+        os_ken_conf.set_override("maximum_unreplied_echo_requests", 1)
+        os_ken_conf.set_override("socket_timeout", 0.2)
+    listener = socket.create_server(("127.0.0.1", 0))
+    switch = socket.create_connection(listener.getsockname())
+    ours, address = listener.accept()
+    listener.close()
+    dp = controller.Datapath(connection.LockedSocket(ours, aligned=True), address)
+    serving = threading.Thread(target=dp.serve, daemon=True)
+    serving.start()
+    connection.install(dp)
+    hello = switch.recv(8)
+    assert hello[1] == 0  # OFPT_HELLO: the datapath is up and reading
+    if how == "reset":
+        switch.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    if how != "silent":
+        switch.close()
+    serving.join(3)
+    assert not serving.is_alive(), "serve() still waits for its send thread"
+    assert dp.state == DEAD_DISPATCHER
+    switch.close()
 
 
 # -- PacketIns split out before os-ken's receive loop ------------------------------------------

@@ -113,6 +113,9 @@ class TapRouterApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def disconnected(self, ev):
         dp = ev.datapath
-        if dp.id is not None and self.core.knows(dp.id):
+        if dp.id is None or not self.core.knows(dp.id):
+            return
+        if self.core.switch_down(dp):
             LOG.warning("switch %#x disconnected; its flows keep forwarding (fail-mode secure)", dp.id)
-            self.core.switch_down(dp.id)
+        else:
+            LOG.info("switch %#x: a connection it has replaced is gone", dp.id)

@@ -70,6 +70,7 @@ class LockedSocket:
         self.take = take
         self._aligned = aligned
         self._held = b""  # the start of a message not yet whole (when aligned)
+        self.ended: Callable[[], None] | None = None  # called once when the stream ends or breaks
 
     def recv(self, size: int) -> bytes:
         """os-ken's receive loop asks for a header, then for the rest of the message, and each
@@ -86,14 +87,37 @@ class LockedSocket:
 
     def _read(self, size: int) -> bytes:
         if not self._aligned:
-            return self._sock.recv(size)
+            return self._recv(size)
         while True:
-            data = self._sock.recv(size)
+            data = self._recv(size)
             if not data:
                 return data  # the end of the stream: an unfinished message goes with it
             data, self._held = split(self._held + data if self._held else data, self.take or _keep)
             if data:
                 return data
+
+    def _recv(self, size: int) -> bytes:
+        try:
+            data = self._sock.recv(size)
+        except socket.timeout:
+            raise  # os-ken's sockets time out while idle; its loop asks again
+        except OSError:
+            self._end()
+            raise
+        if not data:
+            self._end()
+        return data
+
+    def _end(self) -> None:
+        ended, self.ended = self.ended, None
+        if ended is not None:
+            ended()
+
+    def close(self) -> None:
+        """os-ken closes the socket when its receive loop ends, for any reason (its echo requests
+        unanswered, too, where no read ever failed): the datapath ends with it."""
+        self._end()
+        self._sock.close()
 
     def sendall(self, data, *args) -> None:
         with self.lock:
@@ -144,11 +168,25 @@ def _keep(_message: bytes) -> bool:
 
 def install(dp, take: Take | None = None) -> LockedSocket:
     """Wrap the datapath's socket if it is not yet (the wrapper is used from the next read and
-    write on), and offer it PacketIns from now on."""
+    write on), offer it PacketIns from now on, and end the datapath when its stream ends."""
     if not isinstance(dp.socket, LockedSocket):
         dp.socket = LockedSocket(dp.socket)
     dp.socket.take = take
+    dp.socket.ended = lambda: end(dp)
     return dp.socket
+
+
+def end(dp) -> None:
+    """The switch closed the connection or it broke: tell os-ken at once.
+
+    Its receive loop ends by itself, but serve() then waits for the send thread, which sits in
+    its queue until something is sent (with native threads, os-ken's hub cannot kill one); only
+    then is the datapath DEAD. A switch that went quiet was found gone whenever the next flow_mod
+    was sent, and its threads stayed until then. So: DEAD now, and an empty send to wake the send
+    thread, which sees DEAD and ends.
+    """
+    dp.close()
+    dp.send(b"")
 
 
 def wrap_at_birth() -> None:

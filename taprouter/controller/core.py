@@ -214,13 +214,18 @@ class RouterCore:
         for msg in codec.read_back_requests(dp):
             dp.send_msg(msg)
 
-    def switch_down(self, dpid: int) -> None:
-        sw = self._switches[dpid]
+    def switch_down(self, dp) -> bool:
+        """Forget the switch's connection if `dp` is still it; False for one it has replaced
+        already (a switch that reconnects before its old connection is found dead)."""
+        sw = self._switches[dp.id]
         with self._lock:
+            if dp is not sw.datapath and dp is not sw.connecting:
+                return False
             sw.datapath = sw.connecting = None
             sw.flows = sw.groups = sw.meters = None
             sw.in_flight.reset()
-        self.relay.attach(dpid, None)
+        self.relay.attach(dp.id, None)
+        return True
 
     def port_changed(self, dp, info: SwitchPortInfo, removed: bool) -> None:
         sw = self._switches[dp.id]
