@@ -177,7 +177,7 @@ class RouteBench:
             return ipr.link_lookup(ifname=f"{self.prefix}p2")[0]
 
     def load(self, results: dict) -> None:
-        bridge, n, base = self.lab.bridge, self.routes, flow_count(self.lab.bridge)
+        n, base = self.routes, flow_count(self.lab.bridge)
         batches = build(self.ifindex(), "10.0.2.2", arrival(n, "20.0.0.0", 1))  # before the clock starts
         got = self._burst(batches, lambda c: c >= base + n, "load")
         results["load"] = {"routes": n, "producer_s": got["producer_s"], "on_switch_s": got["done_s"],
