@@ -6,8 +6,6 @@ connected, and whether a more specific route inside one shadows a neighbour.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
-
 from ..routing import prefix
 from . import fib
 
