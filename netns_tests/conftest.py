@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from taprouter.bridge.holder import pid_alive  # noqa: F401  (re-exported for the tests)
-from taprouter.lab import Host, Lab
+from taprouter.lab import Host, Lab, make_pki
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
@@ -110,12 +110,14 @@ def host_python(host: Host, code: str, timeout: float = 60) -> str:
 class RouterLab:
     """One OVS bridge, hosts h1..h3 on ports 1..3, and a taprouter daemon for the bridge."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, tls: bool = False):
         self.prefix = unique_prefix()
         self.tmp_path = tmp_path
         self.controller_port = free_tcp_port()
         self.dpid = 0x7A0000 | int(self.prefix[1:], 16)
-        self.lab = Lab(self.prefix, self.controller_port, dpid=self.dpid)
+        # Over TLS: a throwaway CA signed the daemon's and the switch's certificates.
+        self.pki = make_pki(tmp_path / "pki") if tls else None
+        self.lab = Lab(self.prefix, self.controller_port, dpid=self.dpid, pki=self.pki)
         self.router = f"{self.prefix}r"
         self.netns = f"{self.prefix}r"
         self.taps = {n: f"{self.prefix}p{n}" for n in range(1, N_HOSTS + 1)}
@@ -155,7 +157,8 @@ class RouterLab:
             self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", f"2001:db8:{n}::2/64",
                               gateway4=f"10.0.{n}.1", gateway6=f"2001:db8:{n}::1")
         config = {
-            "openflow": {"listen": f"127.0.0.1:{self.controller_port}"},
+            "openflow": {"listen": f"127.0.0.1:{self.controller_port}",
+                         **({"tls": self.pki.tls_config()} if self.pki else {})},
             "routers": {self.router: {
                 "dpid": self.dpid,
                 "netns": self.netns,
@@ -168,8 +171,9 @@ class RouterLab:
 
     # -- the daemon -------------------------------------------------------------------------
 
-    def start(self, timeout: float = 30) -> subprocess.Popen:
-        """Start `taprouter -v run` and wait until it has reconciled the punt flows."""
+    def start(self, timeout: float = 30, wait: bool = True) -> subprocess.Popen:
+        """Start `taprouter -v run` and wait until it has reconciled the punt flows (unless
+        not `wait`)."""
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         with open(self.log_path, "ab") as log:
             log.write(f"===== test: starting taprouter daemon at {time.strftime('%H:%M:%S')} =====\n"
@@ -179,6 +183,8 @@ class RouterLab:
             self.proc = subprocess.Popen(
                 [str(TAPROUTER), "-v", "run", "-c", str(self.config_path)], cwd=REPO, env=self.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if not wait:
+            return self.proc
         self.wait_log(r"reconciled \d+ flows", timeout=timeout)
         wait_until(self.punt_flows_installed, timeout=timeout,
                    message=lambda: "punt flows on the switch:\n" + self.dump_flows())

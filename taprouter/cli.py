@@ -22,6 +22,13 @@ def cmd_check(args) -> int:
     from .routing.bird import BirdConfigError, validate
     config = _load(args.config)
     failed = False
+    if config.tls is not None:
+        from .controller.tls import TlsError, context
+        try:
+            context(config.tls)
+        except TlsError as exc:
+            print(f"error: {args.config}: openflow.tls: {exc}", file=sys.stderr)
+            failed = True
     for router in config.routers:
         if router.bird is None:
             continue

@@ -35,6 +35,15 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """PEM files: the controller's private key and certificate, and the CA that signed the
+    switches' certificates (None: switches are not asked for one)."""
+    key: Path
+    cert: Path
+    ca: Path | None
+
+
+@dataclass(frozen=True)
 class PortConfig:
     number: int
     tap: str
@@ -66,6 +75,7 @@ class Config:
     path: Path
     listen: Listen
     routers: tuple[RouterConfig, ...]
+    tls: TlsConfig | None = None  # switches connect over TLS, not TCP
 
     def router_for_dpid(self, dpid: int) -> RouterConfig | None:
         for router in self.routers:
@@ -92,18 +102,51 @@ def _unknown_keys(problems: _Problems, where: str, data: dict, allowed: Iterable
                          f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
+def _beside(base: Path, text: str) -> Path:
+    """A path from the file: relative ones are relative to the config file's directory."""
+    return Path(text) if Path(text).is_absolute() else base / text
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _parse_listen(problems: _Problems, data: Any) -> Listen:
-    default = Listen("127.0.0.1", 6653)
+def _parse_openflow(problems: _Problems, base: Path, data: Any) -> tuple[Listen, TlsConfig | None]:
     if data is None:
-        return default
+        return Listen("127.0.0.1", 6653), None
     if not isinstance(data, dict):
         problems.add("openflow", "must be a mapping")
-        return default
-    _unknown_keys(problems, "openflow", data, ("listen",))
+        return Listen("127.0.0.1", 6653), None
+    _unknown_keys(problems, "openflow", data, ("listen", "tls"))
+    return _parse_listen(problems, data), _parse_tls(problems, base, data.get("tls"))
+
+
+def _parse_tls(problems: _Problems, base: Path, data: Any) -> TlsConfig | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        problems.add("openflow.tls", "must be a mapping with 'key', 'cert' and optionally 'ca'")
+        return None
+    _unknown_keys(problems, "openflow.tls", data, ("key", "cert", "ca"))
+    files: dict[str, Path | None] = {}
+    for name, what in (("key", "the controller's private key"), ("cert", "the controller's certificate"),
+                       ("ca", "the CA certificate that signed the switches' certificates")):
+        text = data.get(name)
+        if text is None and name == "ca":
+            files[name] = None
+            continue
+        if not isinstance(text, str) or not text:
+            problems.add(f"openflow.tls.{name}", f"is required: the PEM file of {what}")
+            return None
+        path = _beside(base, text)
+        if not path.is_file():
+            problems.add(f"openflow.tls.{name}", f"{path} does not exist")
+        files[name] = path
+    return TlsConfig(files["key"], files["cert"], files["ca"])
+
+
+def _parse_listen(problems: _Problems, data: dict) -> Listen:
+    default = Listen("127.0.0.1", 6653)
     text = data.get("listen", "127.0.0.1:6653")
     if not isinstance(text, str) or ":" not in text:
         problems.add("openflow.listen", f"must be HOST:PORT, got {text!r}")
@@ -197,7 +240,7 @@ def _parse_bird(problems: _Problems, base: Path, key: str, data: Any) -> BirdCon
     if not isinstance(path, str) or not path:
         problems.add(f"{key}.config", "is required: the path of a BIRD 2 config file")
         return None
-    resolved = (base / path) if not Path(path).is_absolute() else Path(path)
+    resolved = _beside(base, path)
     if not resolved.is_file():
         problems.add(f"{key}.config", f"{resolved} does not exist")
     return BirdConfig(resolved)
@@ -266,7 +309,7 @@ def parse(data: Any, path: Path) -> Config:
         problems.add("(top)", "the file must be a mapping with 'openflow' and 'routers'")
         raise ConfigError(problems.items)
     _unknown_keys(problems, "", data, ("openflow", "routers"))
-    listen = _parse_listen(problems, data.get("openflow"))
+    listen, tls = _parse_openflow(problems, path.parent, data.get("openflow"))
     routers: list[RouterConfig] = []
     routers_data = data.get("routers")
     if not isinstance(routers_data, dict) or not routers_data:
@@ -279,7 +322,7 @@ def parse(data: Any, path: Path) -> Config:
     _check_unique(problems, routers)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(path, listen, tuple(routers))
+    return Config(path, listen, tuple(routers), tls)
 
 
 def load(path: str | Path) -> Config:

@@ -36,9 +36,14 @@ def run(config: Config) -> int:
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
 
+    from .controller import tls
     from .controller.core import RouterCore
 
     _check_listen(config.listen.host, config.listen.port)
+    try:
+        tls_context = tls.context(config.tls) if config.tls is not None else None
+    except tls.TlsError as exc:
+        raise StartError(f"openflow.tls: {exc}") from None
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", config.listen.host)
     cfg.CONF.set_override("ofp_tcp_listen_port", config.listen.port)
@@ -66,9 +71,10 @@ def run(config: Config) -> int:
     manager = AppManager.get_instance()
     manager.load_apps(["taprouter.controller.app"])
     contexts = manager.create_contexts()
-    manager.instantiate_apps(taprouter_core=core, **contexts)
+    manager.instantiate_apps(taprouter_core=core, taprouter_tls=tls_context, **contexts)
     gctune.tune()
-    LOG.info("listening for switches on %s:%d; routers: %s", config.listen.host, config.listen.port,
+    LOG.info("listening for switches on %s:%d (%s); routers: %s", config.listen.host, config.listen.port,
+             "TLS" if tls_context else "TCP",
              ", ".join(f"{r.name} (dpid {r.dpid:#x})" for r in config.routers))
     while "stop" not in requests:
         wake.wait(1.0)

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .controller.pipeline import Table
 
@@ -37,6 +38,39 @@ def prefix_tracking(bridge: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Pki:
+    """A throwaway CA that signed a controller and a switch certificate: TLS for a lab."""
+    ca: Path
+    controller_key: Path
+    controller_cert: Path
+    switch_key: Path
+    switch_cert: Path
+
+    def tls_config(self) -> dict[str, str]:
+        """The daemon config's `openflow.tls` for it."""
+        return {"key": str(self.controller_key), "cert": str(self.controller_cert), "ca": str(self.ca)}
+
+
+def make_pki(directory: Path) -> Pki:
+    """EC P-256 keys, certificates valid for 30 days, made with the openssl command."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    pki = Pki(*(directory / name for name in (
+        "ca-cert.pem", "controller-key.pem", "controller-cert.pem", "switch-key.pem", "switch-cert.pem")))
+    ca_key = directory / "ca-key.pem"
+    sh("openssl", "req", "-x509", *key, "-keyout", str(ca_key), "-out", str(pki.ca), "-days", "30",
+       "-subj", "/CN=taprouter lab CA")
+    for name, private, cert in (("controller", pki.controller_key, pki.controller_cert),
+                                ("switch", pki.switch_key, pki.switch_cert)):
+        request = directory / f"{name}.csr"
+        sh("openssl", "req", *key, "-keyout", str(private), "-out", str(request),
+           "-subj", f"/CN=taprouter lab {name}")
+        sh("openssl", "x509", "-req", "-in", str(request), "-CA", str(pki.ca), "-CAkey", str(ca_key),
+           "-CAcreateserial", "-out", str(cert), "-days", "30")
+    return pki
+
+
+@dataclass(frozen=True)
 class Host:
     name: str  # also its netns
     port: int  # its switch port
@@ -58,6 +92,9 @@ class Lab:
     controller_port: int
     dpid: int = 1
     hosts: list[Host] = field(default_factory=list)
+    # Over TLS: Open vSwitch's one SSL setting (for all its bridges) is set to the lab's switch
+    # certificate while the lab is up.
+    pki: Pki | None = None
 
     @property
     def bridge(self) -> str:
@@ -72,7 +109,11 @@ class Lab:
            "fail_mode=secure", f"other-config:datapath-id={self.dpid:016x}",
            "other-config:disable-in-band=true")
         sh("ovs-vsctl", *prefix_tracking(self.bridge))
-        sh("ovs-vsctl", "set-controller", self.bridge, f"tcp:127.0.0.1:{self.controller_port}")
+        transport = "tcp"
+        if self.pki is not None:
+            sh("ovs-vsctl", "set-ssl", str(self.pki.switch_key), str(self.pki.switch_cert), str(self.pki.ca))
+            transport = "ssl"
+        sh("ovs-vsctl", "set-controller", self.bridge, f"{transport}:127.0.0.1:{self.controller_port}")
         # Reconnect quickly after a controller restart (the default backs off to 8 s).
         sh("ovs-vsctl", "set", "controller", self.bridge, "max_backoff=1000", "inactivity_probe=5000")
 
@@ -108,6 +149,8 @@ class Lab:
     def down(self) -> None:
         """Remove everything this lab created; safe to call more than once, even half built."""
         sh("ovs-vsctl", "--if-exists", "del-br", self.bridge, check=False)
+        if self.pki is not None:
+            sh("ovs-vsctl", "del-ssl", check=False)
         # Hosts this object made, and hosts named like a lab's (PREFIXh1, ...) left by a crashed run.
         leftover = re.compile(rf"^{re.escape(self.prefix)}h\d+$")
         for netns in sh("ip", "netns", "list", check=False).splitlines():

@@ -31,7 +31,8 @@ class TapRouterApp(app_manager.OSKenApp):
         self._multipart: dict[tuple[int, int], list] = {}
         readback.install()  # flow stats arrive as raw entries: a million parse in seconds, not minutes
         packetin.install(self._deliver)  # PacketIns go to the relay without os-ken's objects and queues
-        connection.wrap_at_birth()  # and, once a switch is up, before os-ken's receive loop
+        # and, once a switch is up, before os-ken's receive loop; over TLS when configured
+        connection.wrap_at_birth(kwargs.get("taprouter_tls"))
 
     def _deliver(self, dpid: int, port: int, frame: bytes) -> bool:
         """A PacketIn read on os-ken's receive thread; False leaves it to os-ken (and packet_in below)."""

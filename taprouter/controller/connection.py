@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import threading
 from typing import Callable
 
 from os_ken.base import app_manager  # noqa: F401  (first: os-ken's controller module needs it loaded)
 from os_ken.controller import controller
+
+from . import tls
 
 LOG = logging.getLogger(__name__)
 
@@ -189,15 +192,22 @@ def end(dp) -> None:
     dp.send(b"")
 
 
-def wrap_at_birth() -> None:
+def wrap_at_birth(tls_context: ssl.SSLContext | None = None) -> None:
     """Have os-ken wrap each switch's socket before its Datapath reads a byte, so that the
     wrapper can tell where messages start. Every Datapath is built by the module function
-    `datapath_connection_factory`, which os-ken's servers and clients look up by name."""
+    `datapath_connection_factory`, which os-ken's servers and clients look up by name.
+
+    With a TLS context, os-ken listens on plain TCP and the handshake happens here: a switch that
+    fails it is logged with its address and never becomes a Datapath (see tls.py)."""
     factory = controller.datapath_connection_factory
     if getattr(factory, "wraps", None) is not None:
         return
 
     def wrapping_factory(sock, address):
+        if tls_context is not None:
+            sock = tls.accept(tls_context, sock, address)
+            if sock is None:
+                return None
         return factory(LockedSocket(sock, aligned=True), address)
 
     wrapping_factory.wraps = factory
