@@ -45,7 +45,7 @@ from taprouter.bridge import netns  # noqa: E402
 from taprouter.controller.pipeline import Owner, cookie  # noqa: E402
 from taprouter.routing import prefix  # noqa: E402
 from taprouter.routing.netlink import dump_routes  # noqa: E402
-from taprouter.lab import Lab, sh  # noqa: E402
+from taprouter.lab import Lab, make_pki, sh  # noqa: E402
 
 TAPROUTER = str(ROOT / ".venv" / "bin" / "taprouter")
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "benchmarks" / "routes.json"))
@@ -115,14 +115,16 @@ def arrival(count: int, base: str, seed: int) -> list:
 
 
 class RouteBench:
-    def __init__(self, routes: int):
+    def __init__(self, routes: int, tls: bool = True):
+        """`tls`: the switch connects over TLS (README, "Switches over TLS"), else over TCP."""
         self.routes = routes
         self.prefix = "rb" + secrets.token_hex(2)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.lab = Lab(self.prefix, self.port, dpid=0x7B0000 | int(self.prefix[2:], 16))
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self.pki = make_pki(self.tmp / "pki") if tls else None
+        self.lab = Lab(self.prefix, self.port, dpid=0x7B0000 | int(self.prefix[2:], 16), pki=self.pki)
         self.router = f"{self.prefix}r"
         self.config = self.tmp / "taprouter.yaml"
         self.env = dict(os.environ, TAPROUTER_RUN_DIR=str(self.tmp / "run"))
@@ -134,7 +136,8 @@ class RouteBench:
         for n in (1, 2):
             self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", None, f"10.0.{n}.1")
         self.config.write_text(yaml.safe_dump({
-            "openflow": {"listen": f"127.0.0.1:{self.port}"},
+            "openflow": {"listen": f"127.0.0.1:{self.port}",
+                         **({"tls": self.pki.tls_config()} if self.pki else {})},
             "routers": {self.router: {"dpid": self.lab.dpid, "netns": self.router, "ports": {
                 n: {"tap": f"{self.prefix}p{n}", "addresses": [f"10.0.{n}.1/24"]} for n in (1, 2)}}}}))
         self.start()
@@ -363,9 +366,9 @@ def log(text: str) -> None:
 
 def main() -> int:
     routes = int(os.environ.get("BENCH_ROUTES", "1000000"))
-    bench = RouteBench(routes)
+    bench = RouteBench(routes, tls=True)
     results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
-                     "routes": routes, "order": ORDER}
+                     "routes": routes, "order": ORDER, "transport": "tls"}
     try:
         bench.up()
         bench.load(results)
@@ -381,6 +384,16 @@ def main() -> int:
         log(f"memory: daemon peak {results['daemon_peak_rss_mb']} MB, ovs-vswitchd {results['ovs_rss_mb']} MB")
     finally:
         bench.down()
+    # The same load and withdrawal with the switch over plain TCP, for comparison.
+    tcp = RouteBench(routes, tls=False)
+    results["tcp"] = {}
+    try:
+        tcp.up()
+        tcp.load(results["tcp"])
+        tcp.verify(results["tcp"], "load")
+        tcp.withdraw(results["tcp"])
+    finally:
+        tcp.down()
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {OUT}")
     return 0

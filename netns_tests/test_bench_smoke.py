@@ -31,3 +31,7 @@ def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
     assert results["verify"]["load"]["switch_flows"] >= 1000
     assert results["single_change"]["changes"] == 20
     assert results["daemon_peak_rss_mb"] > 0
+    # The switch was over TLS; the comparison over TCP loaded and withdrew the same routes.
+    assert results["transport"] == "tls"
+    assert results["tcp"]["verify"]["load"]["missing"] == results["tcp"]["verify"]["load"]["stale"] == 0
+    assert results["tcp"]["load"]["routes"] == results["tcp"]["withdraw"]["routes"] == 1000
