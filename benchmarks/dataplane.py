@@ -177,6 +177,7 @@ class Bench(PuntBench):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s iperf3 runs and shorter floods")
+    parser.add_argument("--tls", action="store_true", help="the switch over TLS rather than TCP")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("dataplane.py needs root (namespaces, Open vSwitch)", file=sys.stderr)
@@ -204,10 +205,11 @@ def main() -> int:
         "cpu_busy_before_pct": round(100 * machine_busy(1.0), 1),
         "other_ovs_bridges": len(run("ovs-vsctl", "list-br").stdout.split()),
         "quick": args.quick,
+        "transport": "tls" if args.tls else "tcp",
     }
     if meta["cpu_busy_before_pct"] > 25:
         log(f"note: the machine is {meta['cpu_busy_before_pct']}% busy before the run; figures will be noisy")
-    bench = Bench(args.quick)
+    bench = Bench(args.quick, args.tls)
     ok = False
     try:
         bench.run()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from taprouter.lab import Lab
+from taprouter.lab import Lab, make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 TAPROUTER = ROOT / ".venv" / "bin" / "taprouter"
@@ -123,16 +123,17 @@ class BenchLab:
     """The lab, the daemon and the processes started for a run, and the counters read
     from them; cleanup() removes it all."""
 
-    def __init__(self, quick: bool):
+    def __init__(self, quick: bool, tls: bool = False):
         self.quick = quick
         self.prefix = unique_prefix()
         self.controller_port = free_tcp_port()
         self.dpid = 0xBE0000 | int(self.prefix[2:], 16)
-        self.lab = Lab(self.prefix, self.controller_port, dpid=self.dpid)
         self.router = f"{self.prefix}r"
         self.router_ns = f"{self.prefix}r"
         self.taps = {1: f"{self.prefix}p1", 2: f"{self.prefix}p2"}
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self.pki = make_pki(self.tmp / "pki") if tls else None  # the switch over TLS, else TCP
+        self.lab = Lab(self.prefix, self.controller_port, dpid=self.dpid, pki=self.pki)
         self.run_dir = self.tmp / "run"
         self.config_path = self.tmp / "taprouter.yaml"
         self.log_path = self.tmp / "daemon.log"
@@ -155,7 +156,7 @@ class BenchLab:
         self.l2b = self.lab.add_host("h12", 12, "10.9.0.2/24")
         self.add_l2_flows()
         config = {
-            "openflow": {"listen": f"127.0.0.1:{self.controller_port}"},
+            "openflow": self.lab.openflow_config(),
             "routers": {self.router: {
                 "dpid": self.dpid,
                 "netns": self.router_ns,

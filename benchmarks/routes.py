@@ -136,8 +136,7 @@ class RouteBench:
         for n in (1, 2):
             self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", None, f"10.0.{n}.1")
         self.config.write_text(yaml.safe_dump({
-            "openflow": {"listen": f"127.0.0.1:{self.port}",
-                         **({"tls": self.pki.tls_config()} if self.pki else {})},
+            "openflow": self.lab.openflow_config(),
             "routers": {self.router: {"dpid": self.lab.dpid, "netns": self.router, "ports": {
                 n: {"tap": f"{self.prefix}p{n}", "addresses": [f"10.0.{n}.1/24"]} for n in (1, 2)}}}}))
         self.start()

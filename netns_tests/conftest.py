@@ -157,8 +157,7 @@ class RouterLab:
             self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", f"2001:db8:{n}::2/64",
                               gateway4=f"10.0.{n}.1", gateway6=f"2001:db8:{n}::1")
         config = {
-            "openflow": {"listen": f"127.0.0.1:{self.controller_port}",
-                         **({"tls": self.pki.tls_config()} if self.pki else {})},
+            "openflow": self.lab.openflow_config(),
             "routers": {self.router: {
                 "dpid": self.dpid,
                 "netns": self.netns,

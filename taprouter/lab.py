@@ -100,6 +100,13 @@ class Lab:
     def bridge(self) -> str:
         return f"{self.prefix}br"
 
+    def openflow_config(self) -> dict:
+        """The daemon config's `openflow` section for this lab's switch."""
+        section: dict = {"listen": f"127.0.0.1:{self.controller_port}"}
+        if self.pki is not None:
+            section["tls"] = self.pki.tls_config()
+        return section
+
     def switch_veth(self, port: int) -> str:
         return f"{self.prefix}s{port}"
 
