@@ -302,3 +302,38 @@ def test_the_factory_wrap_at_birth_installs_refuses_a_switch_the_ca_did_not_sign
         raw.close()
     finally:
         connection.unwrap_at_birth()
+
+
+def test_a_switch_speaking_tls_to_a_daemon_without_tls_is_refused_with_a_reason(pki, caplog):
+    from os_ken.controller import controller
+
+    caplog.set_level(logging.WARNING, logger="taprouter.controller.connection")
+    connection.wrap_at_birth()
+    try:
+        listener = socket.create_server(("127.0.0.1", 0))
+        raw = socket.create_connection(listener.getsockname())
+        ours, address = listener.accept()
+        listener.close()
+        serving = threading.Thread(target=controller.datapath_connection_factory, args=(ours, address),
+                                   daemon=True)
+        serving.start()
+        with pytest.raises(OSError):
+            switch_context(pki).wrap_socket(raw)  # its handshake meets a closed connection
+        serving.join(5)
+        assert not serving.is_alive()
+        assert "it speaks TLS, but openflow.tls is not configured" in caplog.text
+        raw.close()
+    finally:
+        connection.unwrap_at_birth()
+
+
+def test_a_switch_speaking_openflow_is_not_taken_for_tls():
+    listener = socket.create_server(("127.0.0.1", 0))
+    switch = socket.create_connection(listener.getsockname())
+    ours, _address = listener.accept()
+    listener.close()
+    switch.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # an OpenFlow 1.3 hello
+    assert not tls.speaks_tls(ours)
+    assert ours.recv(8) == struct.pack("!BBHI", 4, 0, 8, 1)  # peeked, not taken
+    switch.close()
+    ours.close()

@@ -208,6 +208,11 @@ def wrap_at_birth(tls_context: ssl.SSLContext | None = None) -> None:
             sock = tls.accept(tls_context, sock, address)
             if sock is None:
                 return None
+        elif tls.speaks_tls(sock):
+            LOG.warning("switch at %s: it speaks TLS, but openflow.tls is not configured; connection "
+                        "closed", tls.peer(address))
+            sock.close()
+            return None
         return factory(LockedSocket(sock, aligned=True), address)
 
     wrapping_factory.wraps = factory

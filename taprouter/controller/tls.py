@@ -28,6 +28,7 @@ from ..config import TlsConfig
 LOG = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a connecting switch has to complete its TLS handshake
+PEEK_TIMEOUT = 5.0  # seconds to wait for a switch's first bytes, to tell TLS from OpenFlow
 
 
 class TlsError(Exception):
@@ -66,14 +67,27 @@ def accept(ctx: ssl.SSLContext, sock: socket.socket, address) -> TlsStream | Non
         tls = ctx.wrap_socket(sock, server_side=True)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        LOG.warning("switch at %s: TLS handshake failed (%s); connection closed", _peer(address), reason)
+        LOG.warning("switch at %s: TLS handshake failed (%s); connection closed", peer(address), reason)
         sock.close()
         return None
     return TlsStream(tls)
 
 
-def _peer(address) -> str:
+def peer(address) -> str:
     return f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else str(address)
+
+
+def speaks_tls(sock: socket.socket) -> bool:
+    """Whether a switch that connected opens with a TLS handshake record (0x16 0x03) rather than
+    an OpenFlow message (whose first byte is its version, 1 to 6). Both sides of OpenFlow send
+    first, so its first bytes come at once; one that sends nothing is taken as OpenFlow."""
+    sock.settimeout(PEEK_TIMEOUT)
+    try:
+        return sock.recv(2, socket.MSG_PEEK) == b"\x16\x03"
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(None)
 
 
 class TlsStream:
