@@ -213,6 +213,21 @@ def test_one_thread_reads_while_two_write(stream):
     assert next_seq == [300, 300]
 
 
+def test_records_already_here_are_read_in_one_call(stream):
+    """Open vSwitch sends each PacketIn as a TLS record of its own: one recv takes every whole
+    record the socket holds, as a recv over TCP takes every queued message."""
+    ours, switch = stream
+    messages = [bytes([n]) * 100 for n in range(100)]
+    for message in messages:
+        switch.sendall(message)  # a record each
+    time.sleep(0.3)
+    got = ours.recv(65536)
+    assert len(got) > 100, "one record a call"
+    while len(got) < 10000:
+        got += ours.recv(65536)
+    assert got == b"".join(messages)
+
+
 def test_an_idle_stream_times_out_like_a_socket(stream):
     ours, _switch = stream
     ours.settimeout(0.2)
