@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 import socket
 import ssl
 import struct
@@ -21,9 +20,6 @@ from taprouter.controller import connection, tls
 from taprouter.lab import make_pki, sh
 
 from test_connection import os_ken_conf  # noqa: F401  (a fixture)
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
