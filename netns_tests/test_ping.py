@@ -41,4 +41,5 @@ def test_resolving_hosts_causes_no_switch_errors(router_lab):
         pass
     status = router_lab.fresh_daemon_status()
     assert status["switch_errors"] == 0, status
+    assert status["switch_transport"] == "tcp" and status["switch_address"].startswith("127.0.0.1:"), status
     assert "returned an error" not in router_lab.log_since_start()

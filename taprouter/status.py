@@ -102,7 +102,9 @@ def to_text(statuses: list[RouterStatus]) -> str:
         if daemon is None:
             state = "daemon not running"
         elif daemon.get("switch_connected"):
-            state = (f"switch connected, {daemon.get('flows_installed')} flows and "
+            via = (f" from {daemon['switch_address']} over {daemon['switch_transport'].upper()}"
+                   if daemon.get("switch_address") and daemon.get("switch_transport") else "")
+            state = (f"switch connected{via}, {daemon.get('flows_installed')} flows and "
                      f"{daemon.get('groups_installed')} groups installed")
         else:
             state = "daemon running, switch not connected"

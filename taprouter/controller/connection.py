@@ -142,6 +142,10 @@ class LockedSocket:
             return False
         return True
 
+    @property
+    def over_tls(self) -> bool:
+        return isinstance(self._sock, tls.TlsStream)
+
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
 
