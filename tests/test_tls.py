@@ -45,12 +45,18 @@ def switch_context(pki, ca=None) -> ssl.SSLContext:
     return ctx
 
 
-def connect(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext):
-    """(our TlsStream or None, the switch's SSLSocket or the exception its handshake raised)."""
+def tcp_pair() -> tuple[socket.socket, socket.socket, tuple]:
+    """(the switch's TCP socket, ours, the switch's address), connected over loopback."""
     listener = socket.create_server(("127.0.0.1", 0))
-    raw = socket.create_connection(listener.getsockname())
+    switch = socket.create_connection(listener.getsockname())
     ours, address = listener.accept()
     listener.close()
+    return switch, ours, address
+
+
+def connect(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext):
+    """(our TlsStream or None, the switch's SSLSocket or the exception its handshake raised)."""
+    raw, ours, address = tcp_pair()
     switch: list = []
 
     def handshake():
@@ -132,10 +138,7 @@ def test_a_switch_without_a_certificate_from_the_ca_is_refused(pki, rogue, caplo
 
 def test_a_switch_speaking_plain_openflow_is_refused(pki, caplog):
     caplog.set_level(logging.WARNING, logger="taprouter.controller.tls")
-    listener = socket.create_server(("127.0.0.1", 0))
-    switch = socket.create_connection(listener.getsockname())
-    ours, address = listener.accept()
-    listener.close()
+    switch, ours, address = tcp_pair()
     switch.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # an OpenFlow hello
     assert tls.accept(tls.context(files(pki)), ours, address) is None
     assert "TLS handshake failed" in caplog.text
@@ -295,10 +298,7 @@ def test_the_factory_wrap_at_birth_installs_refuses_a_switch_the_ca_did_not_sign
     caplog.set_level(logging.WARNING, logger="taprouter.controller.tls")
     connection.wrap_at_birth(tls.context(files(pki)))
     try:
-        listener = socket.create_server(("127.0.0.1", 0))
-        raw = socket.create_connection(listener.getsockname())
-        ours, address = listener.accept()
-        listener.close()
+        raw, ours, address = tcp_pair()
         serving = threading.Thread(target=controller.datapath_connection_factory, args=(ours, address),
                                    daemon=True)
         serving.start()
@@ -321,10 +321,7 @@ def test_a_switch_speaking_tls_to_a_daemon_without_tls_is_refused_with_a_reason(
     caplog.set_level(logging.WARNING, logger="taprouter.controller.connection")
     connection.wrap_at_birth()
     try:
-        listener = socket.create_server(("127.0.0.1", 0))
-        raw = socket.create_connection(listener.getsockname())
-        ours, address = listener.accept()
-        listener.close()
+        raw, ours, address = tcp_pair()
         serving = threading.Thread(target=controller.datapath_connection_factory, args=(ours, address),
                                    daemon=True)
         serving.start()
@@ -339,10 +336,7 @@ def test_a_switch_speaking_tls_to_a_daemon_without_tls_is_refused_with_a_reason(
 
 
 def test_a_switch_speaking_openflow_is_not_taken_for_tls():
-    listener = socket.create_server(("127.0.0.1", 0))
-    switch = socket.create_connection(listener.getsockname())
-    ours, _address = listener.accept()
-    listener.close()
+    switch, ours, _address = tcp_pair()
     switch.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # an OpenFlow 1.3 hello
     assert not tls.speaks_tls(ours)
     assert ours.recv(8) == struct.pack("!BBHI", 4, 0, 8, 1)  # peeked, not taken

@@ -8,6 +8,7 @@ import os
 import time
 
 from .. import paths
+from .tls import peer
 
 LOG = logging.getLogger(__name__)
 
@@ -24,20 +25,13 @@ def write(router: str, status: dict) -> None:
         LOG.debug("cannot write %s: %s", path, exc)
 
 
-def _address(address) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return str(address)
-
-
 def of_switch(sw, relay: dict) -> dict:
     """The status of one router's switch (core._Switch), as the file holds it."""
     dp = sw.datapath
     return {
         "switch_connected": dp is not None,
         # Where the switch connected from, and over what: "tls" or "tcp".
-        "switch_address": _address(dp.address) if dp is not None else None,
+        "switch_address": peer(dp.address) if dp is not None else None,
         "switch_transport": None if dp is None else "tls" if getattr(dp.socket, "over_tls", False) else "tcp",
         "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up} for n, p in sw.ports.items()},
         "flows_installed": None if sw.flows is None else len(sw.flows) + len(sw.fib.flows),

@@ -28,7 +28,7 @@ from ..config import TlsConfig
 
 LOG = logging.getLogger(__name__)
 
-HANDSHAKE_TIMEOUT = 10.0  # seconds a connecting switch has to complete its TLS handshake
+HANDSHAKE_TIMEOUT = 10.0  # seconds a switch may stay silent during its TLS handshake
 READ = 65536  # bytes asked of the socket per recv
 PEEK_TIMEOUT = 5.0  # seconds to wait for a switch's first bytes, to tell TLS from OpenFlow
 
@@ -63,7 +63,7 @@ def context(files: TlsConfig) -> ssl.SSLContext:
 
 def accept(ctx: ssl.SSLContext, sock: socket.socket, address) -> TlsStream | None:
     """Complete the handshake with a switch that connected; None (logged, socket closed) if it
-    fails or takes longer than HANDSHAKE_TIMEOUT."""
+    fails or the switch sends nothing for HANDSHAKE_TIMEOUT."""
     sock.settimeout(HANDSHAKE_TIMEOUT)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing, server_side=True)
@@ -98,7 +98,11 @@ def _send(sock: socket.socket, outgoing: ssl.MemoryBIO) -> None:
 
 
 def peer(address) -> str:
-    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else str(address)
+    """A switch's socket address as HOST:PORT ([HOST]:PORT for IPv6)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address)
 
 
 def speaks_tls(sock: socket.socket) -> bool:
