@@ -324,6 +324,12 @@ def _malformed() -> dict[str, bytes]:
         "instruction of length 0": body(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 0)),
         "action of length 0": body(struct.pack("!HH4xHHI", ofp.OFPIT_APPLY_ACTIONS, 16, ofp.OFPAT_GROUP, 0, 5)),
         "unknown instruction type": body(struct.pack("!HH4x", 99, 8)),
+        # os-ken steps over these by its own fixed sizes (8), lands on a zero length and loops.
+        "action os-ken reads shorter than its length": body(
+            struct.pack("!HH4xHH4xHH4x", ofp.OFPIT_APPLY_ACTIONS, 24, ofp.OFPAT_DEC_MPLS_TTL, 16,
+                        ofp.OFPAT_EXPERIMENTER, 0)),
+        "instruction os-ken reads shorter than its length": body(
+            struct.pack("!HHB3xHH4x", ofp.OFPIT_GOTO_TABLE, 16, 3, ofp.OFPIT_APPLY_ACTIONS, 0)),
         "unknown action type": body(struct.pack("!HH4xHH4x", ofp.OFPIT_APPLY_ACTIONS, 16, 99, 8)),
         "instruction past the end": body(struct.pack("!HH4xHHI", ofp.OFPIT_APPLY_ACTIONS, 32, ofp.OFPAT_GROUP, 8, 5)),
         "entry longer than its bytes": struct.pack("!H", 200) + good[2:],

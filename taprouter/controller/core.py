@@ -279,8 +279,8 @@ class RouterCore:
         for raw in unreadable:
             # A flow with our cookie that we cannot express is stale by definition.
             try:
-                entry = dp.ofproto_parser.OFPFlowStats.parser(raw.data, 0)
-            except Exception:  # os-ken raises all sorts on malformed entries
+                entry = readback.parse(raw.data)
+            except ValueError:
                 LOG.error("router %s: malformed flow entry from the switch, left alone: %s", sw.router.name,
                           raw.data.hex())
                 continue

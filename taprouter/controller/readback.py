@@ -152,7 +152,14 @@ _ACTION_LISTS = frozenset({ofp.OFPIT_WRITE_ACTIONS, ofp.OFPIT_APPLY_ACTIONS, ofp
 
 
 def _check_framing(data: bytes) -> None:
-    """Raise ValueError where os-ken's parser would loop forever: on a zero instruction or action length."""
+    """Raise ValueError where os-ken's parser would loop forever.
+
+    os-ken walks instructions and actions by the length each parsed object reports. Some report a
+    fixed size whatever the entry says (goto-table, meter, dec-mpls-ttl...), so where the entry says
+    otherwise its walk drifts off the real boundaries, and a length of 0 where it lands (read as an
+    action list or an experimenter action) never moves it on. Walk by the entry's own lengths and
+    require os-ken's to agree at every step; then its walk is this one, and ends.
+    """
     (length,) = struct.unpack_from("!H", data)
     if length > len(data):
         raise ValueError(f"flow-stats entry of length {length} in {len(data)} bytes")
@@ -167,14 +174,28 @@ def _check_framing(data: bytes) -> None:
                 step = _INSTRUCTION(data, at)[1]
                 if step == 0:
                     raise ValueError(f"action of length 0 at offset {at}")
+                _agree(ofp_parser.OFPAction.parser, data, at, step, "action")
                 at += step
+        else:  # an action list's length is the entry's own; this one may be os-ken's constant
+            _agree(ofp_parser.OFPInstruction.parser, data, offset, size, "instruction")
         offset += size
 
 
-def _slow(data: bytes) -> Flow:
+def _agree(parse, data: bytes, offset: int, size: int, what: str) -> None:
+    try:
+        parsed = parse(data, offset)
+        reads = parsed.len
+    except Exception as exc:  # os-ken raises all sorts here, or returns None (AttributeError)
+        raise ValueError(f"os-ken cannot parse the {what} at offset {offset}: {exc!r}") from exc
+    if reads != size:
+        raise ValueError(f"{what} at offset {offset} of length {size}, which os-ken reads as {reads}")
+
+
+def parse(data: bytes):
+    """The entry as os-ken's OFPFlowStats, or ValueError, never a parser that loops forever."""
     try:
         _check_framing(data)
-        stats = ofp_parser.OFPFlowStats.parser(data, 0)
+        return ofp_parser.OFPFlowStats.parser(data, 0)
     except ValueError:
         raise
     except Exception as exc:
@@ -182,7 +203,10 @@ def _slow(data: bytes) -> Flow:
         # AssertionError (unknown action type), AttributeError (unknown instruction type, which it
         # parses as None). One such entry must not sink the whole read-back.
         raise ValueError(f"os-ken cannot parse flow-stats entry {data.hex()}: {exc!r}") from exc
-    return codec.flow_from_stats(stats)
+
+
+def _slow(data: bytes) -> Flow:
+    return codec.flow_from_stats(parse(data))
 
 
 def decode_all(blocks: Iterable[RawFlowStats]) -> tuple[dict[int, int], list[Flow], list[RawFlowStats]]:
