@@ -17,10 +17,11 @@ from typing import Callable, Iterable
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 
-from . import codec, pipeline
+from . import codec, pipeline, readcolumns
 from .desired import FIB_PRIORITY_BASE, PUNT
 from .flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, OFPCML_NO_BUFFER, OFPP_CONTROLLER, Flow
 from .pipeline import Owner, Table
+from .readcolumns import Columns
 from .wire import oxm_header
 from ..routing import prefix
 
@@ -63,7 +64,8 @@ def uninstall() -> None:
 
 
 # length, table_id, priority, cookie, then the ofp_match's type and length.
-_HEAD = struct.Struct("!HBx8xH10xQ16xHH").unpack_from
+_HEAD_FORMAT = "!HBx8xH10xQ16xHH"
+_HEAD = struct.Struct(_HEAD_FORMAT).unpack_from
 _ROUTE_COOKIE = pipeline.cookie(Owner.ROUTE)
 _GROUP_TAIL = "HH4xHHI"  # apply-actions (4, 16), group action (22, 8, group id)
 _PUNT_TAIL = "HHIHH4xHHIH6x"  # meter (6, 8, id), apply-actions (4, 24), output (0, 16, port, max_len)
@@ -73,8 +75,9 @@ _PUNT_CONST = (ofp.OFPIT_METER, 8, pipeline.SLOW_PATH_METER, ofp.OFPIT_APPLY_ACT
 Shape = Callable[[bytes, int, int], "tuple[int, int] | None"]
 
 
-def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], Shape]:
-    """The key (table, match length, entry length) and the decoder of one route-flow shape.
+def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], tuple[Shape, Columns | None]]:
+    """The key (table, match length, entry length), the entry decoder and the block decoder
+    (readcolumns; None for a /0, one route) of one route-flow shape.
 
     dst is "" (a /0: no destination field), "exact" (a /32 or /128) or "masked" (any length, a
     full or zero mask included). The OXMs must come in this order, eth_type first, as os-ken and
@@ -121,13 +124,27 @@ def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], Sh
         return prefix.pack(version, value, plen), target
 
     pad_len = match_len + (-match_len & 7)
-    return (int(table), match_len, ENTRY_HEAD + pad_len + (32 if punt else 16)), decode_shape
+    length = ENTRY_HEAD + pad_len + (32 if punt else 16)
+    columns = None
+    if dst:
+        # The same layout as a whole entry: the head's fields are 0-5, the match's from 6 on.
+        tail = _PUNT_CONST if punt else _GROUP_CONST
+        first_tail = 6 + nhead + nwords * (1 + (dst == "masked"))
+        const = {0: length, 1: int(table), 3: _ROUTE_COOKIE, 4: ofp.OFPMT_OXM, 5: match_len,
+                 **{6 + i: v for i, v in enumerate(head)}, **{first_tail + i: v for i, v in enumerate(tail)}}
+        columns = readcolumns.plan(
+            _HEAD_FORMAT + fmt[1:], const, priority=2, value=list(range(6 + nhead, 6 + nhead + nwords)),
+            mask=list(range(6 + nhead + nwords, first_tail)) if dst == "masked" else [],
+            target=None if punt else first_tail + len(tail), version=version, base=FIB_PRIORITY_BASE, punt=PUNT)
+    return (int(table), match_len, length), (decode_shape, columns)
 
 
-_SHAPES: dict[tuple[int, int, int], Shape] = dict(
+_DECODERS = dict(
     _shape(version, dst, punt) for version in (4, 6) for dst in ("", "exact", "masked") for punt in (False, True))
-if len(_SHAPES) != 12:  # the key must tell every shape apart
+if len(_DECODERS) != 12:  # the key must tell every shape apart
     raise ImportError("readback: route-flow shapes collide")
+_SHAPES: dict[tuple[int, int, int], Shape] = {key: entry for key, (entry, _) in _DECODERS.items()}
+_COLUMNS: dict[tuple[int, int, int], Columns] = {key: block for key, (_, block) in _DECODERS.items() if block}
 
 
 def decode(data: bytes) -> tuple[int, int] | Flow:
@@ -222,6 +239,13 @@ def decode_all(blocks: Iterable[RawFlowStats]) -> tuple[dict[int, int], list[Flo
     for block in blocks:
         data = block.data
         size = len(data)
+        if size >= ENTRY_HEAD + 8:  # a block of route flows of one shape: a column at a time
+            length, table, _priority, _cookie, _match_type, match_len = _HEAD(data, 0)
+            columns = _COLUMNS.get((table, match_len, length))
+            got = columns(data) if columns is not None else None
+            if got is not None:
+                routes.update(zip(*got))
+                continue
         offset = 0
         while offset < size:
             if offset + ENTRY_HEAD + 8 > size:
