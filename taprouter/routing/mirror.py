@@ -148,24 +148,25 @@ class KernelMirror:
             # Under the lock: take_changes swaps in a new dirty set, and a prefix marked in the
             # set it already took would never be looked at.
             routes, dirty = self.routes, self._dirty
-            get = routes.get
+            get, pop = routes.get, routes.pop
             for pk, entry, delete in events:
-                current = get(pk)
-                if current is None:
-                    if delete:
+                if delete:
+                    # Taken out at once: a withdrawal's million find their entries in one lookup.
+                    current = pop(pk, None)
+                    if current is None:
                         continue
-                    routes[pk] = entry
-                elif delete:
-                    if len(current) == 2 and current[0] == entry[0]:  # its only metric: a withdrawal
-                        del routes[pk]
-                    else:
+                    if len(current) != 2 or current[0] != entry[0]:  # not its only metric
                         new = _without(current, entry[0])
-                        if new is current:
-                            continue
                         if new:
                             routes[pk] = new
-                        else:
-                            del routes[pk]
+                        if new is current:
+                            continue
+                    dirty.add(pk)
+                    changed += 1
+                    continue
+                current = get(pk)
+                if current is None:
+                    routes[pk] = entry
                 elif current == entry:
                     continue
                 else:
