@@ -77,7 +77,7 @@ class FibState:
         self._next_id = GROUP_MIN
         self._adopting = True
         self._held: dict[int, object] | None = None  # during a full pass: what the switch held
-        self._new_hops = False
+        self._hops_changed = False
 
     def adopt(self, flows: Mapping[int, int], groups: Mapping[int, GroupSpec | None]) -> None:
         """Start again from what a switch holds (read back after it connected)."""
@@ -130,7 +130,7 @@ class FibState:
             rest: list[int] = []
             stale = self._place(dirty, routes, state, adds, modifies, deletes, emptied, touched, rest)
             # They had no route a moment ago: no need to look each up again (a withdrawal's million).
-            dirty, lookup = rest, {}
+            dirty, lookup = rest, None
             if stale or other:
                 hosts = fib.host_entries(state, self._ports, self._connected.by_prefix, routes)
                 moved = [pk for pk in hosts.keys() | self._hosts.keys() if hosts.get(pk) != self._hosts.get(pk)]
@@ -138,7 +138,10 @@ class FibState:
                 if moved:  # one with a route was placed above, and placing it again changes nothing
                     dirty, lookup = set(rest), routes
                     dirty.update(moved)
-        self._place(dirty, lookup, state, adds, modifies, deletes, emptied, touched)
+        if lookup is None:
+            self._withdraw(dirty, state, adds, modifies, deletes, emptied, touched)
+        else:
+            self._place(dirty, lookup, state, adds, modifies, deletes, emptied, touched)
         upserts, group_deletes = self._group_ops(touched, emptied, full)
         with_groups = 0
         if group_deletes and deletes:
@@ -149,11 +152,11 @@ class FibState:
             gone = {op.group_id for op in group_deletes}
             kept = [op for op in deletes if op[2] not in gone]
             with_groups, deletes = len(deletes) - len(kept), kept
-        if full or other or self._new_hops:
+        if full or other or self._hops_changed:
             self._unresolved(state)
         self._adopting = False
         self._held = None
-        self._new_hops = False
+        self._hops_changed = False
         if len(self._classified) > 65536:
             self._classified = {}
         return Changes(upserts, adds + modifies + deletes, group_deletes, full,
@@ -240,7 +243,7 @@ class FibState:
         hops = self._hops.get(hopset)
         if hops is None:
             hops = self._hops[hopset] = _Hops(hopset, fib.group_spec(hopset, state, self._ports))
-            self._new_hops = True
+            self._hops_changed = True
         return hops
 
     def _classify(self, hops, v6: int, state: KernelState):
@@ -356,6 +359,36 @@ class FibState:
                     modify_op((MODIFY, pk, after))
         return stale
 
+    def _withdraw(self, gone: list[int], state: KernelState, adds: list, modifies: list, deletes: list,
+                  emptied: set[int], touched: set[int]) -> None:
+        """_place for prefixes that have no route: their flows go, unless they are host entries.
+
+        A withdrawal's million come this way: _place's case for them, inline, one lookup each.
+        """
+        flows, hosts, owner = self.flows, self._hosts, self._owner
+        delete_op, DELETE = deletes.append, Op.DELETE
+        hosted = []
+        for pk in gone:
+            if pk in hosts:
+                hosted.append(pk)
+                continue
+            old = flows.pop(pk, None)
+            if old is None:
+                continue
+            if type(old) is not int:  # punted, counted on its hop set
+                self._release(old, emptied)
+                old = PUNT
+            elif old > 0:  # a group's; PUNT and UNKNOWN count nowhere
+                hops = owner.get(old)
+                if hops is not None:
+                    count = hops.groups[old] - 1
+                    hops.groups[old] = count
+                    if not count:
+                        emptied.add(old)
+            delete_op((DELETE, pk, old))
+        if hosted:
+            self._place(hosted, {}, state, adds, modifies, deletes, emptied, touched)
+
     def _room(self, hops: _Hops, touched: set[int]) -> int:
         for gid, count in hops.groups.items():
             if count < fib.ROUTES_PER_GROUP:
@@ -385,6 +418,7 @@ class FibState:
     def _forget(self, hops: _Hops) -> None:
         if self._hops.get(hops.hopset) is hops:
             del self._hops[hops.hopset]
+            self._hops_changed = True  # its next hops may no longer need resolving
         hops.alive = False
 
     def _allocate(self) -> int:
