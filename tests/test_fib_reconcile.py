@@ -401,7 +401,7 @@ def test_group_ids_are_stable_and_freed_ids_are_not_reused_at_once():
 
 
 def test_group_ids_wrap_around_the_range_without_collisions(monkeypatch):
-    monkeypatch.setattr("taprouter.controller.fibstate.GROUP_MAX", pipeline.GROUP_MIN + 2)
+    monkeypatch.setattr("taprouter.controller.hopsets.GROUP_MAX", pipeline.GROUP_MIN + 2)
     # Link-local gateways: no host entries, so the only groups are the routes'.
     k = Kernel().neigh(P1, GW1_6, MAC1).neigh(P2, GW2_6, MAC2)
     sw = Switch()

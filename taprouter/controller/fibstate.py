@@ -7,10 +7,10 @@ work in proportion to what changed. A full pass (all prefixes) happens only
 on a new switch connection, a kernel re-dump, a change of the switch's ports,
 or a hop set gaining or losing its last usable member.
 
-Groups are shards: each holds at most fib.ROUTES_PER_GROUP routes. A route
-keeps its group while it stays on the same hop set; after a restart, routes
-keep the group the switch shows them using, so an unchanged kernel costs no
-flow or group modification.
+Groups are shards of a hop set (hopsets.py keeps their books). A route keeps
+its group while it stays on the same hop set; after a restart, routes keep the
+group the switch shows them using, so an unchanged kernel costs no flow or
+group modification.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from . import fib
 from .connected import ConnectedSubnets
 from .desired import PUNT
 from .fib import KERNEL, GroupSpec, HopSet, PortBinding
-from .pipeline import GROUP_MAX, GROUP_MIN
+from .hopsets import HopSets
 from .reconcile import GroupOp, Op
 
 # What the switch holds for a prefix: a group id (> 0), PUNT (to the kernel), or UNKNOWN (a
@@ -47,46 +47,21 @@ class Changes:
         return bool(self.group_upserts or self.routes or self.group_deletes)
 
 
-class _Hops:
-    """One hop set: its group content and its groups. Identity matters: prefixes, group owners
-    and the classification cache point at the record itself, so the hot path never hashes a hop
-    set (hashing next hops and addresses costs microseconds)."""
-
-    __slots__ = ("hopset", "spec", "groups", "open", "punted", "alive")
-
-    def __init__(self, hopset: HopSet, spec: GroupSpec | None) -> None:
-        self.hopset = hopset
-        self.spec = spec  # None: no usable member
-        self.groups: dict[int, int] = {}  # group id -> routes on it
-        self.open = 0  # the group that last had room
-        self.punted = 0  # prefixes sent to the kernel while no member is usable
-        self.alive = True
-
-
 class FibState:
     def __init__(self) -> None:
-        self.flows: dict[int, object] = {}  # prefix -> group id | PUNT | UNKNOWN | _Hops (punted)
-        self.switch_groups: dict[int, GroupSpec | None] = {}  # what the switch holds, by id
-        self.unresolved: frozenset[NeighbourKey] = frozenset()
-        self._hops: dict[HopSet, _Hops] = {}
-        self._owner: dict[int, _Hops] = {}  # group id -> its hop set
+        self.flows: dict[int, object] = {}  # prefix -> group id | PUNT | UNKNOWN | Hops (punted)
+        self.hopsets = HopSets()
         self._ports: dict[int, PortBinding] | None = None
-        self._classified: dict[int, tuple] = {}  # id(hops) * 2 + v6 -> (hops, _Hops or KERNEL)
+        self._classified: dict[int, tuple] = {}  # id(hops) * 2 + v6 -> (hops, Hops or KERNEL)
         self._connected = ConnectedSubnets()
         self._hosts: dict[int, HopSet] = {}
-        self._next_id = GROUP_MIN
         self._adopting = True
         self._held: dict[int, object] | None = None  # during a full pass: what the switch held
-        self._hops_changed = False
 
     def adopt(self, flows: Mapping[int, int], groups: Mapping[int, GroupSpec | None]) -> None:
         """Start again from what a switch holds (read back after it connected)."""
         self.flows = dict(flows)
-        self.switch_groups = dict(groups)
-        self._owner = {}
-        for hops in self._hops.values():
-            hops.alive = False
-        self._hops = {}
+        self.hopsets.adopt(groups)
         self._classified = {}
         self._adopting = True
 
@@ -104,12 +79,12 @@ class FibState:
         if not ports:
             routes = {}  # no switch port is a TAP yet: nothing to forward, so no FIB at all
         if ports != self._ports:
-            self._ports = dict(ports)
+            self._ports = self.hopsets.ports = dict(ports)
             self._classified = {}
             full = True
         touched: set[int] = set()  # groups whose content may differ from the switch's
         if other or full:
-            full |= self._refresh_hops(state, touched)
+            full |= self.hopsets.refresh(state, touched)
         adds: list = []
         modifies: list = []
         deletes: list = []
@@ -142,7 +117,7 @@ class FibState:
             self._withdraw(dirty, state, adds, modifies, deletes, emptied, touched)
         else:
             self._place(dirty, lookup, state, adds, modifies, deletes, emptied, touched)
-        upserts, group_deletes = self._group_ops(touched, emptied, full)
+        upserts, group_deletes = self.hopsets.group_ops(touched, emptied, full)
         with_groups = 0
         if group_deletes and deletes:
             # Deleting a group deletes every flow that forwards to it (OpenFlow 1.3), and Open
@@ -152,36 +127,20 @@ class FibState:
             gone = {op.group_id for op in group_deletes}
             kept = [op for op in deletes if op[2] not in gone]
             with_groups, deletes = len(deletes) - len(kept), kept
-        if full or other or self._hops_changed:
-            self._unresolved(state)
+        if full or other or self.hopsets.changed:
+            self.hopsets.find_unresolved(state)
         self._adopting = False
         self._held = None
-        self._hops_changed = False
         if len(self._classified) > 65536:
             self._classified = {}
         return Changes(upserts, adds + modifies + deletes, group_deletes, full,
                        (len(adds), len(modifies), len(deletes)), with_groups)
 
-    def _refresh_hops(self, state: KernelState, touched: set[int]) -> bool:
-        """Recompute every hop set's group; True if one gained or lost its last usable member."""
-        flipped = False
-        for hopset, hops in self._hops.items():
-            spec = fib.group_spec(hopset, state, self._ports)
-            if spec != hops.spec:
-                flipped |= (spec is None) != (hops.spec is None)
-                hops.spec = spec
-                touched.update(hops.groups)
-        return flipped
-
     def _rebuild_counts(self) -> None:
         """Before a full pass: every prefix is placed again, counting from zero."""
         self._held = self.flows
         self.flows = {}
-        for hops in self._hops.values():
-            # A group keeps its owner through the pass; it goes at the end if nothing uses it.
-            hops.groups = dict.fromkeys(hops.groups, 0)
-            hops.punted = 0
-            hops.open = 0
+        self.hopsets.zero_counts()
         self._connected.clear()
 
     def _place_every(self, items: list, state: KernelState, adds: list, modifies: list,
@@ -191,8 +150,8 @@ class FibState:
         The restart path: a million prefixes, most of them already right on the switch, so the
         loop is _place's cases for a route, inline, with connected subnets noted on the way.
         """
-        classified, held, owner, flows = self._classified, self._held, self._owner, self.flows
-        switch_groups = self.switch_groups
+        classified, held, flows, hopsets = self._classified, self._held, self.flows, self.hopsets
+        owner, switch_groups, room, record_of = hopsets.owner, hopsets.switch_groups, hopsets.room, hopsets.record
         limit = fib.ROUTES_PER_GROUP
         add_op, modify_op = adds.append, modifies.append
         ADD, MODIFY = Op.ADD, Op.MODIFY
@@ -214,7 +173,7 @@ class FibState:
                 new = PUNT
             else:
                 if not record.alive:
-                    record = self._record(record.hopset, state)
+                    record = record_of(record.hopset, state)
                 if record.spec is None:
                     record.punted += 1
                     new = record
@@ -228,7 +187,7 @@ class FibState:
                     touched.add(old)
                     new = old
                 else:
-                    new = self._room(record, touched)
+                    new = room(record, touched)
             flows[pk] = new
             before = old if old is None or type(old) is int else PUNT
             after = new if type(new) is int else PUNT
@@ -239,16 +198,9 @@ class FibState:
                     modify_op((MODIFY, pk, after))
         self._connected.reindex()
 
-    def _record(self, hopset: HopSet, state: KernelState) -> _Hops:
-        hops = self._hops.get(hopset)
-        if hops is None:
-            hops = self._hops[hopset] = _Hops(hopset, fib.group_spec(hopset, state, self._ports))
-            self._hops_changed = True
-        return hops
-
     def _classify(self, hops, v6: int, state: KernelState):
         hopset = fib.classify(hops, bool(v6), self._ports)
-        record = KERNEL if hopset == KERNEL else self._record(hopset, state)
+        record = KERNEL if hopset == KERNEL else self.hopsets.record(hopset, state)
         self._classified[id(hops) * 2 + v6] = (hops, record)
         return record
 
@@ -261,7 +213,8 @@ class FibState:
 
         The hot loop of a full-table load: a million iterations, so the common cases are inline.
         """
-        classified, flows, held, hosts, owner = self._classified, self.flows, self._held, self._hosts, self._owner
+        classified, flows, held, hosts, hopsets = self._classified, self.flows, self._held, self._hosts, self.hopsets
+        owner, room, record_of = hopsets.owner, hopsets.room, hopsets.record
         limit = fib.ROUTES_PER_GROUP
         add_op, modify_op, delete_op = adds.append, modifies.append, deletes.append
         ADD, MODIFY, DELETE = Op.ADD, Op.MODIFY, Op.DELETE
@@ -295,7 +248,7 @@ class FibState:
                         record = self._classify(hops, v6, state)
             else:
                 hopset = hosts.get(pk)
-                record = None if hopset is None else self._record(hopset, state)
+                record = None if hopset is None else record_of(hopset, state)
             if held is not None and pk in held:  # a full pass: what the switch held, not counted yet
                 old = held.pop(pk)
                 counted = False
@@ -309,7 +262,7 @@ class FibState:
                 new = PUNT
             else:
                 if not record.alive:  # dropped while the cache still named it
-                    record = self._record(record.hopset, state)
+                    record = record_of(record.hopset, state)
                 if record.spec is None:
                     if counted and old is record:
                         continue
@@ -323,8 +276,8 @@ class FibState:
                         record.groups[old] = count + 1
                         new = old
                     else:
-                        new = self._room(record, touched)
-                elif type(old) is int and old > 0 and old not in owner and old in self.switch_groups:
+                        new = room(record, touched)
+                elif type(old) is int and old > 0 and old not in owner and old in hopsets.switch_groups:
                     # A group the switch has that no hop set claimed yet (after a restart): take it,
                     # rewriting its content if the neighbours changed meanwhile.
                     owner[old] = record
@@ -338,12 +291,12 @@ class FibState:
                         record.groups[gid] = count + 1
                         new = gid
                     else:
-                        new = self._room(record, touched)
+                        new = room(record, touched)
             if counted:
                 if new is old:
                     continue
                 if old is not None and old != PUNT and old != UNKNOWN:
-                    self._release(old, emptied)
+                    hopsets.release(old, emptied)
             if new is None:
                 flows.pop(pk, None)
             else:
@@ -365,7 +318,7 @@ class FibState:
 
         A withdrawal's million come this way: _place's case for them, inline, one lookup each.
         """
-        flows, hosts, owner = self.flows, self._hosts, self._owner
+        flows, hosts, owner, release = self.flows, self._hosts, self.hopsets.owner, self.hopsets.release
         delete_op, DELETE = deletes.append, Op.DELETE
         hosted = []
         for pk in gone:
@@ -376,7 +329,7 @@ class FibState:
             if old is None:
                 continue
             if type(old) is not int:  # punted, counted on its hop set
-                self._release(old, emptied)
+                release(old, emptied)
                 old = PUNT
             elif old > 0:  # a group's; PUNT and UNKNOWN count nowhere
                 hops = owner.get(old)
@@ -389,99 +342,21 @@ class FibState:
         if hosted:
             self._place(hosted, {}, state, adds, modifies, deletes, emptied, touched)
 
-    def _room(self, hops: _Hops, touched: set[int]) -> int:
-        for gid, count in hops.groups.items():
-            if count < fib.ROUTES_PER_GROUP:
-                hops.groups[gid] = count + 1
-                hops.open = gid
-                return gid
-        gid = self._allocate()
-        self._owner[gid] = hops
-        hops.groups[gid] = 1
-        hops.open = gid
-        touched.add(gid)
-        return gid
-
-    def _release(self, old, emptied: set[int]) -> None:
-        if type(old) is int:
-            hops = self._owner.get(old)
-            if hops is None:
-                return
-            hops.groups[old] -= 1
-            if hops.groups[old] == 0:
-                emptied.add(old)
-        else:
-            old.punted -= 1
-            if not old.punted and not old.groups:
-                self._forget(old)
-
-    def _forget(self, hops: _Hops) -> None:
-        if self._hops.get(hops.hopset) is hops:
-            del self._hops[hops.hopset]
-            self._hops_changed = True  # its next hops may no longer need resolving
-        hops.alive = False
-
-    def _allocate(self) -> int:
-        size = GROUP_MAX - GROUP_MIN + 1
-        for _ in range(size):
-            gid = self._next_id
-            self._next_id = GROUP_MIN + (gid - GROUP_MIN + 1) % size
-            if gid not in self._owner and gid not in self.switch_groups:
-                return gid
-        raise RuntimeError("taprouter's group id range is exhausted")
-
-    # --- groups ---------------------------------------------------------------------------
-
-    def _group_ops(self, touched: set[int], emptied: set[int], full: bool) -> tuple[list, list]:
-        upserts, deletes = [], []
-        for gid in sorted(touched | emptied):
-            hops = self._owner.get(gid)
-            if hops is None:
-                continue
-            if hops.groups.get(gid, 0) == 0 or hops.spec is None:
-                self._drop_group(gid, hops)
-                continue
-            have = self.switch_groups.get(gid, False)
-            if have != hops.spec:
-                upserts.append(GroupOp(Op.ADD if have is False else Op.MODIFY, gid, hops.spec))
-                self.switch_groups[gid] = hops.spec
-        if full:
-            for hops in list(self._hops.values()):
-                for gid, count in list(hops.groups.items()):
-                    if count == 0 or hops.spec is None:
-                        self._drop_group(gid, hops)
-                if not hops.groups and not hops.punted:
-                    self._forget(hops)
-        # Groups the switch holds that no hop set owns: after a full pass any of them; otherwise
-        # only those this pass dropped (a pass of a few routes must not walk every group).
-        candidates = self.switch_groups if full else (touched | emptied) & self.switch_groups.keys()
-        for gid in sorted(candidates):
-            if gid not in self._owner:
-                deletes.append(GroupOp(Op.DELETE, gid, self.switch_groups[gid]))
-        for op in deletes:
-            del self.switch_groups[op.group_id]
-        return upserts, deletes
-
-    def _drop_group(self, gid: int, hops: _Hops) -> None:
-        hops.groups.pop(gid, None)
-        self._owner.pop(gid, None)
-        if hops.open == gid:
-            hops.open = 0
-        if not hops.groups and not hops.punted:
-            self._forget(hops)
-
-    def _unresolved(self, state: KernelState) -> None:
-        result: set[NeighbourKey] = set()
-        for hopset, hops in self._hops.items():
-            if hops.groups or hops.punted:
-                result |= fib.unresolved(hopset, state, self._ports)
-        self.unresolved = frozenset(result)
-
     # --- reading ---------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         # From the per-group counts: a pass must not walk a million prefixes for a status line.
-        switched = sum(sum(hops.groups.values()) for hops in self._hops.values())
+        hopsets, switched = self.hopsets, self.hopsets.switched()
         return {"fib_entries": len(self.flows), "switched": switched, "to_kernel": len(self.flows) - switched,
-                "hop_sets": len(self._hops), "groups": len(self._owner),
-                "unresolved_next_hops": len(self.unresolved)}
+                "hop_sets": len(hopsets.by_set), "groups": len(hopsets.owner),
+                "unresolved_next_hops": len(hopsets.unresolved)}
+
+    @property
+    def switch_groups(self) -> dict[int, GroupSpec | None]:
+        """The groups the switch holds, by id, as we wrote them."""
+        return self.hopsets.switch_groups
+
+    @property
+    def unresolved(self) -> frozenset[NeighbourKey]:
+        """Next hops some route or group needs resolved."""
+        return self.hopsets.unresolved
