@@ -11,25 +11,23 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 
 from .. import gctune, paths
 from ..bridge import netns, tap
 from ..bridge.holder import HolderClient, HolderError
 from ..bridge.ports import PortMap, SwitchPort
 from ..bridge.relay import Relay
-from ..config import Config, RouterConfig
+from ..config import Config
 from ..routing import kernel
 from ..routing.bird import BirdConfigError, BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..routing.model import KernelState
 from ..routing.netlink import Watcher
 from . import codec, connection, desired, fib, packetin, punt, readback, sending, status_file, wire
-from .fibstate import FibState
-from .flows import Flow, mac_to_int
-from .inflight import InFlight
+from .flows import mac_to_int
 from .pipeline import METERS, owns_group
 from .reconcile import Op, diff
+from .switchstate import SwitchPortInfo, SwitchState
 
 LOG = logging.getLogger("taprouter.core")
 
@@ -42,45 +40,6 @@ BURST_GATHER = 0.002
 READ_BACK_RETRY = 120.0
 
 
-@dataclass(frozen=True)
-class SwitchPortInfo:
-    number: int
-    mac: str
-    link_up: bool
-
-
-@dataclass
-class _Switch:
-    router: RouterConfig
-    holder: HolderClient
-    mirror: KernelMirror
-    watcher: Watcher
-    resolver: kernel.Resolver
-    datapath: object | None = None
-    ports: dict[int, SwitchPortInfo] = field(default_factory=dict)
-    warned_ports: set[int] = field(default_factory=set)
-    # What the switch holds, as read back and then as we wrote it; None until read back.
-    # Route flows and groups live in `fib`; `flows` holds the others (punting, FIB hand-over).
-    flows: frozenset[Flow] | None = None
-    route_flows: dict[int, int] | None = None  # as read back: prefix -> group id or PUNT
-    groups: dict | None = None
-    meters: dict[int, tuple] | None = None  # meter id -> (pps, burst, flags) as read back
-    reading: set[str] = field(default_factory=set)
-    fib: FibState = field(default_factory=FibState)
-    in_flight: InFlight = field(default_factory=InFlight)  # passes the switch has not answered for
-    connecting: object | None = None  # a datapath asked for its ports, not yet described
-    planned: frozenset[Flow] | None = None  # the non-route flows last planned, and for which ports
-    planned_for: list | None = None
-    adopt: bool = False
-    errors: int = 0
-    backoff: float = 0.5
-    bundles: bool = True  # False once the switch refuses an ONF bundle message
-    asked: float = 0.0  # when the switch was last asked for its ports or its tables
-    counted: float = 0.0  # when the offload counts were last taken
-    last_reconcile: dict[str, int] = field(default_factory=dict)
-    offload: dict[str, int] = field(default_factory=dict)
-
-
 class RouterCore:
     def __init__(self, config: Config):
         self.config = config
@@ -89,13 +48,13 @@ class RouterCore:
         self._kick = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._switches: dict[int, _Switch] = {}
+        self._switches: dict[int, SwitchState] = {}
         self.birds: dict[str, BirdSupervisor] = {
             r.name: BirdSupervisor(r.name, r.netns, r.bird.config, paths.router_dir(r.name))
             for r in config.routers if r.bird is not None}
         for r in config.routers:
             mirror = KernelMirror(self._kick.set)
-            self._switches[r.dpid] = _Switch(r, HolderClient(paths.router_dir(r.name)), mirror,
+            self._switches[r.dpid] = SwitchState(r, HolderClient(paths.router_dir(r.name)), mirror,
                                              Watcher(r.netns, mirror), kernel.Resolver(r.name, r.netns))
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -255,7 +214,7 @@ class RouterCore:
         sw.errors += 1
         self._resync(sw, dp)
 
-    def _resync(self, sw: _Switch, dp) -> None:
+    def _resync(self, sw: SwitchState, dp) -> None:
         """Read the switch back and reconcile from what it holds, after a back-off."""
         delay = sw.backoff
         sw.backoff = min(sw.backoff * 2, RESYNC_BACKOFF_MAX)
@@ -310,7 +269,7 @@ class RouterCore:
         self._read_done(sw, "meters", meters={m.meter_id: codec.meter_from_stats(m) for m in stats
                                               if m.meter_id in METERS})
 
-    def _read_done(self, sw: _Switch, part: str, **values) -> None:
+    def _read_done(self, sw: SwitchState, part: str, **values) -> None:
         with self._lock:
             for key, value in values.items():
                 setattr(sw, key, value)
@@ -320,7 +279,7 @@ class RouterCore:
 
     # --- TAPs ----------------------------------------------------------------------------------
 
-    def _port_ready(self, sw: _Switch, info: SwitchPortInfo) -> None:
+    def _port_ready(self, sw: SwitchState, info: SwitchPortInfo) -> None:
         port_cfg = sw.router.port(info.number)
         if port_cfg is None:
             if info.number not in sw.warned_ports:
@@ -371,7 +330,7 @@ class RouterCore:
                         self._resync(sw, sw.datapath)
             last = time.monotonic()
 
-    def _bindings(self, sw: _Switch, state: KernelState) -> tuple[list[punt.PortView], dict[int, fib.PortBinding]]:
+    def _bindings(self, sw: SwitchState, state: KernelState) -> tuple[list[punt.PortView], dict[int, fib.PortBinding]]:
         views, bindings = [], {}
         for port_cfg in sw.router.ports:
             info = sw.ports.get(port_cfg.number)
@@ -386,7 +345,7 @@ class RouterCore:
             bindings[link.index] = fib.PortBinding(link.index, info.number, mac, info.link_up)
         return views, bindings
 
-    def _reconcile(self, sw: _Switch) -> None:
+    def _reconcile(self, sw: SwitchState) -> None:
         with self._lock:
             dp = sw.datapath
             if dp is None or sw.reading or sw.flows is None or sw.groups is None or sw.meters is None:

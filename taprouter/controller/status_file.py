@@ -26,7 +26,7 @@ def write(router: str, status: dict) -> None:
 
 
 def of_switch(sw, relay: dict) -> dict:
-    """The status of one router's switch (core._Switch), as the file holds it."""
+    """The status of one router's switch (switchstate.SwitchState), as the file holds it."""
     dp = sw.datapath
     return {
         "switch_connected": dp is not None,
