@@ -51,7 +51,6 @@ class FibState:
     def __init__(self) -> None:
         self.flows: dict[int, object] = {}  # prefix -> group id | PUNT | UNKNOWN | Hops (punted)
         self.hopsets = HopSets()
-        self._ports: dict[int, PortBinding] | None = None
         self._classified: dict[int, tuple] = {}  # id(hops) * 2 + v6 -> (hops, Hops or KERNEL)
         self._connected = ConnectedSubnets()
         self._hosts: dict[int, HopSet] = {}
@@ -78,8 +77,8 @@ class FibState:
         full = full or self._adopting
         if not ports:
             routes = {}  # no switch port is a TAP yet: nothing to forward, so no FIB at all
-        if ports != self._ports:
-            self._ports = self.hopsets.ports = dict(ports)
+        if ports != self.hopsets.ports:
+            self.hopsets.ports = dict(ports)
             self._classified = {}
             full = True
         touched: set[int] = set()  # groups whose content may differ from the switch's
@@ -95,7 +94,7 @@ class FibState:
             items = all_prefixes() if all_prefixes is not None else list(routes.items())
             self._place_every(items, state, adds, modifies, touched)
             # What is left: prefixes the switch holds that are no longer routes, and host entries.
-            self._hosts = fib.host_entries(state, self._ports, self._connected.by_prefix, routes)
+            self._hosts = fib.host_entries(state, self.hopsets.ports, self._connected.by_prefix, routes)
             dirty = set(self._held)
             dirty.update(pk for pk in self._hosts if pk not in routes)
         else:
@@ -107,7 +106,7 @@ class FibState:
             # They had no route a moment ago: no need to look each up again (a withdrawal's million).
             dirty, lookup = rest, None
             if stale or other:
-                hosts = fib.host_entries(state, self._ports, self._connected.by_prefix, routes)
+                hosts = fib.host_entries(state, self.hopsets.ports, self._connected.by_prefix, routes)
                 moved = [pk for pk in hosts.keys() | self._hosts.keys() if hosts.get(pk) != self._hosts.get(pk)]
                 self._hosts = hosts
                 if moved:  # one with a route was placed above, and placing it again changes nothing
@@ -199,7 +198,7 @@ class FibState:
         self._connected.reindex()
 
     def _classify(self, hops, v6: int, state: KernelState):
-        hopset = fib.classify(hops, bool(v6), self._ports)
+        hopset = fib.classify(hops, bool(v6), self.hopsets.ports)
         record = KERNEL if hopset == KERNEL else self.hopsets.record(hopset, state)
         self._classified[id(hops) * 2 + v6] = (hops, record)
         return record
@@ -331,7 +330,7 @@ class FibState:
             if type(old) is not int:  # punted, counted on its hop set
                 release(old, emptied)
                 old = PUNT
-            elif old > 0:  # a group's; PUNT and UNKNOWN count nowhere
+            elif old > 0:  # a group's: release's count-down, inline; PUNT and UNKNOWN count nowhere
                 hops = owner.get(old)
                 if hops is not None:
                     count = hops.groups[old] - 1
