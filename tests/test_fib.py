@@ -19,7 +19,6 @@ from taprouter.controller.flows import DecTtl, Output, SetField, to_controller
 from taprouter.controller.reconcile import Op
 from taprouter.routing.model import (NUD_DELAY, NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT, NUD_PROBE,
                                      NUD_REACHABLE, NUD_STALE, NeighbourKey, Route, RouteKey, RouteKind)
-from taprouter.routing import prefix as pfx
 from fibharness import (ETH0, EXPIRED, GW1, GW1_6, GW2, GW2_6, GW3, GW3_6, KERNEL, Kernel, MAC1, MAC2, MAC3, MAC_NEW,
                         OTHER, P1, P2, P3, Switch, dev, flows_per_group, gateways, group_of, installed, packet, via)
 
@@ -449,39 +448,3 @@ def test_hairpin_route_back_out_of_the_ingress_port():
     k = gateways().route("10.9.0.0/16", via(GW1, P1))
     sw = installed(k)
     assert sw.send("10.9.0.1", in_port=P1) in ((1, MAC1), KERNEL)
-
-
-def test_a_withdrawn_host_route_gives_the_neighbours_host_entry_back():
-    k = gateways().neigh(P1, "10.0.1.7", MAC1).route("10.0.1.7/32", via(GW2, P2))
-    sw = installed(k)
-    assert sw.send("10.0.1.7") == (2, MAC2)
-    s = sw.sync(k.unroute("10.0.1.7/32"))
-    assert sw.send("10.0.1.7") == (1, MAC1)
-    assert s.counts()["flow-modify"] == 1 and "flow-delete" not in s.counts()  # the flow stays, retargeted
-
-
-@pytest.mark.parametrize("family", [4, 6])
-def test_withdrawing_the_routes_of_an_unresolved_gateway_stops_asking_for_it(family):
-    nets, gw = ((["10.9.0.0/16", "10.8.0.0/16"], GW1) if family == 4 else
-                (["2001:db8:99::/48", "2001:db8:98::/48"], GW1_6))
-    k = Kernel()
-    for net in nets:
-        k.route(net, via(gw, P1))
-    sw = Switch()
-    assert sw.sync(k).unresolved
-    s = sw.sync(k.unroute(nets[0]))
-    assert s.unresolved and s.counts() == Counter({"flow-delete": 1})
-    s = sw.sync(k.unroute(nets[1]))
-    assert s.unresolved == frozenset() and s.counts() == Counter({"flow-delete": 1})
-
-
-def test_a_host_entry_left_dirty_without_a_route_stays_as_it_is():
-    """A /32 route that came and went between two passes leaves its prefix dirty and without a
-    route, and the connected subnets unchanged: the neighbour's host entry must stay."""
-    k = gateways().neigh(P1, "10.0.1.7", MAC1)
-    sw = installed(k)
-    host = pfx.pack(4, int(ipaddress.ip_address("10.0.1.7")), 32)
-    target = sw.fib.flows[host]
-    changes = sw.fib.sync(k.mirror(), k.state(), k.bindings(), {host}, False, False)
-    assert changes.routes == [] and sw.fib.flows[host] == target
-    assert sw.send("10.0.1.7") == (1, MAC1)
