@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from operator import itemgetter
 
 from . import wire
 from .fibstate import Changes
@@ -16,6 +17,7 @@ SEND_MESSAGES = 2048  # a route flow_mod is 80-140 bytes (more in a bundle): wri
 BUNDLE_DELETES = 64
 _bundle_ids = itertools.count(1)
 FIB_TABLES = (Table.FIB4, Table.FIB6)
+_PREFIX = itemgetter(1)  # of a route change (op, prefix key, target)
 
 
 def send_batched(dp, messages: list[bytes]) -> None:
@@ -45,8 +47,15 @@ def send(dp, changes: Changes, flow_ops: list[FlowOp], bundles: bool = True) -> 
     messages = [wire.encode_group_mod(op) for op in changes.group_upserts]
     messages += [wire.encode_flow_mod(op) for op in early]
     routes, (adds, modifies, deletes) = changes.routes, changes.counts  # in that order
-    messages += wire.encode_routes(Op.ADD, routes[:adds])
-    messages += wire.encode_routes(Op.MODIFY, routes[adds:adds + modifies])
+    # Adds and modifies in prefix order. Open vSwitch puts every flow matching an address prefix
+    # into a binary trie as well as its hash table. In random order each insert walks the trie
+    # through cache misses, about a fifth of its time (perf: one load, 21% of its samples, on 1M
+    # shuffled /24s); sorted, the walk stays on the last insert's path. A load's passes hold
+    # 10K-300K routes. Fed 1M in sorted runs of 200K, Open vSwitch's user time went from 7.5 to
+    # 5.0 µs a flow and the trie's share of samples to nothing; sorting costs us 0.3 µs a route.
+    # Deletes showed no difference, so they keep their order.
+    messages += wire.encode_routes(Op.ADD, sorted(routes[:adds], key=_PREFIX))
+    messages += wire.encode_routes(Op.MODIFY, sorted(routes[adds:adds + modifies], key=_PREFIX))
     if deletes < BUNDLE_DELETES or not bundles:  # not bundles: the switch refused one
         messages += wire.encode_routes(Op.DELETE, routes[adds + modifies:])
     else:
