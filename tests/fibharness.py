@@ -219,7 +219,8 @@ class Switch:
             self.fib.adopt(installed_routes, owned_groups(self.table))
             self.seen = ({}, None)
         last_routes, last_other = self.seen
-        dirty = {pk for pk in routes.keys() | last_routes.keys() if routes.get(pk) != last_routes.get(pk)}
+        dirty = {pk: routes.get(pk) for pk in routes.keys() | last_routes.keys()
+                 if routes.get(pk) != last_routes.get(pk)}
         other = last_other != (state, bindings)
         self.seen = (routes, (state, bindings))
         changes = self.fib.sync(routes, state, bindings, dirty, other, full=False)

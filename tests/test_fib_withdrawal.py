@@ -43,6 +43,6 @@ def test_a_host_entry_left_dirty_without_a_route_stays_as_it_is():
     sw = installed(k)
     host = pfx.pack(4, int(ipaddress.ip_address("10.0.1.7")), 32)
     target = sw.fib.flows[host]
-    changes = sw.fib.sync(k.mirror(), k.state(), k.bindings(), {host}, False, False)
+    changes = sw.fib.sync(k.mirror(), k.state(), k.bindings(), {host: None}, False, False)
     assert changes.routes == [] and sw.fib.flows[host] == target
     assert sw.send("10.0.1.7") == (1, MAC1)

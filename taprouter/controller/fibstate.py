@@ -67,11 +67,12 @@ class FibState:
     # --- one pass -------------------------------------------------------------------------
 
     def sync(self, routes: Mapping[int, tuple], state: KernelState, ports: dict[int, PortBinding],
-             dirty: Iterable[int], other: bool, full: bool, all_prefixes=None) -> Changes:
+             dirty: Mapping[int, tuple | None], other: bool, full: bool, all_prefixes=None) -> Changes:
         """Bring the held FIB up to the kernel; returns what to send, in order.
 
         routes: the mirror's prefix -> (metric, hops, ...) entries. dirty: prefixes that changed
-        since the last pass; other: links, neighbours or addresses changed; full: look at every
+        since the last pass, each with its entry as of then (None: no route), as
+        KernelMirror.take_changes gives them; other: links, neighbours or addresses changed; full: look at every
         prefix. all_prefixes: a callable giving the mirror's (prefix, entry) items (under its lock).
         """
         full = full or self._adopting
@@ -102,7 +103,9 @@ class FibState:
             # (withdrawn routes, host entries) once the host entries are up to date, as they
             # depend on the connected subnets and on the routes around them.
             rest: list[int] = []
-            stale = self._place(dirty, routes, state, adds, modifies, deletes, emptied, touched, rest)
+            # Their entries from `dirty`, not `routes`: the same, or older by a change that is in
+            # the next pass's dirty; and no lookup in a dict of a million.
+            stale = self._place(dirty, dirty, state, adds, modifies, deletes, emptied, touched, rest)
             # They had no route a moment ago: no need to look each up again (a withdrawal's million).
             dirty, lookup = rest, None
             if stale or other:

@@ -35,7 +35,7 @@ class KernelMirror:
         self._lock = threading.Lock()
         self._links: dict[int, Link] = {}
         self.routes: dict[int, RouteEntry] = {}
-        self._dirty: set[int] = set()
+        self._dirty: dict[int, RouteEntry | None] = {}
         self._other_dirty = False
         self._full = True
         self._neighbours: dict[NeighbourKey, Neighbour] = {}
@@ -52,12 +52,15 @@ class KernelMirror:
         with self._lock:
             return KernelState(dict(self._links), dict(self._neighbours), frozenset(self._addresses))
 
-    def take_changes(self) -> tuple[set[int], bool, bool]:
+    def take_changes(self) -> tuple[dict[int, RouteEntry | None], bool, bool]:
         """(prefixes changed, whether links/neighbours/addresses changed, whether to replan all)
-        since the last call."""
+        since the last call. Each changed prefix maps to its entry as of its last change, None
+        when it has no route: the reconciler takes them from here rather than look each up
+        again in `routes` (a random lookup in a million-entry dict is a cache miss, the largest
+        cost left per route). A later change is in the next call's."""
         with self._lock:
             dirty, other, full = self._dirty, self._other_dirty, self._full
-            self._dirty, self._other_dirty, self._full = set(), False, False
+            self._dirty, self._other_dirty, self._full = {}, False, False
         return dirty, other, full
 
     def typed_routes(self) -> dict[RouteKey, Route]:
@@ -97,7 +100,7 @@ class KernelMirror:
         with self._lock:
             self._links, self.routes, self._neighbours = new_links, new_routes, new_neighbours
             self._addresses = new_addresses
-            self._dirty = set()
+            self._dirty = {}
             self._other_dirty = self._full = True
             self.version += 1
         self._on_change()
@@ -155,23 +158,23 @@ class KernelMirror:
                     current = pop(pk, None)
                     if current is None:
                         continue
+                    new = None
                     if len(current) != 2 or current[0] != entry[0]:  # not its only metric
                         new = _without(current, entry[0])
                         if new:
                             routes[pk] = new
                         if new is current:
                             continue
-                    dirty.add(pk)
+                    dirty[pk] = new or None
                     changed += 1
                     continue
                 current = get(pk)
                 if current is None:
-                    routes[pk] = entry
+                    routes[pk] = dirty[pk] = entry
                 elif current == entry:
                     continue
                 else:
-                    routes[pk] = _with(current, entry[0], entry[1])
-                dirty.add(pk)
+                    routes[pk] = dirty[pk] = _with(current, entry[0], entry[1])
                 changed += 1
             if changed:
                 self.version += 1
