@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from oftable import OFTable
 from taprouter.controller import desired, pipeline, punt
+from taprouter.controller.backlog import Backlog
 from taprouter.controller.sending import split_deletes
 from taprouter.controller.fib import GroupSpec, PortBinding
 from taprouter.controller.fibstate import PUNT, FibState
@@ -208,21 +209,41 @@ class Switch:
     table: OFTable = field(default_factory=lambda: OFTable(invalid_ttl_to_controller=True))
     fib: FibState | None = None
     seen: tuple = ({}, None)  # the kernel routes and (state, bindings) of the last sync
+    passes: list[int] = field(default_factory=list)  # with a backlog: how many prefixes each pass took
 
-    def sync(self, kernel: Kernel, adopt: bool = False, check_restart: bool = True) -> Sync:
+    def sync(self, kernel: Kernel, adopt: bool = False, check_restart: bool = True,
+             backlog: Backlog | None = None) -> Sync:
         """core._reconcile, step by step: FibState for the routes, diff for the rest; then groups,
-        flows, deletes, in core._send's order."""
+        flows, deletes, in core._send's order. With a backlog, as many passes as it takes to
+        drain it (the last pass's Sync; `passes` has each one's size)."""
         routes, state, bindings = kernel.mirror(), kernel.state(), kernel.bindings()
-        installed_routes, installed_others = read_back(self.table)
         if adopt or self.fib is None:
             self.fib = FibState()
-            self.fib.adopt(installed_routes, owned_groups(self.table))
+            self.fib.adopt(read_back(self.table)[0], owned_groups(self.table))
             self.seen = ({}, None)
         last_routes, last_other = self.seen
         dirty = {pk: routes.get(pk) for pk in routes.keys() | last_routes.keys()
                  if routes.get(pk) != last_routes.get(pk)}
         other = last_other != (state, bindings)
         self.seen = (routes, (state, bindings))
+        if backlog is None:
+            return self._pass(kernel, dirty, other, check_restart)
+        # As the mirror says: whether some prefix lost a route (at any metric).
+        backlog.add(dirty, any(not set(last_routes.get(pk, ())[::2]) <= set((routes.get(pk) or ())[::2])
+                               for pk in dirty))
+        self.passes = []
+        while True:
+            part = backlog.take()
+            self.passes.append(len(part))
+            done = not len(backlog)
+            result = self._pass(kernel, part, other, check_restart and done)
+            if done:
+                return result
+            other = False
+
+    def _pass(self, kernel: Kernel, dirty: dict, other: bool, check_restart: bool) -> Sync:
+        routes, state, bindings = kernel.mirror(), kernel.state(), kernel.bindings()
+        installed_others = read_back(self.table)[1]
         changes = self.fib.sync(routes, state, bindings, dirty, other, full=False)
         # The log's figures are counted where the ops are made: they must agree with the ops.
         assert changes.counts == tuple(sum(1 for op, _pk, _t in changes.routes if op is kind)

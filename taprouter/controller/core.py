@@ -329,6 +329,8 @@ class RouterCore:
                     if sw.datapath is not None:
                         self._resync(sw, sw.datapath)
             last = time.monotonic()
+            if any(len(sw.backlog) for sw in self._switches.values()):
+                self._kick.set()  # the rest of a load: no new change need come to wake us
 
     def _bindings(self, sw: SwitchState, state: KernelState) -> tuple[list[punt.PortView], dict[int, fib.PortBinding]]:
         views, bindings = [], {}
@@ -349,6 +351,7 @@ class RouterCore:
         with self._lock:
             dp = sw.datapath
             if dp is None or sw.reading or sw.flows is None or sw.groups is None or sw.meters is None:
+                sw.backlog.clear()  # the switch is being read back: a full pass follows
                 return
             installed_flows, installed_meters, adopt = sw.flows, dict(sw.meters or {}), sw.adopt
             if adopt:
@@ -363,10 +366,14 @@ class RouterCore:
             sw.fib.adopt(installed_routes, installed_groups)
             with self._lock:
                 sw.adopt, sw.route_flows = False, None
-        dirty, other, full = sw.mirror.take_changes()
+        taken = sw.mirror.take_changes()
+        sw.backlog.add(taken.routes, taken.withdrawn)
+        dirty = sw.backlog.take()  # a load's routes a slice at a time (backlog.py)
         state = sw.mirror.snapshot()
         views, bindings = self._bindings(sw, state)
-        changes = sw.fib.sync(sw.mirror.routes, state, bindings, dirty, other, full, sw.mirror.items)
+        changes = sw.fib.sync(sw.mirror.routes, state, bindings, dirty, taken.other, taken.full, sw.mirror.items)
+        if changes.full:
+            sw.backlog.clear()  # it looked at every route
         if sw.planned_for == views and installed_flows is sw.planned:
             want, flow_ops = installed_flows, []  # ports and addresses as last time: nothing to redo
         else:

@@ -9,6 +9,7 @@ from ..config import RouterConfig
 from ..routing import kernel
 from ..routing.mirror import KernelMirror
 from ..routing.netlink import Watcher
+from .backlog import Backlog
 from .fibstate import FibState
 from .flows import Flow
 from .inflight import InFlight
@@ -43,6 +44,7 @@ class SwitchState:
     reading: set[str] = field(default_factory=set)
     fib: FibState = field(default_factory=FibState)
     in_flight: InFlight = field(default_factory=InFlight)  # passes the switch has not answered for
+    backlog: Backlog = field(default_factory=Backlog)  # changed prefixes taken, not yet planned
     connecting: object | None = None  # a datapath asked for its ports, not yet described
     planned: frozenset[Flow] | None = None  # the non-route flows last planned, and for which ports
     planned_for: list | None = None

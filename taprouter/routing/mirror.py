@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import parse
 from . import prefix
@@ -12,6 +12,17 @@ from .model import Address, KernelState, Link, Neighbour, NeighbourKey, Route, R
 # A route entry: (metric, next hops or None when the kernel must judge it), best metric first;
 # further metrics of the same prefix follow in the same flat tuple.
 RouteEntry = tuple
+
+
+
+class MirrorChanges(NamedTuple):
+    """What changed in the mirror since the reconciler last asked."""
+
+    routes: dict[int, RouteEntry | None]  # changed prefix -> its entry as of its last change; None: no route
+    other: bool  # links, neighbours or addresses changed
+    full: bool  # replan everything (a new mirror, a fresh dump)
+    withdrawn: bool  # some route was deleted (a prefix lost its route, or one of its metrics)
+
 
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 RTM_NEWADDR, RTM_DELADDR = 20, 21
@@ -38,6 +49,7 @@ class KernelMirror:
         self._dirty: dict[int, RouteEntry | None] = {}
         self._other_dirty = False
         self._full = True
+        self._withdrawn = False
         self._neighbours: dict[NeighbourKey, Neighbour] = {}
         self._addresses: set[Address] = set()
         self._on_change = on_change
@@ -52,16 +64,15 @@ class KernelMirror:
         with self._lock:
             return KernelState(dict(self._links), dict(self._neighbours), frozenset(self._addresses))
 
-    def take_changes(self) -> tuple[dict[int, RouteEntry | None], bool, bool]:
-        """(prefixes changed, whether links/neighbours/addresses changed, whether to replan all)
-        since the last call. Each changed prefix maps to its entry as of its last change, None
-        when it has no route: the reconciler takes them from here rather than look each up
-        again in `routes` (a random lookup in a million-entry dict is a cache miss, the largest
-        cost left per route). A later change is in the next call's."""
+    def take_changes(self) -> MirrorChanges:
+        """What changed since the last call. Each changed prefix comes with its entry as of its
+        last change: the reconciler takes them from here rather than look each up again in
+        `routes` (a random lookup in a million-entry dict is a cache miss, the largest cost
+        left per route). A later change is in the next call's."""
         with self._lock:
-            dirty, other, full = self._dirty, self._other_dirty, self._full
-            self._dirty, self._other_dirty, self._full = {}, False, False
-        return dirty, other, full
+            taken = MirrorChanges(self._dirty, self._other_dirty, self._full, self._withdrawn)
+            self._dirty, self._other_dirty, self._full, self._withdrawn = {}, False, False, False
+        return taken
 
     def typed_routes(self) -> dict[RouteKey, Route]:
         """Every route as a typed Route: for tests and tools, slow at full-table sizes."""
@@ -146,10 +157,10 @@ class KernelMirror:
 
         One lock and one wake-up per batch: a full-table load brings thousands per batch.
         """
-        changed = 0
+        changed = withdrawn = 0
         with self._lock:
-            # Under the lock: take_changes swaps in a new dirty set, and a prefix marked in the
-            # set it already took would never be looked at.
+            # Under the lock: take_changes swaps in a new dirty map, and a prefix marked in the
+            # map it already took would never be looked at.
             routes, dirty = self.routes, self._dirty
             get, pop = routes.get, routes.pop
             for pk, entry, delete in events:
@@ -166,7 +177,7 @@ class KernelMirror:
                         if new is current:
                             continue
                     dirty[pk] = new or None
-                    changed += 1
+                    withdrawn += 1
                     continue
                 current = get(pk)
                 if current is None:
@@ -176,6 +187,9 @@ class KernelMirror:
                 else:
                     routes[pk] = dirty[pk] = _with(current, entry[0], entry[1])
                 changed += 1
+            if withdrawn:
+                self._withdrawn = True
+                changed += withdrawn
             if changed:
                 self.version += 1
         if changed:

@@ -1,0 +1,59 @@
+"""Changed prefixes taken from the kernel mirror and not yet planned: how much one pass takes.
+
+During a table load the reconciler falls behind the kernel, and a pass took everything that
+had gathered since the last: 10K to 300K routes. A pass plans every route before it sends
+any, so while it planned a large one the switch, done with the pass before, sat idle
+(ovs-vswitchd at 0 to 30% of a core for up to a second at a time, in a 1M load's CPU
+timeline). A pass of at most `limit` routes is planned while the switch applies the one
+before (InFlight lets two be outstanding).
+
+The limit stays large because Open vSwitch inserts prefixes in sorted runs cheaper the longer
+the run (sending.send): its trie's share of samples was 21% in random order, 7% in sorted runs
+of 16K, 4% in runs of 64K and none in runs of 200K.
+
+Withdrawals are not split. A group's delete takes the flows that still use it with it, far
+cheaper for Open vSwitch than deleting them one by one, and that only happens for the routes
+of an emptied group that leave in the same pass (FibState.sync).
+"""
+
+from __future__ import annotations
+
+import os
+
+# TAPROUTER_PASS_ROUTES changes it, for tests (a small value makes a small load go in slices).
+PASS_ROUTES = int(os.environ.get("TAPROUTER_PASS_ROUTES", "65536"))
+
+
+class Backlog:
+    """prefix -> entry (None: no route), as KernelMirror.take_changes gives them; the latest
+    entry of a prefix wins, as in the mirror."""
+
+    def __init__(self, limit: int = PASS_ROUTES) -> None:
+        self.limit = limit
+        self._pending: dict[int, tuple | None] = {}
+        self._whole = False  # a withdrawal is pending: the next pass takes everything
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, changed: dict[int, tuple | None], withdrawn: bool) -> None:
+        """Changes taken from the mirror; `withdrawn`: some prefix among them lost its route."""
+        if self._pending:
+            self._pending.update(changed)
+        else:
+            self._pending = changed
+        self._whole |= withdrawn
+
+    def take(self) -> dict[int, tuple | None]:
+        """What the next pass plans: everything, or `limit` prefixes when only routes came and
+        more than that are pending."""
+        pending = self._pending
+        if self._whole or len(pending) <= self.limit:
+            self.clear()
+            return pending
+        pop = pending.popitem  # the latest first: a single change behind a load waits least
+        return dict([pop() for _ in range(self.limit)])
+
+    def clear(self) -> None:
+        """A full pass looks at every route in the mirror: nothing pending is left to plan."""
+        self._pending, self._whole = {}, False
