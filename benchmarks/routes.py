@@ -167,13 +167,17 @@ class RouteBench:
         try:
             self.stop()
         finally:
-            subprocess.run([TAPROUTER, "down", "-c", str(self.config)], env=self.env, capture_output=True)
-            self.lab.down()
-            # A full table leaves ~80 MB of batch files; BENCH_KEEP=1 keeps them and the daemon log.
-            if os.environ.get("BENCH_KEEP") == "1":
-                log(f"kept {self.tmp}")
-            else:
-                shutil.rmtree(self.tmp, ignore_errors=True)
+            try:
+                subprocess.run([TAPROUTER, "down", "-c", str(self.config)], env=self.env, capture_output=True)
+            except OSError as exc:  # no taprouter to run: the lab must go all the same
+                log(f"taprouter down: {exc}")
+            finally:
+                self.lab.down()
+                # A full table leaves ~80 MB of batch files; BENCH_KEEP=1 keeps them and the daemon log.
+                if os.environ.get("BENCH_KEEP") == "1":
+                    log(f"kept {self.tmp}")
+                else:
+                    shutil.rmtree(self.tmp, ignore_errors=True)
 
     def ifindex(self) -> int:
         with netns.iproute(self.router) as ipr:

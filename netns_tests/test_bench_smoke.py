@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks import routes  # noqa: E402
 
 
 def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
@@ -35,3 +40,20 @@ def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
     assert results["transport"] == "tls"
     assert results["tcp"]["verify"]["load"]["missing"] == results["tcp"]["verify"]["load"]["stale"] == 0
     assert results["tcp"]["load"]["routes"] == results["tcp"]["withdraw"]["routes"] == 1000
+
+
+def test_a_harness_whose_daemon_cannot_start_leaves_no_lab_behind(monkeypatch):
+    # As when a checkout without .venv was benchmarked: `taprouter down` could not run either,
+    # and the bridge and namespaces stayed.
+    monkeypatch.setattr(routes, "TAPROUTER", str(REPO / "no-such-taprouter"))
+    bench = routes.RouteBench(10, tls=False)
+    try:
+        with pytest.raises(OSError):
+            bench.up()
+    finally:
+        bench.down()
+    bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True, check=True).stdout.split()
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert bench.lab.bridge not in bridges
+    assert bench.prefix not in namespaces
+    assert not bench.tmp.exists()
