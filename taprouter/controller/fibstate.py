@@ -72,8 +72,9 @@ class FibState:
 
         routes: the mirror's prefix -> (metric, hops, ...) entries. dirty: prefixes that changed
         since the last pass, each with its entry as of then (None: no route), as
-        KernelMirror.take_changes gives them; other: links, neighbours or addresses changed; full: look at every
-        prefix. all_prefixes: a callable giving the mirror's (prefix, entry) items (under its lock).
+        KernelMirror.take_changes gives them; other: links, neighbours or addresses changed;
+        full: look at every prefix. all_prefixes: a callable giving the mirror's (prefix, entry)
+        items (under its lock).
         """
         full = full or self._adopting
         if not ports:

@@ -14,7 +14,6 @@ from .model import Address, KernelState, Link, Neighbour, NeighbourKey, Route, R
 RouteEntry = tuple
 
 
-
 class MirrorChanges(NamedTuple):
     """What changed in the mirror since the reconciler last asked."""
 
@@ -111,7 +110,7 @@ class KernelMirror:
         with self._lock:
             self._links, self.routes, self._neighbours = new_links, new_routes, new_neighbours
             self._addresses = new_addresses
-            self._dirty = {}
+            self._dirty, self._withdrawn = {}, False
             self._other_dirty = self._full = True
             self.version += 1
         self._on_change()
