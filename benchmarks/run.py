@@ -58,6 +58,9 @@ def summary(results: dict) -> list[dict]:
         ("ovs-vswitchd CPU per route loading, us (not ours)", _get(r, "load", "ovs_vswitchd_cpu_us_per_route"),
          None, "us"),
         ("  the same, withdrawing", _get(r, "withdraw", "ovs_vswitchd_cpu_us_per_route"), None, "us"),
+        ("timed attempts (again when the host stole CPU)", _len(r.get("attempts")), None, ""),
+        ("  host CPU stolen: load / withdrawal, %", _pair(_get(r, "load", "steal_pct"),
+                                                         _get(r, "withdraw", "steal_pct")), None, "%"),
         ("switch over TCP, not TLS: full load, s", _get(r, "tcp", "load", "on_switch_s"), None, "s"),
         ("  daemon CPU per route loading, us", _get(r, "tcp", "load", "daemon_cpu_us_per_route"), None, "us"),
         ("  ovs-vswitchd CPU per route loading, us", _get(r, "tcp", "load", "ovs_vswitchd_cpu_us_per_route"), None,
@@ -94,6 +97,14 @@ def summary(results: dict) -> list[dict]:
     return out
 
 
+def _len(items):
+    return None if items is None else len(items)
+
+
+def _pair(first, second):
+    return None if first is None or second is None else f"{first:.1f} / {second:.1f}"
+
+
 def _sum(*values):
     return None if any(v is None for v in values) else sum(values)
 
@@ -102,8 +113,9 @@ def print_table(rows: list[dict]) -> None:
     print()
     print(f"{'figure':48} {'measured':>12} {'target':>12}  met")
     for row in rows:
-        value = "-" if row["value"] is None else f"{row['value']:,}" if isinstance(row["value"], int) else \
-            f"{row['value']:,.2f}"
+        value = row["value"]
+        value = "-" if value is None else value if isinstance(value, str) else f"{value:,}" \
+            if isinstance(value, int) else f"{value:,.2f}"
         met = "" if row["met"] is None else ("yes" if row["met"] else "NO")
         print(f"{row['figure']:48} {value:>12} {row['target'] or '':>12}  {met}")
 

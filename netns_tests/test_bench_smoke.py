@@ -18,7 +18,9 @@ from benchmarks import routes  # noqa: E402
 
 def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
     out = tmp_path / "routes.json"
-    env = dict(os.environ, BENCH_ROUTES="1000", BENCH_CHANGES="20", BENCH_OUT=str(out), BENCH_TIMEOUT="120")
+    # A steal limit of 0 counts every stage as disturbed: the timed stages run BENCH_ATTEMPTS times.
+    env = dict(os.environ, BENCH_ROUTES="1000", BENCH_CHANGES="20", BENCH_OUT=str(out), BENCH_TIMEOUT="120",
+               BENCH_STEAL_LIMIT="0", BENCH_ATTEMPTS="2")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "routes.py")], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -27,6 +29,10 @@ def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
     for section in ("load", "restart", "withdraw", "ip_batch", "single_change"):
         assert section in results, f"{section} missing from {results}"
     assert results["load"]["routes"] == 1000
+    assert len(results["attempts"]) == 2 and "again" in proc.stdout
+    for stage in ("load", "restart", "single_change", "withdraw"):
+        assert results[stage]["attempt"] in (1, 2) and results[stage]["steal_pct"] >= 0
+        assert all(stage in attempt for attempt in results["attempts"])
     # What the harness checks rather than times: a restart changes nothing, and the switch matches
     # the kernel route for route after each stage.
     assert "0 added, 0 modified, 0 deleted, 0 group changes" in results["restart"]["log"]
