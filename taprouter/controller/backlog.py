@@ -11,9 +11,11 @@ The limit stays large because Open vSwitch inserts prefixes in sorted runs cheap
 the run (sending.send): its trie's share of samples was 21% in random order, 7% in sorted runs
 of 16K, 4% in runs of 64K and none in runs of 200K.
 
-Withdrawals are not split. A group's delete takes the flows that still use it with it, far
+Withdrawals are not split. A group's delete takes the flows that still use it with it,
 cheaper for Open vSwitch than deleting them one by one, and that only happens for the routes
-of an emptied group that leave in the same pass (FibState.sync).
+of an emptied group that leave in the same pass (FibState.sync). Withdrawals in slices were
+tried (2026-11-26, three alternating pairs of 1M withdrawals): Open vSwitch spent 12.2 and
+12.9 µs a route on quiet runs against 10.0 µs, and the withdrawals took longer.
 """
 
 from __future__ import annotations

@@ -124,9 +124,10 @@ class FibState:
         with_groups = 0
         if group_deletes and deletes:
             # Deleting a group deletes every flow that forwards to it (OpenFlow 1.3), and Open
-            # vSwitch 3.1 does that far cheaper than flow by flow: 1M route flows went with their
-            # 977 groups in 1.6 s, against 13-25 s as single deletes in bundles (shuffled order).
-            # A withdrawal's later passes, behind the kernel, empty whole groups.
+            # vSwitch 3.1 does that cheaper than flow by flow: 1M route flows on 977 groups cost it
+            # 6.9 and 8.4 µs a flow that way (direct feeds, 2026-11-26), against 10.5-13 µs as
+            # single deletes in bundles in prefix order. A withdrawal's last pass, behind the
+            # kernel, empties whole groups.
             gone = {op.group_id for op in group_deletes}
             kept = [op for op in deletes if op[2] not in gone]
             with_groups, deletes = len(deletes) - len(kept), kept
