@@ -1,0 +1,48 @@
+"""make bench's table (benchmarks/run.py): figures against targets, ratios to the kernel's own time."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import run  # noqa: E402
+
+ROUTES = {"routes": 1_000_000,
+          "load": {"on_switch_s": 9.0, "producer_s": 4.5, "routes_per_s": 111_111, "steal_pct": 0.1,
+                   "daemon_cpu_us_per_route": 4.5},
+          "withdraw": {"off_switch_s": 12.0, "producer_s": 4.0, "steal_pct": 2.5, "daemon_cpu_us_per_route": 5.5},
+          "attempts": [{}, {}, {}]}
+
+
+def _rows(results):
+    """By figure, the first of a name (the TCP comparison repeats some, indented)."""
+    rows: dict = {}
+    for row in run.summary(results):
+        rows.setdefault(row["figure"].strip(), row)
+    return rows
+
+
+def test_each_figure_is_judged_against_its_target():
+    rows = _rows({"routes": ROUTES, "dataplane": {}})
+    assert rows["full load on the switch, s"]["met"] is True
+    assert rows["withdrawal off the switch, s"]["met"] is False
+    assert rows["sustained rate, routes/s"]["met"] is True
+    assert rows["the same, withdrawing"]["met"] is False  # 5.5 us of daemon CPU against 5
+    assert rows["punt RTT p50 / L2 RTT p50"]["value"] is None  # the stage did not run: no verdict
+    assert rows["punt RTT p50 / L2 RTT p50"]["met"] is None
+
+
+def test_times_are_also_given_against_the_kernels_own_time_and_the_steal_beside_them():
+    figures = [row for row in run.summary({"routes": ROUTES}) if "kernel's own time" in row["figure"]]
+    assert [row["value"] for row in figures] == [2.0, 3.0]  # load, then withdrawal
+    rows = _rows({"routes": ROUTES})
+    assert rows["host CPU stolen: load / withdrawal, %"]["value"] == "0.1 / 2.5"
+    assert rows["timed attempts (again when the host stole CPU)"]["value"] == 3
+
+
+def test_the_table_prints_numbers_text_and_gaps(capsys):
+    run.print_table(run.summary({"routes": ROUTES}))
+    out = capsys.readouterr().out
+    assert "0.1 / 2.5" in out and "111,111" in out and " NO" in out
