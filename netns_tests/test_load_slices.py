@@ -22,7 +22,7 @@ from test_offload import switched  # noqa: E402
 
 ROUTES, SLICE = 3000, 100
 PASS = re.compile(r"reconciled \d+ flows, \d+ groups in [\d.]+ ms: (\d+) added, \d+ modified, (\d+) deleted")
-TIMES = re.compile(r"in ([\d.]+) ms: .*\(planning ([\d.]+) ms, writing ([\d.]+) ms\)")
+TIMES = re.compile(r"in ([\d.]+) ms: .*\(planning ([\d.]+) ms, sending ([\d.]+) ms\)")
 
 
 def behind(lab, routes, delete: bool = False) -> None:
@@ -64,7 +64,7 @@ def test_a_load_behind_the_daemon_goes_in_slices_and_its_withdrawal_in_one_pass(
                message=lambda: f"route flows left: {flow_count(lab.bridge) - base}")
     deleted = [d for _, d in passes(lab, offset) if d]
     assert deleted == [ROUTES], deleted
-    # Each pass's log line splits its time between planning and writing to the switch.
+    # Each pass's log line splits its time between planning and sending to the switch.
     times = [tuple(map(float, m.groups())) for m in TIMES.finditer(lab.log_text())]
     assert len(times) >= len(added) + 1, times
     assert all(plan + write <= total + 0.2 and plan > 0 for total, plan, write in times), times

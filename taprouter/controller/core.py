@@ -402,10 +402,11 @@ class RouterCore:
         counts["groups"] = len(changes.group_upserts) + len(changes.group_deletes)
         sw.last_reconcile = counts
         if any(counts.values()) or adopt or changes.full:
-            # Writing blocks while the switch works through what came before: a large pass's time
-            # is mostly the switch's, and the split says which side a slow pass waited on.
+            # Sending (encoding, then writing) blocks while the switch works through what came
+            # before, so a large pass's time is mostly the switch's; the split says which side a
+            # slow pass waited on.
             LOG.info("router %s: reconciled %d flows, %d groups in %.1f ms: %d added, %d modified, "
-                     "%d deleted, %d group changes (planning %.1f ms, writing %.1f ms)", sw.router.name,
+                     "%d deleted, %d group changes (planning %.1f ms, sending %.1f ms)", sw.router.name,
                      len(want) + len(sw.fib.flows), len(sw.fib.switch_groups), (time.monotonic() - started) * 1000,
                      counts["add"], counts["modify"], counts["delete"], counts["groups"],
                      (planned - started) * 1000, (written - planned) * 1000)
