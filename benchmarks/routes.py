@@ -10,6 +10,9 @@ Builds its own lab (one bridge, two hosts, a taprouter daemon), then measures in
 - single changes: one route added at a time on an idle router holding the full table, until its
   flow is on the switch;
 - cost: the daemon's CPU time per route and its peak resident memory, and Open vSwitch's.
+- host steal: the CPU the hypervisor took during each timed stage (benchmarks/steal.py). Load,
+  restart, single changes and withdrawal run again, up to BENCH_ATTEMPTS (3) in all, while one of
+  them saw BENCH_STEAL_LIMIT (1%) or more stolen; each is reported from its least disturbed attempt.
 
 Usage: BENCH_ROUTES=100000 .venv/bin/python benchmarks/routes.py  (writes benchmarks/routes.json; default
 a full table, 1,000,000 routes; BENCH_CHANGES single changes, default 1000)
