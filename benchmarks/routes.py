@@ -214,11 +214,11 @@ class RouteBench:
         self.stop()
         with steal.Meter() as meter:
             took = self.start()
-        line = [ln for ln in self.log.read_text().splitlines() if "reconciled" in ln][-1]
+        line, stolen = [ln for ln in self.log.read_text().splitlines() if "reconciled" in ln][-1], meter.steal.figures()
         results["restart"] = {"routes": self.routes, "reconciled_s": round(took, 3), "log": line.split(": ", 1)[-1],
-                              **meter.steal.figures()}
+                              **stolen}
         log(f"restart with {self.routes} routes installed: reconciled in {took:.2f} s ({line.split(': ', 2)[-1]}); "
-            f"{_stolen(meter.steal.figures())}")
+            f"{_stolen(stolen)}")
 
     def withdraw(self, results: dict) -> None:
         base = flow_count(self.lab.bridge) - self.routes
@@ -247,10 +247,11 @@ class RouteBench:
                 subprocess.run(["ip", "-n", self.router, "-batch", str(batch)], check=True)
             produced = time.monotonic()
             done = wait_count(bridge, lambda c: c >= base + n, "ip -batch load")
+        stolen = meter.steal.figures()
         results["ip_batch"] = {"routes": n, "ip_s": round(produced - t0, 3), "on_switch_s": round(done - t0, 3),
-                               "ratio_to_ip": round((done - t0) / (produced - t0), 2), **meter.steal.figures()}
+                               "ratio_to_ip": round((done - t0) / (produced - t0), 2), **stolen}
         log(f"ip -batch: ip took {produced - t0:.2f} s, all on the switch after {done - t0:.2f} s "
-            f"({(done - t0) / (produced - t0):.2f}x ip's own time); {_stolen(meter.steal.figures())}")
+            f"({(done - t0) / (produced - t0):.2f}x ip's own time); {_stolen(stolen)}")
         for batch in dels:
             subprocess.run(["ip", "-n", self.router, "-batch", str(batch)], check=True)
         wait_count(bridge, lambda c: c <= base, "ip -batch withdrawal")
@@ -287,10 +288,11 @@ class RouteBench:
                 time.sleep(IDLE_GAP)  # each change alone, on an otherwise idle router
         latencies.sort()
         p50, p99 = latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        stolen = meter.steal.figures()
         results["single_change"] = {"changes": count, "p50_ms": round(p50 * 1000, 2), "p99_ms": round(p99 * 1000, 2),
-                                    "max_ms": round(latencies[-1] * 1000, 2), **meter.steal.figures()}
+                                    "max_ms": round(latencies[-1] * 1000, 2), **stolen}
         log(f"single route change to the switch: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms over {count}; "
-            f"{_stolen(meter.steal.figures())}")
+            f"{_stolen(stolen)}")
         inject(self.router, index, "10.0.2.2", prefixes(count, "40.0.0.0"), delete=True)
         wait_count(self.lab.bridge, lambda c: c <= before, "single changes withdrawn")  # the next stage counts from here
 

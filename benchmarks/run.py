@@ -119,13 +119,19 @@ def _sum(*values):
     return None if any(v is None for v in values) else sum(values)
 
 
+def _shown(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+
+
 def print_table(rows: list[dict]) -> None:
     print()
     print(f"{'figure':48} {'measured':>12} {'target':>12}  met")
     for row in rows:
-        value = row["value"]
-        value = "-" if value is None else value if isinstance(value, str) else f"{value:,}" \
-            if isinstance(value, int) else f"{value:,.2f}"
+        value = _shown(row["value"])
         met = "" if row["met"] is None else ("yes" if row["met"] else "NO")
         print(f"{row['figure']:48} {value:>12} {row['target'] or '':>12}  {met}")
 
