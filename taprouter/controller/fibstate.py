@@ -103,10 +103,13 @@ class FibState:
             # Prefixes with a route first, following the connected subnets on the way; the rest
             # (withdrawn routes, host entries) once the host entries are up to date, as they
             # depend on the connected subnets and on the routes around them.
-            rest: list[int] = []
             # Their entries from `dirty`, not `routes`: the same, or older by a change that is in
-            # the next pass's dirty; and no lookup in a dict of a million.
-            stale = self._place(dirty, dirty, state, adds, modifies, deletes, emptied, touched, rest)
+            # the next pass's dirty; and no lookup in a dict of a million. Split in comprehensions:
+            # a withdrawal's million need not go through _place's loop to be set aside.
+            rest = [pk for pk, entry in dirty.items() if entry is None]
+            live = [item for item in dirty.items() if item[1] is not None] if rest else dirty.items()
+            stale = self._gone_past_connected(rest)
+            stale |= self._place(live, state, adds, modifies, deletes, emptied, touched, True)
             # They had no route a moment ago: no need to look each up again (a withdrawal's million).
             dirty, lookup = rest, None
             if stale or other:
@@ -119,7 +122,7 @@ class FibState:
         if lookup is None:
             self._withdraw(dirty, state, adds, modifies, deletes, emptied, touched)
         else:
-            self._place(dirty, lookup, state, adds, modifies, deletes, emptied, touched)
+            self._place([(pk, lookup.get(pk)) for pk in dirty], state, adds, modifies, deletes, emptied, touched)
         upserts, group_deletes = self.hopsets.group_ops(touched, emptied, full)
         with_groups = 0
         if group_deletes and deletes:
@@ -208,12 +211,13 @@ class FibState:
         self._classified[id(hops) * 2 + v6] = (hops, record)
         return record
 
-    def _place(self, dirty: Iterable[int], routes, state: KernelState, adds: list, modifies: list,
-               deletes: list, emptied: set[int], touched: set[int], rest: list[int] | None = None) -> bool:
-        """Decide what the switch should hold for each prefix; record the flow ops that differ.
+    def _place(self, dirty: Iterable[tuple[int, tuple | None]], state: KernelState, adds: list, modifies: list,
+               deletes: list, emptied: set[int], touched: set[int], follow: bool = False) -> bool:
+        """Decide what the switch should hold for each (prefix, entry or None); record the flow
+        ops that differ.
 
-        With `rest`, a prefix without a route goes there instead, unplaced, and every prefix
-        goes past the connected subnets; returns whether host entries may have changed.
+        With `follow`, every prefix (each with a route) goes past the connected subnets; returns
+        whether host entries may have changed.
 
         The hot loop of a full-table load: a million iterations, so the common cases are inline.
         """
@@ -229,16 +233,12 @@ class FibState:
         connected = self._connected
         by_prefix, v4_shortest, v6_shortest = connected.by_prefix, *connected.shortest()
         stale = False
-        for pk in dirty:
-            entry = routes.get(pk)
-            if rest is not None:
-                hops = None if entry is None else entry[1]
+        for pk, entry in dirty:
+            if follow:
+                hops = entry[1]
                 if (hops and hops[0].gateway is None) or pk in by_prefix or (
                         pk >> 32 > v4_shortest if pk < V6_TAG else (pk >> 128) & 0xFF > v6_shortest):
                     stale |= connected.changed(pk, hops)
-                if entry is None:
-                    rest.append(pk)
-                    continue
             if entry is not None:
                 hops = entry[1]
                 if hops is None:
@@ -316,6 +316,18 @@ class FibState:
                     modify_op((MODIFY, pk, after))
         return stale
 
+    def _gone_past_connected(self, gone: list[int]) -> bool:
+        """_place's walk past the connected subnets, for prefixes that lost their route: whether
+        host entries may have changed."""
+        connected = self._connected
+        by_prefix, v4_shortest, v6_shortest = connected.by_prefix, *connected.shortest()
+        near = [pk for pk in gone if pk in by_prefix
+                or (pk >> 32 > v4_shortest if pk < V6_TAG else (pk >> 128) & 0xFF > v6_shortest)]
+        stale = False
+        for pk in near:
+            stale |= connected.changed(pk, None)
+        return stale
+
     def _withdraw(self, gone: list[int], state: KernelState, adds: list, modifies: list, deletes: list,
                   emptied: set[int], touched: set[int]) -> None:
         """_place for prefixes that have no route: their flows go, unless they are host entries.
@@ -344,7 +356,7 @@ class FibState:
                         emptied.add(old)
             delete_op((DELETE, pk, old))
         if hosted:
-            self._place(hosted, {}, state, adds, modifies, deletes, emptied, touched)
+            self._place([(pk, None) for pk in hosted], state, adds, modifies, deletes, emptied, touched)
 
     # --- reading ---------------------------------------------------------------------------
 
