@@ -10,6 +10,8 @@ Builds its own lab (one bridge, two hosts, a taprouter daemon), then measures in
 - single changes: one route added at a time on an idle router holding the full table, until its
   flow is on the switch;
 - cost: the daemon's CPU time per route and its peak resident memory, and Open vSwitch's.
+- both families at once: the IPv4 table and 22% as many IPv6 /48s, the global table's mix, loaded,
+  checked and withdrawn together (benchmarks/fulltable.py), after the timed stages;
 - host steal: the CPU the hypervisor took during each timed stage (benchmarks/steal.py). Load,
   restart, single changes and withdrawal run again, up to BENCH_ATTEMPTS (3) in all, while one of
   them saw BENCH_STEAL_LIMIT (1%) or more stolen; each is reported from its least disturbed attempt.
@@ -21,9 +23,9 @@ Timings are noisy on shared machines; compare ratios from one run.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
-import random
 import re
 import secrets
 import shutil
@@ -39,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from benchmarks import steal  # noqa: E402
+from benchmarks import fulltable, steal  # noqa: E402
 from benchmarks.flowprobe import FlowProbe  # noqa: E402
-from benchmarks.inject import build, inject, prefixes, send  # noqa: E402
+from benchmarks.inject import ORDER, arrival, build, inject, prefixes, send  # noqa: E402
 from taprouter.bridge import netns  # noqa: E402
 from taprouter.controller.pipeline import Owner, cookie  # noqa: E402
 from taprouter.routing import prefix  # noqa: E402
@@ -53,16 +55,12 @@ OUT = Path(os.environ.get("BENCH_OUT", ROOT / "benchmarks" / "routes.json"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "600"))
 IP_BATCH_LINES = 100_000
 ROUTE_COOKIE = cookie(Owner.ROUTE)
-# Routes come and go in a shuffled order, as from a BGP session (BENCH_ORDER=sorted for counting order).
-# The order matters to the kernel, not to taprouter: its trie deleted a million sorted /24s in 33 s
-# here, and the same routes shuffled in 3.5 s.
-ORDER = os.environ.get("BENCH_ORDER", "shuffled")
 # Between single changes. The daemon takes a change within 10 ms of its last pass for part of a
 # stream and gathers 2 ms more before the next pass (core.BURST_GAP, BURST_GATHER); 2 ms apart,
 # as this was until 2026-11-26, timed changes in a stream (p50 4.5 ms, p99 11.5 to 17.6 ms).
 IDLE_GAP = 0.02
 PROBE_PAUSE = 0.0005  # between a single change's questions to the switch (single_changes)
-FLOW_LINE = re.compile(r"priority=\d+,ip(?:,nw_dst=(?P<dst>[\d./]+))?")
+FLOW_LINE = re.compile(r"priority=\d+,ipv?6?(?:,(?:nw|ipv6)_dst=(?P<dst>[\da-f.:/]+))?")
 
 
 def flow_count(bridge: str, table: int = 2) -> int:
@@ -75,10 +73,12 @@ def flow_count(bridge: str, table: int = 2) -> int:
         return probe.table_count(table)
 
 
-def wait_count(bridge: str, predicate, what: str, interval: float = 0.005) -> float:
+def wait_count(bridge: str, predicate, what: str, interval: float = 0.005, tables: tuple = (2,)) -> float:
+    """Until predicate(table 2's count) holds, or predicate((count, count, ...)) of several `tables`."""
     start = time.monotonic()
     with FlowProbe(bridge) as probe:
-        while not predicate(count := probe.table_count(2)):
+        while not predicate(count := probe.table_count(2) if tables == (2,)
+                            else tuple(probe.table_count(table) for table in tables)):
             if time.monotonic() - start > TIMEOUT:
                 raise TimeoutError(f"{what}: not done in {TIMEOUT:.0f} s (flows now {count})")
             time.sleep(interval)
@@ -108,15 +108,9 @@ def ovs_rss_mb() -> float:
     return 0.0
 
 
-def arrival(count: int, base: str, seed: int) -> list:
-    """`count` /24s from `base`, in the order the benchmark adds or deletes them (see ORDER)."""
-    nets = list(prefixes(count, base))
-    if ORDER != "sorted":
-        random.Random(seed).shuffle(nets)
-    return nets
-
-
 class RouteBench:
+    GATEWAY4, GATEWAY6 = "10.0.2.2", "2001:db8:2::2"  # h2: the next hop of every benchmark route
+
     def __init__(self, routes: int, tls: bool = True):
         """`tls`: the switch connects over TLS (README, "Switches over TLS"), else over TCP."""
         self.routes = routes
@@ -136,15 +130,18 @@ class RouteBench:
     def up(self) -> None:
         self.lab.up()
         for n in (1, 2):
-            self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", None, f"10.0.{n}.1")
+            self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", f"2001:db8:{n}::2/64", f"10.0.{n}.1", f"2001:db8:{n}::1")
         self.config.write_text(yaml.safe_dump({
             "openflow": self.lab.openflow_config(),
             "routers": {self.router: {"dpid": self.lab.dpid, "netns": self.router, "ports": {
-                n: {"tap": f"{self.prefix}p{n}", "addresses": [f"10.0.{n}.1/24"]} for n in (1, 2)}}}}))
+                n: {"tap": f"{self.prefix}p{n}", "addresses": [f"10.0.{n}.1/24", f"2001:db8:{n}::1/64"]}
+                for n in (1, 2)}}}}))
         self.start()
-        # Resolve the next hop, so every route becomes a flow with a group rather than a punt.
-        self.lab.hosts[0].run("ping", "-c", "3", "-i", "0.2", "10.0.2.2")
-        wait_count(self.lab.bridge, lambda c: c >= 5, "host entries")
+        # Resolve the next hops, so every route becomes a flow with a group rather than a punt.
+        self.lab.hosts[0].run("ping", "-c", "3", "-i", "0.2", self.GATEWAY4)
+        self.lab.hosts[0].run("ping", "-6", "-c", "3", "-i", "0.2", self.GATEWAY6)
+        hosts = {f"{self.GATEWAY4}/32", f"{self.GATEWAY6}/128"}
+        wait_count(self.lab.bridge, lambda c: hosts <= set(self.route_flows()[0]), "host entries", 0.1)
 
     def start(self) -> float:
         started = time.monotonic()
@@ -186,25 +183,32 @@ class RouteBench:
 
     def load(self, results: dict) -> None:
         n, base = self.routes, flow_count(self.lab.bridge)
-        batches = build(self.ifindex(), "10.0.2.2", arrival(n, "20.0.0.0", 1))  # before the clock starts
-        got = self._burst(batches, lambda c: c >= base + n, "load")
+        batches = build(self.ifindex(), self.GATEWAY4, arrival(n, "20.0.0.0", 1))  # before the clock starts
+        got = self.burst(batches, lambda c: c >= base + n, "load")
         results["load"] = {"routes": n, "producer_s": got["producer_s"], "on_switch_s": got["done_s"],
                            "routes_per_s": round(n / got["done_s"]), **got["cpu"], **got["steal"]}
         log(f"load: {n} routes on the switch {got['done_s']:.2f} s after the first ({n / got['done_s']:.0f}/s); "
             f"producer {got['producer_s']:.2f} s; {got['cpu_line']}; {_stolen(got['steal'])}")
 
-    def _burst(self, batches: list[bytes], done_when, what: str) -> dict:
-        """Send the producer's batches and wait until the switch's flow count says done. The CPU
+    def counts(self) -> tuple[int, int]:
+        """The FIB tables' flow counts, IPv4 and IPv6."""
+        with FlowProbe(self.lab.bridge) as probe:
+            return probe.table_count(2), probe.table_count(3)
+
+    def burst(self, batches: list[bytes], done_when, what: str, routes: int | None = None,
+               tables: tuple = (2,)) -> dict:
+        """Send the producer's batches and wait until the switch's flow counts say done. The CPU
         the daemon and ovs-vswitchd used meanwhile, per route: with the kernel's own share
         (the producer's time) it shows which of them bounds the burst on two cores."""
+        routes = routes or self.routes
         pids = {"daemon": self.daemon.pid, "ovs_vswitchd": ovs_pid()}
         cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         with steal.Meter() as meter:
             t0 = time.monotonic()
             send(self.router, batches)
             produced = time.monotonic()
-            done = wait_count(self.lab.bridge, done_when, what)
-        per_route = {k: (cpu_seconds(pid) - cpu0[k]) / self.routes * 1e6 for k, pid in pids.items()}
+            done = wait_count(self.lab.bridge, done_when, what, tables=tables)
+        per_route = {k: (cpu_seconds(pid) - cpu0[k]) / routes * 1e6 for k, pid in pids.items()}
         return {"producer_s": round(produced - t0, 3), "done_s": round(done - t0, 3),
                 "cpu": {f"{k}_cpu_us_per_route": round(v, 1) for k, v in per_route.items()},
                 "steal": meter.steal.figures(),
@@ -222,8 +226,8 @@ class RouteBench:
 
     def withdraw(self, results: dict) -> None:
         base = flow_count(self.lab.bridge) - self.routes
-        batches = build(self.ifindex(), "10.0.2.2", arrival(self.routes, "20.0.0.0", 2), delete=True)
-        got = self._burst(batches, lambda c: c <= base, "withdrawal")
+        batches = build(self.ifindex(), self.GATEWAY4, arrival(self.routes, "20.0.0.0", 2), delete=True)
+        got = self.burst(batches, lambda c: c <= base, "withdrawal")
         results["withdraw"] = {"routes": self.routes, "producer_s": got["producer_s"], "off_switch_s": got["done_s"],
                                **got["cpu"], **got["steal"]}
         log(f"withdrawal: {self.routes} routes off the switch in {got['done_s']:.2f} s; the kernel took "
@@ -234,7 +238,7 @@ class RouteBench:
         files, nets = [], arrival(n, "30.0.0.0", 3 if verb == "add" else 4)
         for i in range(0, n, IP_BATCH_LINES):
             path = self.tmp / f"routes-{verb}-{i // IP_BATCH_LINES}.batch"
-            path.write_text("".join(f"route {verb} {p} via 10.0.2.2\n" for p in nets[i:i + IP_BATCH_LINES]))
+            path.write_text("".join(f"route {verb} {p} via {self.GATEWAY4}\n" for p in nets[i:i + IP_BATCH_LINES]))
             files.append(path)
         return files
 
@@ -279,7 +283,7 @@ class RouteBench:
             before = probe.table_count(2)
             for i, dst in enumerate(prefixes(count, "40.0.0.0")):
                 t0 = time.monotonic()
-                inject(self.router, index, "10.0.2.2", [dst])
+                inject(self.router, index, self.GATEWAY4, [dst])
                 while probe.table_count(2) < before + i + 1:
                     if time.monotonic() - t0 > 30:
                         raise TimeoutError(f"{dst} not on the switch within 30 s")
@@ -293,24 +297,29 @@ class RouteBench:
                                     "max_ms": round(latencies[-1] * 1000, 2), **stolen}
         log(f"single route change to the switch: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms over {count}; "
             f"{_stolen(stolen)}")
-        inject(self.router, index, "10.0.2.2", prefixes(count, "40.0.0.0"), delete=True)
+        inject(self.router, index, self.GATEWAY4, prefixes(count, "40.0.0.0"), delete=True)
         wait_count(self.lab.bridge, lambda c: c <= before, "single changes withdrawn")  # the next stage counts from here
 
+    def route_flows(self) -> tuple[set[str], int]:
+        """The destinations of the route flows in both FIB tables, and how many go to the kernel."""
+        dsts, punted = set(), 0
+        for table, default in ((2, "0.0.0.0/0"), (3, "::/0")):
+            out = sh("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", self.lab.bridge,
+                     f"table={table},cookie={ROUTE_COOKIE:#x}/-1")
+            for line in out.splitlines():
+                match = FLOW_LINE.search(line)
+                if match is not None:
+                    dsts.add(str(ipaddress.ip_network(match.group("dst") or default)))
+                    punted += "CONTROLLER" in line
+        return dsts, punted
+
     def verify(self, results: dict, stage: str) -> None:
-        """Compare every FIB flow on the switch with the kernel's routes: nothing missing, nothing stale."""
-        kernel = {str(prefix.to_network(pk)) for pk, _entry in dump_routes(self.router)
-                  if not prefix.is_v6(pk)}
-        out = sh("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", self.lab.bridge,
-                 f"table=2,cookie={ROUTE_COOKIE:#x}/-1")
-        switch, punted = set(), 0
-        for line in out.splitlines():
-            match = FLOW_LINE.search(line)
-            if match is None:
-                continue
-            dst = match.group("dst") or "0.0.0.0/0"
-            switch.add(dst if "/" in dst else dst + "/32")
-            punted += "CONTROLLER" in line
-        hosts = {f"10.0.{n}.2/32" for n in (1, 2)}  # neighbour host entries, not kernel routes
+        """Compare every FIB flow on the switch, both families, with the kernel's routes: nothing
+        missing, nothing stale."""
+        kernel = {str(prefix.to_network(pk)) for pk, _entry in dump_routes(self.router)}
+        switch, punted = self.route_flows()
+        # Neighbour host entries, not kernel routes.
+        hosts = {f"10.0.{n}.2/32" for n in (1, 2)} | {f"2001:db8:{n}::2/128" for n in (1, 2)}
         missing, stale = kernel - switch, switch - kernel - hosts
         results.setdefault("verify", {})[stage] = {"kernel_routes": len(kernel), "switch_flows": len(switch),
                                                    "missing": len(missing), "stale": len(stale),
@@ -377,9 +386,11 @@ def main() -> int:
                 f"{', '.join(noisy)}; again")
         results.update(headline(attempts))
         bench.ip_batch(results)
-        results["daemon_peak_rss_mb"] = round(peak_rss_mb(bench.daemon.pid), 1)
-        results["ovs_rss_mb"] = round(ovs_rss_mb(), 1)
+        memory = lambda: {"daemon_peak_rss_mb": round(peak_rss_mb(bench.daemon.pid), 1),  # noqa: E731
+                          "ovs_rss_mb": round(ovs_rss_mb(), 1)}
+        results.update(memory())
         log(f"memory: daemon peak {results['daemon_peak_rss_mb']} MB, ovs-vswitchd {results['ovs_rss_mb']} MB")
+        fulltable.run(bench, results, log, memory)  # IPv4 and IPv6 together, after the IPv4-only peak above
     finally:
         bench.down()
     # The same load and withdrawal with the switch over plain TCP, for comparison (one attempt).

@@ -72,6 +72,16 @@ def summary(results: dict) -> list[dict]:
         ("  withdrawal off the switch, s", _get(r, "tcp", "withdraw", "off_switch_s"), None, "s"),
         ("daemon peak RSS, MB", r.get("daemon_peak_rss_mb"), ("<=", 1024) if n == 1_000_000 else None, "MB"),
         ("ovs-vswitchd RSS, MB (not ours)", r.get("ovs_rss_mb"), None, "MB"),
+        ("full table, IPv4 + IPv6 routes", _sum(_get(r, "full_table", "ipv4_routes"), _get(r, "full_table", "ipv6_routes")),
+         None, "routes"),
+        ("  on the switch, s", _get(r, "full_table", "load", "on_switch_s"), None, "s"),
+        ("  off the switch, s", _get(r, "full_table", "withdraw", "off_switch_s"), None, "s"),
+        ("  daemon peak RSS holding both, MB", _get(r, "full_table", "daemon_peak_rss_mb"),
+         ("<=", 1024) if n == 1_000_000 else None, "MB"),
+        ("  ovs-vswitchd RSS holding both, MB (not ours)", _get(r, "full_table", "ovs_rss_mb"), None, "MB"),
+        ("  switch vs kernel, both families: missing + stale",
+         _sum(*(_get(r, "full_table", "verify", stage, key) for stage in ("full table", "full table withdrawal")
+                for key in ("missing", "stale"))), ("<=", 0), ""),
         ("switch vs kernel after load: missing + stale", _sum(_get(r, "verify", "load", "missing"),
                                                               _get(r, "verify", "load", "stale")), ("<=", 0), ""),
         ("  after restart and withdrawal", _sum(*(_get(r, "verify", stage, key) for stage in ("restart", "withdrawal")

@@ -42,6 +42,13 @@ def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
     assert results["verify"]["load"]["switch_flows"] >= 1000
     assert results["single_change"]["changes"] == 20
     assert results["daemon_peak_rss_mb"] > 0
+    # Both families at once: 22% as many IPv6 routes, each table checked against the kernel.
+    full = results["full_table"]
+    assert (full["ipv4_routes"], full["ipv6_routes"]) == (1000, 220)
+    assert full["load"]["routes"] == full["withdraw"]["routes"] == 1220
+    assert full["verify"]["full table"]["switch_flows"] >= 1220 and full["daemon_peak_rss_mb"] > 0
+    for stage in ("full table", "full table withdrawal"):
+        assert full["verify"][stage]["missing"] == full["verify"][stage]["stale"] == 0, full["verify"]
     # The switch was over TLS; the comparison over TCP loaded and withdrew the same routes.
     assert results["transport"] == "tls"
     assert results["tcp"]["verify"]["load"]["missing"] == results["tcp"]["verify"]["load"]["stale"] == 0

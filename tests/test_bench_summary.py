@@ -46,3 +46,18 @@ def test_the_table_prints_numbers_text_and_gaps(capsys):
     run.print_table(run.summary({"routes": ROUTES}))
     out = capsys.readouterr().out
     assert "0.1 / 2.5" in out and "111,111" in out and " NO" in out
+
+
+def test_the_full_table_of_both_families_is_judged_on_memory_and_on_matching_the_kernel():
+    verify = {"full table": {"missing": 0, "stale": 0}, "full table withdrawal": {"missing": 0, "stale": 2}}
+    full = {"ipv4_routes": 1_000_000, "ipv6_routes": 220_000, "daemon_peak_rss_mb": 700.0, "ovs_rss_mb": 1100.0,
+            "load": {"on_switch_s": 12.5}, "withdraw": {"off_switch_s": 14.0}, "verify": verify}
+    rows = _rows({"routes": {**ROUTES, "full_table": full}})
+    assert rows["full table, IPv4 + IPv6 routes"]["value"] == 1_220_000
+    assert rows["on the switch, s"]["value"] == 12.5 and rows["on the switch, s"]["met"] is None
+    assert rows["daemon peak RSS holding both, MB"]["met"] is True
+    assert rows["switch vs kernel, both families: missing + stale"]["value"] == 2
+    assert rows["switch vs kernel, both families: missing + stale"]["met"] is False
+    absent = _rows({"routes": ROUTES})  # the stage did not run: no figures, no verdicts
+    assert absent["full table, IPv4 + IPv6 routes"]["value"] is None
+    assert absent["switch vs kernel, both families: missing + stale"]["met"] is None
