@@ -41,7 +41,8 @@ def run(bench, results: dict, log, memory) -> None:
     figures.update(memory())
     log(f"full table: {n4} IPv4 + {n6} IPv6 routes on the switch {loaded['done_s']:.2f} s after the first "
         f"({(n4 + n6) / loaded['done_s']:.0f}/s); producer {loaded['producer_s']:.2f} s; {loaded['cpu_line']}; "
-        f"memory: daemon peak {figures['daemon_peak_rss_mb']} MB, ovs-vswitchd {figures['ovs_rss_mb']} MB")
+        f"memory: daemon {figures['daemon_rss_mb']} MB (peak so far {figures['daemon_peak_rss_mb']} MB), "
+        f"ovs-vswitchd {figures['ovs_rss_mb']} MB")
     gone = bench.burst(dels, lambda c: c[0] <= base[0] and c[1] <= base[1], "full table withdrawal",
                        n4 + n6, (2, 3))
     figures["withdraw"] = _stage(gone, n4 + n6, "off_switch_s")
