@@ -8,6 +8,8 @@ reference counting frees all of it. The cyclic collector only walks it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 from typing import Iterator
 
@@ -36,3 +38,28 @@ def paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _libc_trim():
+    """glibc's malloc_trim, or None where the C library has none (musl)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _libc_trim()
+
+
+def release() -> bool:
+    """Hand the heap's free pages back to the system; False where the C library cannot.
+
+    After a full pass. A restart against a full table holds the kernel's dump and the switch's
+    read-back at once, and the C heap keeps what they used: at 1M routes the restarted daemon
+    held 417 MB against 263 MB for one that took the same table live, and 322 MB with this
+    called after its first pass (2026-11-26). Trimming walks the heap, so it is not done per pass.
+    """
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True

@@ -410,6 +410,8 @@ class RouterCore:
                      len(want) + len(sw.fib.flows), len(sw.fib.switch_groups), (time.monotonic() - started) * 1000,
                      counts["add"], counts["modify"], counts["delete"], counts["groups"],
                      (planned - started) * 1000, (written - planned) * 1000)
+        if changes.full:
+            gctune.release()  # after a restart's or a resync's read-back (gctune.release)
 
     # --- status ------------------------------------------------------------------------------
 
