@@ -63,3 +63,22 @@ def release() -> bool:
         return False
     _TRIM(0)
     return True
+
+
+SHRINK_FROM = 1 << 16  # a table's peak before compacting it is worth a copy
+
+
+def compacted(table: dict, peak: int) -> tuple[dict, int]:
+    """(the table, its peak size): a copy of it once it holds under an eighth of its peak.
+
+    A dict never gives back the slots of entries popped from it: after a full table's withdrawal
+    the daemon's per-prefix dicts kept their million-slot tables, tens of MB each, empty. A copy
+    is sized for what is left; it is made when the table has shrunk eightfold, so its cost stays
+    below that of the pops that led to it.
+    """
+    size = len(table)
+    if size > peak:
+        return table, size
+    if peak >= SHRINK_FROM and size * 8 < peak:
+        return dict(table), size
+    return table, peak

@@ -62,3 +62,42 @@ def test_release_hands_freed_heap_memory_back():
     assert gctune.release() is True  # glibc, as on Debian
     trimmed = _rss_mb()
     assert pinned and freed - trimmed > 100, (filled, freed, trimmed)
+
+
+def test_a_table_is_copied_smaller_once_it_holds_under_an_eighth_of_its_peak():
+    import sys
+
+    table, peak = {}, 0
+    for key in range(200_000):
+        table[key] = key
+    table, peak = gctune.compacted(table, peak)
+    assert peak == 200_000
+    for key in range(175_000):
+        del table[key]
+    same, peak = gctune.compacted(table, peak)
+    assert same is table and peak == 200_000  # 25,000 left: an eighth of the peak, not under it
+    del table[175_000]
+    before = sys.getsizeof(table)
+    smaller, peak = gctune.compacted(table, peak)
+    assert smaller is not table and smaller == table and peak == len(table) == 24_999
+    assert sys.getsizeof(smaller) * 4 < before
+
+
+def test_small_tables_are_left_as_they_are():
+    table = dict.fromkeys(range(1000))
+    assert gctune.compacted(table, 50_000) == (table, 50_000)  # a peak under SHRINK_FROM: no copy
+
+
+def test_the_kernel_mirror_gives_back_the_slots_of_a_withdrawn_table():
+    import sys
+
+    from taprouter.routing import prefix
+    from taprouter.routing.mirror import KernelMirror
+
+    mirror, entry = KernelMirror(), (0, None)
+    keys = [prefix.pack(4, n << 8, 24) for n in range(100_000)]
+    mirror.apply_routes([(pk, entry, False) for pk in keys])
+    full = sys.getsizeof(mirror.routes)
+    mirror.apply_routes([(pk, entry, True) for pk in keys[:95_000]])
+    assert len(mirror.routes) == 5_000 and set(mirror.routes) == set(keys[95_000:])
+    assert sys.getsizeof(mirror.routes) * 8 < full

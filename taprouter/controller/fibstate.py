@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from .. import gctune
 from ..routing.model import KernelState, NeighbourKey
 from ..routing.prefix import V6_TAG
 from . import fib
@@ -56,6 +57,7 @@ class FibState:
         self._hosts: dict[int, HopSet] = {}
         self._adopting = True
         self._held: dict[int, object] | None = None  # during a full pass: what the switch held
+        self._flows_peak = 0  # gctune.compacted
 
     def adopt(self, flows: Mapping[int, int], groups: Mapping[int, GroupSpec | None]) -> None:
         """Start again from what a switch holds (read back after it connected)."""
@@ -138,6 +140,7 @@ class FibState:
             self.hopsets.find_unresolved(state)
         self._adopting = False
         self._held = None
+        self.flows, self._flows_peak = gctune.compacted(self.flows, self._flows_peak)
         if len(self._classified) > 65536:
             self._classified = {}
         return Changes(upserts, adds + modifies + deletes, group_deletes, full,

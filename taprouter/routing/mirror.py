@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, NamedTuple
 
+from .. import gctune
 from . import parse
 from . import prefix
 from .model import Address, KernelState, Link, Neighbour, NeighbourKey, Route, RouteKey, RouteKind
@@ -53,6 +54,7 @@ class KernelMirror:
         self._addresses: set[Address] = set()
         self._on_change = on_change
         self.version = 0
+        self._routes_peak = 0  # gctune.compacted
 
     def notify(self) -> None:
         """Wake the consumer without a change (once the first dump is complete)."""
@@ -189,6 +191,7 @@ class KernelMirror:
             if withdrawn:
                 self._withdrawn = True
                 changed += withdrawn
+            self.routes, self._routes_peak = gctune.compacted(routes, self._routes_peak)
             if changed:
                 self.version += 1
         if changed:
