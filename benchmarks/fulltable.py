@@ -34,24 +34,19 @@ def run(bench, results: dict, log, memory) -> None:
             + build(index, bench.GATEWAY6, arrival(n6, V6_BASE, 6, 6)))
     dels = (build(index, bench.GATEWAY4, arrival(n4, "20.0.0.0", 7), delete=True)
             + build(index, bench.GATEWAY6, arrival(n6, V6_BASE, 8, 6), delete=True))
-    loaded = bench.burst(adds, lambda c: c[0] >= base[0] + n4 and c[1] >= base[1] + n6, "full table load",
+    loaded = bench.burst(adds, lambda v4, v6: v4 >= base[0] + n4 and v6 >= base[1] + n6, "full table load",
                          n4 + n6, (2, 3))
-    figures = {"ipv4_routes": n4, "ipv6_routes": n6, "load": _stage(loaded, n4 + n6, "on_switch_s")}
+    figures = {"ipv4_routes": n4, "ipv6_routes": n6, "load": bench.stage_figures(loaded, n4 + n6, "on_switch_s")}
     bench.verify(figures, "full table")
     figures.update(memory())
     log(f"full table: {n4} IPv4 + {n6} IPv6 routes on the switch {loaded['done_s']:.2f} s after the first "
         f"({(n4 + n6) / loaded['done_s']:.0f}/s); producer {loaded['producer_s']:.2f} s; {loaded['cpu_line']}; "
         f"memory: daemon {figures['daemon_rss_mb']} MB (peak so far {figures['daemon_peak_rss_mb']} MB), "
         f"ovs-vswitchd {figures['ovs_rss_mb']} MB")
-    gone = bench.burst(dels, lambda c: c[0] <= base[0] and c[1] <= base[1], "full table withdrawal",
+    gone = bench.burst(dels, lambda v4, v6: v4 <= base[0] and v6 <= base[1], "full table withdrawal",
                        n4 + n6, (2, 3))
-    figures["withdraw"] = _stage(gone, n4 + n6, "off_switch_s")
+    figures["withdraw"] = bench.stage_figures(gone, n4 + n6, "off_switch_s")
     bench.verify(figures, "full table withdrawal")
     log(f"full table: all {n4 + n6} routes off the switch in {gone['done_s']:.2f} s; the kernel took "
         f"{gone['producer_s']:.2f} s; {gone['cpu_line']}")
     results["full_table"] = figures
-
-
-def _stage(got: dict, routes: int, done_key: str) -> dict:
-    return {"routes": routes, "producer_s": got["producer_s"], done_key: got["done_s"],
-            "routes_per_s": round(routes / got["done_s"]), **got["cpu"], **got["steal"]}

@@ -74,11 +74,10 @@ def flow_count(bridge: str, table: int = 2) -> int:
 
 
 def wait_count(bridge: str, predicate, what: str, interval: float = 0.005, tables: tuple = (2,)) -> float:
-    """Until predicate(table 2's count) holds, or predicate((count, count, ...)) of several `tables`."""
+    """Until predicate(*counts), the flow count of each of `tables`, holds."""
     start = time.monotonic()
     with FlowProbe(bridge) as probe:
-        while not predicate(count := probe.table_count(2) if tables == (2,)
-                            else tuple(probe.table_count(table) for table in tables)):
+        while not predicate(*(count := [probe.table_count(table) for table in tables])):
             if time.monotonic() - start > TIMEOUT:
                 raise TimeoutError(f"{what}: not done in {TIMEOUT:.0f} s (flows now {count})")
             time.sleep(interval)
@@ -186,8 +185,7 @@ class RouteBench:
         n, base = self.routes, flow_count(self.lab.bridge)
         batches = build(self.ifindex(), self.GATEWAY4, arrival(n, "20.0.0.0", 1))  # before the clock starts
         got = self.burst(batches, lambda c: c >= base + n, "load")
-        results["load"] = {"routes": n, "producer_s": got["producer_s"], "on_switch_s": got["done_s"],
-                           "routes_per_s": round(n / got["done_s"]), **got["cpu"], **got["steal"]}
+        results["load"] = self.stage_figures(got, n, "on_switch_s")
         log(f"load: {n} routes on the switch {got['done_s']:.2f} s after the first ({n / got['done_s']:.0f}/s); "
             f"producer {got['producer_s']:.2f} s; {got['cpu_line']}; {_stolen(got['steal'])}")
 
@@ -195,6 +193,12 @@ class RouteBench:
         """The FIB tables' flow counts, IPv4 and IPv6."""
         with FlowProbe(self.lab.bridge) as probe:
             return probe.table_count(2), probe.table_count(3)
+
+    @staticmethod
+    def stage_figures(got: dict, routes: int, done_key: str) -> dict:
+        """What a stage reports of a burst: its times, its rate and the CPU and steal during it."""
+        return {"routes": routes, "producer_s": got["producer_s"], done_key: got["done_s"],
+                "routes_per_s": round(routes / got["done_s"]), **got["cpu"], **got["steal"]}
 
     def burst(self, batches: list[bytes], done_when, what: str, routes: int | None = None,
                tables: tuple = (2,)) -> dict:
