@@ -222,29 +222,30 @@ class Switch:
             self.fib.adopt(read_back(self.table)[0], owned_groups(self.table))
             self.seen = ({}, None)
         last_routes, last_other = self.seen
-        dirty = {pk: routes.get(pk) for pk in routes.keys() | last_routes.keys()
-                 if routes.get(pk) != last_routes.get(pk)}
+        # As the mirror gives them: changed prefixes with a route, and those that lost theirs.
+        dirty = {pk: entry for pk, entry in routes.items() if entry != last_routes.get(pk)}
+        gone = [pk for pk in last_routes if pk not in routes]
         other = last_other != (state, bindings)
         self.seen = (routes, (state, bindings))
         if backlog is None:
-            return self._pass(kernel, dirty, other, check_restart)
+            return self._pass(kernel, dirty, gone, other, check_restart)
         # As the mirror says: whether some prefix lost a route (at any metric).
-        backlog.add(dirty, any(not set(last_routes.get(pk, ())[::2]) <= set((routes.get(pk) or ())[::2])
-                               for pk in dirty))
+        backlog.add(dirty, gone, any(not set(last_routes.get(pk, ())[::2]) <= set((routes.get(pk) or ())[::2])
+                                     for pk in dirty.keys() | gone))
         self.passes = []
         while True:
-            part = backlog.take()
-            self.passes.append(len(part))
+            part, part_gone = backlog.take()
+            self.passes.append(len(part) + len(part_gone))
             done = not len(backlog)
-            result = self._pass(kernel, part, other, check_restart and done)
+            result = self._pass(kernel, part, part_gone, other, check_restart and done)
             if done:
                 return result
             other = False
 
-    def _pass(self, kernel: Kernel, dirty: dict, other: bool, check_restart: bool) -> Sync:
+    def _pass(self, kernel: Kernel, dirty: dict, gone: list, other: bool, check_restart: bool) -> Sync:
         routes, state, bindings = kernel.mirror(), kernel.state(), kernel.bindings()
         installed_others = read_back(self.table)[1]
-        changes = self.fib.sync(routes, state, bindings, dirty, other, full=False)
+        changes = self.fib.sync(routes, state, bindings, dirty, other, full=False, gone=gone)
         # The log's figures are counted where the ops are made: they must agree with the ops.
         assert changes.counts == tuple(sum(1 for op, _pk, _t in changes.routes if op is kind)
                                        for kind in (Op.ADD, Op.MODIFY, Op.DELETE))

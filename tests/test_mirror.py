@@ -277,23 +277,29 @@ def test_apply_routes_keeps_the_same_rules_as_apply():
 
 def test_changes_name_each_changed_prefix_once_and_a_dump_asks_for_everything():
     m = KernelMirror()
-    assert m.take_changes() == ({}, False, True, False)  # a new mirror: everything
+    assert m.take_changes() == ({}, False, True, False, [])  # a new mirror: everything
     a = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3))
     b = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3, priority=20))
     c = rtdecode.decode(route_bytes("10.8.0.0", 16, gateway="10.0.1.2", oif=3))
     m.apply_routes([(a[0], a[1:], False), (b[0], b[1:], False), (c[0], c[1:], False), (c[0], c[1:], True)])
-    # Each changed prefix with its entry as of its last change (None: no route left).
-    assert m.take_changes() == ({a[0]: (0, a[2], 20, b[2]), c[0]: None}, False, False, True)
+    # Each changed prefix with a route, with its entry as of its last change; those left without one.
+    assert m.take_changes() == ({a[0]: (0, a[2], 20, b[2])}, False, False, True, [c[0]])
     assert m.routes == {a[0]: (0, a[2], 20, b[2])}  # both metrics, best first
     m.apply_routes([(a[0], a[1:], True)])
     assert m.routes == {a[0]: (20, b[2])}
     m.apply(nd(3, "10.0.1.2", "02:00:00:00:01:02", NUD_REACHABLE))
-    assert m.take_changes() == ({a[0]: (20, b[2])}, True, False, True)  # a metric withdrawn
-    assert m.take_changes() == ({}, False, False, False)
+    assert m.take_changes() == ({a[0]: (20, b[2])}, True, False, True, [])  # a metric withdrawn
+    assert m.take_changes() == ({}, False, False, False, [])
     m.apply_routes([(c[0], c[1:], True)])  # not there: nothing withdrawn
-    assert m.take_changes() == ({}, False, False, False)
+    assert m.take_changes() == ({}, False, False, False, [])
+    # Gone and back in one window: changed, and gone as well (FibState.sync: back wins). Back and
+    # gone again: gone only, as often as it went.
+    m.apply_routes([(c[0], c[1:], False), (a[0], (20, b[2]), True), (a[0], (20, b[2]), False)])
+    m.apply_routes([(c[0], c[1:], True), (c[0], c[1:], False), (c[0], c[1:], True)])
+    assert m.take_changes() == ({a[0]: (20, b[2])}, False, False, True, [a[0], c[0], c[0]])
+    m.apply_routes([(c[0], c[1:], False)])
     m.replace([], [(c[0], c[1:])], [], [])
-    assert m.take_changes() == ({}, True, True, False) and m.routes == {c[0]: (c[1], c[2])}
+    assert m.take_changes() == ({}, True, True, False, []) and m.routes == {c[0]: (c[1], c[2])}
     # A dump with one prefix at two metrics keeps both, best first.
     m.replace([], [(b[0], b[1:]), (a[0], a[1:])], [], [])
     assert m.routes == {a[0]: (0, a[2], 20, b[2])}
@@ -325,7 +331,7 @@ def test_a_change_made_while_the_reconciler_takes_changes_is_not_lost():
     a = rtdecode.decode(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3))
     lock.armed = True
     m.apply_routes([(a[0], a[1:], False)])
-    assert lock.taken == [({}, False, False, False)]  # the reconciler came first and found nothing
-    assert m.take_changes() == ({a[0]: a[1:]}, False, False, False)  # so the change is there for its next pass
+    assert lock.taken == [({}, False, False, False, [])]  # the reconciler came first and found nothing
+    assert m.take_changes() == ({a[0]: a[1:]}, False, False, False, [])  # so the change is there for its next pass
 
 

@@ -27,35 +27,46 @@ PASS_ROUTES = int(os.environ.get("TAPROUTER_PASS_ROUTES", "65536"))
 
 
 class Backlog:
-    """prefix -> entry (None: no route), as KernelMirror.take_changes gives them; the latest
-    entry of a prefix wins, as in the mirror."""
+    """Changed prefixes with their entries, and prefixes that lost their route, as
+    KernelMirror.take_changes gives them; the latest change of a prefix wins, as in the mirror."""
 
     def __init__(self, limit: int = PASS_ROUTES) -> None:
         self.limit = limit
-        self._pending: dict[int, tuple | None] = {}
+        self._pending: dict[int, tuple] = {}
+        self._gone: list[int] = []
         self._whole = False  # a withdrawal is pending: the next pass takes everything
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._gone)
 
-    def add(self, changed: dict[int, tuple | None], withdrawn: bool) -> None:
-        """Changes taken from the mirror; `withdrawn`: some prefix among them lost its route."""
-        if self._pending:
-            self._pending.update(changed)
+    def add(self, changed: dict[int, tuple], gone: list[int], withdrawn: bool) -> None:
+        """Changes taken from the mirror; `withdrawn`: some prefix among them lost a route."""
+        pending = self._pending
+        if gone:
+            if pending:  # a route pending from before is stale now (one in `changed` is newer)
+                for pk in gone:
+                    pending.pop(pk, None)
+            if self._gone:
+                self._gone += gone
+            else:
+                self._gone = gone
+        if pending:
+            pending.update(changed)
         else:
             self._pending = changed
-        self._whole |= withdrawn
+        self._whole |= withdrawn or bool(gone)
 
-    def take(self) -> dict[int, tuple | None]:
-        """What the next pass plans: everything, or `limit` prefixes when only routes came and
-        more than that are pending."""
+    def take(self) -> tuple[dict[int, tuple], list[int]]:
+        """What the next pass plans, as (changed, gone): everything, or `limit` prefixes when
+        only routes came and more than that are pending."""
         pending = self._pending
         if self._whole or len(pending) <= self.limit:
+            gone = self._gone
             self.clear()
-            return pending
+            return pending, gone
         pop = pending.popitem  # the latest first: a single change behind a load waits least
-        return dict([pop() for _ in range(self.limit)])
+        return dict([pop() for _ in range(self.limit)]), []
 
     def clear(self) -> None:
         """A full pass looks at every route in the mirror: nothing pending is left to plan."""
-        self._pending, self._whole = {}, False
+        self._pending, self._gone, self._whole = {}, [], False

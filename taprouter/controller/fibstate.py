@@ -16,7 +16,7 @@ group modification.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from .. import gctune
 from ..routing.model import KernelState, NeighbourKey
@@ -69,14 +69,15 @@ class FibState:
     # --- one pass -------------------------------------------------------------------------
 
     def sync(self, routes: Mapping[int, tuple], state: KernelState, ports: dict[int, PortBinding],
-             dirty: Mapping[int, tuple | None], other: bool, full: bool, all_prefixes=None) -> Changes:
+             dirty: Mapping[int, tuple], other: bool, full: bool, all_prefixes=None,
+             gone: Sequence[int] = ()) -> Changes:
         """Bring the held FIB up to the kernel; returns what to send, in order.
 
-        routes: the mirror's prefix -> (metric, hops, ...) entries. dirty: prefixes that changed
-        since the last pass, each with its entry as of then (None: no route), as
-        KernelMirror.take_changes gives them; other: links, neighbours or addresses changed;
-        full: look at every prefix. all_prefixes: a callable giving the mirror's (prefix, entry)
-        items (under its lock).
+        routes: the mirror's prefix -> (metric, hops, ...) entries. dirty: prefixes with a route
+        that changed since the last pass, each with its entry as of then; gone: prefixes that lost
+        their route since (one also in dirty came back), as KernelMirror.take_changes gives them;
+        other: links, neighbours or addresses changed; full: look at every prefix. all_prefixes:
+        a callable giving the mirror's (prefix, entry) items (under its lock).
         """
         full = full or self._adopting
         if not ports:
@@ -106,10 +107,10 @@ class FibState:
             # (withdrawn routes, host entries) once the host entries are up to date, as they
             # depend on the connected subnets and on the routes around them.
             # Their entries from `dirty`, not `routes`: the same, or older by a change that is in
-            # the next pass's dirty; and no lookup in a dict of a million. Split in comprehensions:
-            # a withdrawal's million need not go through _place's loop to be set aside.
-            rest = [pk for pk, entry in dirty.items() if entry is None]
-            live = [item for item in dirty.items() if item[1] is not None] if rest else dirty.items()
+            # the next pass's dirty; and no lookup in a dict of a million. A withdrawal's million
+            # do not go through _place's loop.
+            rest = [pk for pk in gone if pk not in dirty] if dirty and gone else gone
+            live = dirty.items()
             stale = self._gone_past_connected(rest)
             stale |= self._place(live, state, adds, modifies, deletes, emptied, touched, True)
             # They had no route a moment ago: no need to look each up again (a withdrawal's million).

@@ -18,10 +18,14 @@ RouteEntry = tuple
 class MirrorChanges(NamedTuple):
     """What changed in the mirror since the reconciler last asked."""
 
-    routes: dict[int, RouteEntry | None]  # changed prefix -> its entry as of its last change; None: no route
+    routes: dict[int, RouteEntry]  # changed prefix with a route -> its entry as of its last change
     other: bool  # links, neighbours or addresses changed
     full: bool  # replan everything (a new mirror, a fresh dump)
     withdrawn: bool  # some route was deleted (a prefix lost its route, or one of its metrics)
+    # Prefixes that lost their last route, in order, perhaps more than once; one also in `routes`
+    # came back since. A list, not None entries in `routes`: a withdrawal's million cost an append
+    # each rather than an insert into a growing dict (0.2-0.3 µs less a route, micro-benchmark).
+    gone: list[int]
 
 
 RTM_NEWLINK, RTM_DELLINK = 16, 17
@@ -50,6 +54,7 @@ class KernelMirror:
         self._other_dirty = False
         self._full = True
         self._withdrawn = False
+        self._gone: list[int] = []
         self._neighbours: dict[NeighbourKey, Neighbour] = {}
         self._addresses: set[Address] = set()
         self._on_change = on_change
@@ -66,13 +71,14 @@ class KernelMirror:
             return KernelState(dict(self._links), dict(self._neighbours), frozenset(self._addresses))
 
     def take_changes(self) -> MirrorChanges:
-        """What changed since the last call. Each changed prefix comes with its entry as of its
-        last change: the reconciler takes them from here rather than look each up again in
+        """What changed since the last call. Each changed prefix with a route comes with its entry
+        as of its last change: the reconciler takes them from here rather than look each up again in
         `routes` (a random lookup in a million-entry dict is a cache miss, the largest cost
         left per route). A later change is in the next call's."""
         with self._lock:
-            taken = MirrorChanges(self._dirty, self._other_dirty, self._full, self._withdrawn)
+            taken = MirrorChanges(self._dirty, self._other_dirty, self._full, self._withdrawn, self._gone)
             self._dirty, self._other_dirty, self._full, self._withdrawn = {}, False, False, False
+            self._gone = []
         return taken
 
     def typed_routes(self) -> dict[RouteKey, Route]:
@@ -112,7 +118,7 @@ class KernelMirror:
         with self._lock:
             self._links, self.routes, self._neighbours = new_links, new_routes, new_neighbours
             self._addresses = new_addresses
-            self._dirty, self._withdrawn = {}, False
+            self._dirty, self._withdrawn, self._gone = {}, False, []
             self._other_dirty = self._full = True
             self.version += 1
         self._on_change()
@@ -164,6 +170,7 @@ class KernelMirror:
             # map it already took would never be looked at.
             routes, dirty = self.routes, self._dirty
             get, pop = routes.get, routes.pop
+            gone = self._gone.append
             for pk, entry, delete in events:
                 if delete:
                     # Taken out at once: a withdrawal's million find their entries in one lookup.
@@ -177,7 +184,12 @@ class KernelMirror:
                             routes[pk] = new
                         if new is current:
                             continue
-                    dirty[pk] = new or None
+                    if new:
+                        dirty[pk] = new
+                    else:
+                        if dirty:  # an earlier change of this window is stale now
+                            dirty.pop(pk, None)
+                        gone(pk)
                     withdrawn += 1
                     continue
                 current = get(pk)
