@@ -228,7 +228,7 @@ class Switch:
         other = last_other != (state, bindings)
         self.seen = (routes, (state, bindings))
         if backlog is None:
-            return self._pass(kernel, dirty, gone, other, check_restart)
+            return self._pass(kernel, dirty.items(), gone, other, check_restart)
         # As the mirror says: whether some prefix lost a route (at any metric).
         backlog.add(dirty, gone, any(not set(last_routes.get(pk, ())[::2]) <= set((routes.get(pk) or ())[::2])
                                      for pk in dirty.keys() | gone))
@@ -242,10 +242,10 @@ class Switch:
                 return result
             other = False
 
-    def _pass(self, kernel: Kernel, dirty: dict, gone: list, other: bool, check_restart: bool) -> Sync:
+    def _pass(self, kernel: Kernel, changed, gone: list, other: bool, check_restart: bool) -> Sync:
         routes, state, bindings = kernel.mirror(), kernel.state(), kernel.bindings()
         installed_others = read_back(self.table)[1]
-        changes = self.fib.sync(routes, state, bindings, dirty, other, full=False, gone=gone)
+        changes = self.fib.sync(routes, state, bindings, changed, other, full=False, gone=gone)
         # The log's figures are counted where the ops are made: they must agree with the ops.
         assert changes.counts == tuple(sum(1 for op, _pk, _t in changes.routes if op is kind)
                                        for kind in (Op.ADD, Op.MODIFY, Op.DELETE))

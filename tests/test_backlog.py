@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import random
+
+import pytest
 
 from fibharness import GW2, MAC2, P2, Kernel, Switch, gateways, via
 from taprouter.controller.backlog import Backlog
+from taprouter.routing.mirror import KernelMirror
 
 ENTRY = (0, None)
 
@@ -14,10 +18,15 @@ def changes(start: int, count: int, entry=ENTRY) -> dict:
     return {pk: entry for pk in range(start, start + count)}
 
 
+def take(backlog: Backlog) -> tuple[dict, list]:
+    changed, gone = backlog.take()
+    return dict(changed), gone
+
+
 def drain(backlog: Backlog) -> list[tuple[dict, list]]:
     parts = []
     while len(backlog):
-        parts.append(backlog.take())
+        parts.append(take(backlog))
     return parts
 
 
@@ -25,26 +34,38 @@ def test_routes_come_a_limit_at_a_time_each_prefix_once_with_its_entry():
     backlog = Backlog(limit=10)
     backlog.add(changes(0, 25), [], withdrawn=False)
     parts = drain(backlog)
-    assert [len(p) for p, gone in parts] == [10, 10, 5] and all(gone == [] for p, gone in parts)
-    taken = {pk: entry for part, _ in parts for pk, entry in part.items()}
-    assert taken == changes(0, 25) and backlog.take() == ({}, [])
+    assert parts == [(changes(0, 10), []), (changes(10, 10), []), (changes(20, 5), [])]  # oldest first
+    assert take(backlog) == ({}, [])
 
 
-def test_a_later_change_of_a_pending_prefix_replaces_its_entry():
+def test_a_later_change_of_a_pending_prefix_comes_in_a_later_pass():
     backlog = Backlog(limit=10)
     backlog.add(changes(0, 25), [], withdrawn=False)
-    assert backlog.take() == (changes(15, 10), [])  # the latest first
+    assert take(backlog) == (changes(0, 10), [])
     newer = (5, None)
-    backlog.add({0: newer, 1: newer, 100: newer}, [], withdrawn=False)
-    rest = {pk: entry for part, _ in drain(backlog) for pk, entry in part.items()}
-    assert rest == {**changes(0, 15), 0: newer, 1: newer, 100: newer}
+    backlog.add({0: newer, 12: newer, 100: newer}, [], withdrawn=False)
+    # 12 is pending in the load: the map waits its turn, and goes in a pass after 12's old entry.
+    assert drain(backlog) == [(changes(10, 10), []), (changes(20, 5), []), ({0: newer, 12: newer, 100: newer}, [])]
 
 
-def test_the_latest_change_goes_first():
+def test_a_small_change_behind_a_load_goes_first_when_it_touches_nothing_pending():
     backlog = Backlog(limit=10)
     backlog.add(changes(0, 25), [], withdrawn=False)
-    backlog.add({1000: ENTRY}, [], withdrawn=False)  # a single change arriving behind a load
-    assert 1000 in backlog.take()[0]
+    single = {1000: ENTRY}
+    backlog.add(single, [], withdrawn=False)  # a single change arriving behind a load
+    assert take(backlog) == (single, [])
+    assert [len(part) for part, _ in drain(backlog)] == [10, 10, 5]
+    # Behind nothing much it waits, and goes in the same pass.
+    backlog.add(changes(0, 5), [], withdrawn=False)
+    backlog.add(single, [], withdrawn=False)
+    assert drain(backlog) == [({**changes(0, 5), **single}, [])]
+
+
+def test_maps_that_fit_go_in_one_pass():
+    backlog = Backlog(limit=10)
+    for start in range(0, 12, 3):
+        backlog.add(changes(start, 3), [], withdrawn=False)
+    assert drain(backlog) == [(changes(0, 9), []), (changes(9, 3), [])]
 
 
 def test_a_withdrawal_is_taken_whole_with_whatever_is_pending():
@@ -52,35 +73,37 @@ def test_a_withdrawal_is_taken_whole_with_whatever_is_pending():
     backlog.add(changes(0, 25), [], withdrawn=False)
     backlog.take()
     backlog.add({}, list(range(30, 60)), withdrawn=True)
-    whole, gone = backlog.take()
-    assert len(whole) == 15 and gone == list(range(30, 60)) and len(backlog) == 0
+    assert take(backlog) == (changes(10, 15), list(range(30, 60))) and len(backlog) == 0
     backlog.add(changes(100, 25), [], withdrawn=False)  # taken whole once: routes are sliced again
-    assert len(backlog.take()[0]) == 10
+    assert len(take(backlog)[0]) == 10
 
 
-def test_a_pending_route_that_is_withdrawn_since_goes_and_one_that_came_back_stays():
+def test_a_pending_route_withdrawn_since_goes_and_one_back_since_stays():
     backlog = Backlog(limit=10)
     backlog.add(changes(0, 25), [], withdrawn=False)
-    backlog.take()  # 15 to 24
-    backlog.add({}, [3, 4, 40], withdrawn=True)  # 3 and 4 were pending: their entries are stale
-    backlog.add({4: ENTRY, 41: ENTRY}, [41], withdrawn=True)  # 4 came back; 41 went and came back
-    changed, gone = backlog.take()
-    assert changed == {**{pk: ENTRY for pk in range(15) if pk != 3}, 4: ENTRY, 41: ENTRY}
-    assert gone == [3, 4, 40, 41] and len(backlog) == 0  # FibState.sync: one in changed is back
+    backlog.take()  # 0 to 9
+    backlog.add({}, [13, 14, 40], withdrawn=True)  # 13 and 14 were pending: their entries are stale
+    backlog.add({14: ENTRY, 41: ENTRY}, [41], withdrawn=True)  # 14 came back; 41 went and came back
+    changed, gone = take(backlog)
+    assert changed == {**{pk: ENTRY for pk in range(10, 25) if pk != 13}, 14: ENTRY, 41: ENTRY}
+    assert gone == [13, 40] and len(backlog) == 0  # only those without a route now
 
 
-def test_under_the_limit_a_pass_takes_the_mirrors_map_itself():
+def test_under_the_limit_a_pass_takes_the_mirrors_map_and_list_themselves():
     backlog, changed, gone = Backlog(limit=10), changes(0, 10), [99]
-    backlog.add(changed, gone, withdrawn=True)
-    taken = backlog.take()
-    assert taken[0] is changed and taken[1] is gone and len(backlog) == 0
+    backlog.add(changed, [], withdrawn=False)
+    taken = backlog.take()[0]
+    changed[50] = ENTRY
+    assert (50, ENTRY) in taken and len(backlog) == 0  # a view of the mirror's map: no copy
+    backlog.add({}, gone, withdrawn=True)
+    assert len(backlog) == 1 and backlog.take()[1] is gone and len(backlog) == 0
 
 
 def test_clear_drops_what_is_pending():
     backlog = Backlog(limit=10)
     backlog.add(changes(0, 25), [30], withdrawn=True)
     backlog.clear()
-    assert len(backlog) == 0 and backlog.take() == ({}, [])
+    assert len(backlog) == 0 and take(backlog) == ({}, [])
 
 
 def forwarding(sync) -> dict:
@@ -122,3 +145,37 @@ def test_routes_to_an_unresolved_gateway_in_slices_end_where_one_pass_would():
     s = sw.sync(k, backlog=Backlog(limit=7))
     assert sw.passes[:-1] == [7] * (len(sw.passes) - 1) and sum(sw.passes) >= 30
     assert forwarding(s) == forwarding(Switch().sync(k))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_passes_leave_what_the_mirror_holds_however_changes_and_passes_interleave(seed):
+    """Random route events into a real mirror, its changes into the backlog, passes taken at
+    random points; each pass applied as FibState.sync reads it (a prefix in both lists is back).
+    After the last pass the planned table is the mirror's."""
+    rng = random.Random(seed)
+    mirror, backlog = KernelMirror(), Backlog(limit=rng.choice([3, 8, 20]))
+    planned: dict[int, tuple] = {}
+    for _ in range(60):
+        events, deletes = [], rng.choice([0, 0, 0.05, 0.35])  # loads without withdrawals, too
+        for _ in range(rng.choice([1, 2, 5, 30])):
+            pk, metric = rng.randrange(40), rng.choice([0, 0, 10])
+            events.append((pk, (metric, None), rng.random() < deletes))
+        mirror.apply_routes(events)
+        taken = mirror.take_changes()
+        backlog.add(taken.routes, taken.gone, taken.withdrawn)
+        for _ in range(rng.choice([0, 0, 1, 3])):
+            _apply(planned, backlog.take())
+            if not len(backlog):  # every change the mirror has made is planned
+                assert planned == mirror.routes
+    while len(backlog):
+        _apply(planned, backlog.take())
+    assert planned == mirror.routes
+
+
+def _apply(planned: dict, part: tuple) -> None:
+    changed, gone = part
+    changed = dict(changed)
+    assert not changed.keys() & set(gone)  # a prefix back since is not gone
+    for pk in gone:
+        planned.pop(pk, None)
+    planned.update(changed)

@@ -368,10 +368,10 @@ class RouterCore:
                 sw.adopt, sw.route_flows = False, None
         taken = sw.mirror.take_changes()
         sw.backlog.add(taken.routes, taken.gone, taken.withdrawn)
-        dirty, gone = sw.backlog.take()  # a load's routes a slice at a time (backlog.py)
+        changed, gone = sw.backlog.take()  # a load's routes a slice at a time (backlog.py)
         state = sw.mirror.snapshot()
         views, bindings = self._bindings(sw, state)
-        changes = sw.fib.sync(sw.mirror.routes, state, bindings, dirty, taken.other, taken.full, sw.mirror.items,
+        changes = sw.fib.sync(sw.mirror.routes, state, bindings, changed, taken.other, taken.full, sw.mirror.items,
                               gone)
         if changes.full:
             sw.backlog.clear()  # it looked at every route

@@ -69,15 +69,15 @@ class FibState:
     # --- one pass -------------------------------------------------------------------------
 
     def sync(self, routes: Mapping[int, tuple], state: KernelState, ports: dict[int, PortBinding],
-             dirty: Mapping[int, tuple], other: bool, full: bool, all_prefixes=None,
+             changed: Iterable[tuple[int, tuple]], other: bool, full: bool, all_prefixes=None,
              gone: Sequence[int] = ()) -> Changes:
         """Bring the held FIB up to the kernel; returns what to send, in order.
 
-        routes: the mirror's prefix -> (metric, hops, ...) entries. dirty: prefixes with a route
-        that changed since the last pass, each with its entry as of then; gone: prefixes that lost
-        their route since (one also in dirty came back), as KernelMirror.take_changes gives them;
-        other: links, neighbours or addresses changed; full: look at every prefix. all_prefixes:
-        a callable giving the mirror's (prefix, entry) items (under its lock).
+        routes: the mirror's prefix -> (metric, hops, ...) entries. changed: (prefix, entry) for
+        prefixes with a route that changed since the last pass, each entry as of then; gone:
+        prefixes without a route that had one since (Backlog.take gives both); other: links,
+        neighbours or addresses changed; full: look at every prefix. all_prefixes: a callable
+        giving the mirror's (prefix, entry) items (under its lock).
         """
         full = full or self._adopting
         if not ports:
@@ -106,21 +106,19 @@ class FibState:
             # Prefixes with a route first, following the connected subnets on the way; the rest
             # (withdrawn routes, host entries) once the host entries are up to date, as they
             # depend on the connected subnets and on the routes around them.
-            # Their entries from `dirty`, not `routes`: the same, or older by a change that is in
-            # the next pass's dirty; and no lookup in a dict of a million. A withdrawal's million
+            # Their entries as they came, not from `routes`: the same, or older by a change that
+            # the next pass brings; and no lookup in a dict of a million. A withdrawal's million
             # do not go through _place's loop.
-            rest = [pk for pk in gone if pk not in dirty] if dirty and gone else gone
-            live = dirty.items()
-            stale = self._gone_past_connected(rest)
-            stale |= self._place(live, state, adds, modifies, deletes, emptied, touched, True)
+            stale = self._gone_past_connected(gone)
+            stale |= self._place(changed, state, adds, modifies, deletes, emptied, touched, True)
             # They had no route a moment ago: no need to look each up again (a withdrawal's million).
-            dirty, lookup = rest, None
+            dirty, lookup = gone, None
             if stale or other:
                 hosts = fib.host_entries(state, self.hopsets.ports, self._connected.by_prefix, routes)
                 moved = [pk for pk in hosts.keys() | self._hosts.keys() if hosts.get(pk) != self._hosts.get(pk)]
                 self._hosts = hosts
                 if moved:  # one with a route was placed above, and placing it again changes nothing
-                    dirty, lookup = set(rest), routes
+                    dirty, lookup = set(gone), routes
                     dirty.update(moved)
         if lookup is None:
             self._withdraw(dirty, state, adds, modifies, deletes, emptied, touched)
