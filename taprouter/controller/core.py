@@ -372,7 +372,7 @@ class RouterCore:
         state = sw.mirror.snapshot()
         views, bindings = self._bindings(sw, state)
         changes = sw.fib.sync(sw.mirror.routes, state, bindings, changed, taken.other, taken.full, sw.mirror.items,
-                              gone)
+                              gone=gone)
         if changes.full:
             sw.backlog.clear()  # it looked at every route
         if sw.planned_for == views and installed_flows is sw.planned:
