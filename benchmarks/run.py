@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -19,16 +20,30 @@ def main() -> int:
     for script, extra in (("routes.py", []), ("dataplane.py", ["--quick"] if quick else [])):
         print(f"\n=== benchmarks/{script} ===", flush=True)
         status |= subprocess.call([sys.executable, str(HERE / script), *extra])
-    results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count()}
+    results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
+               "kernel": platform.release()}
     for name in ("routes", "dataplane"):
         path = HERE / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
     results["summary"] = summary(results)
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\n{results['date']}: {results['cpus']} CPUs ({results['cpu_model']}), kernel {results['kernel']}")
     print_table(results["summary"])
     print(f"\nwrote {HERE / 'results.json'}")
     return status
+
+
+def cpu_model() -> str:
+    """What the CPUs are: the figures move with the host (README, Measured), and runs on different
+    hosts compare only with that said."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 def _get(tree: dict, *path):
