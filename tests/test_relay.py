@@ -225,6 +225,27 @@ def test_attach_is_per_datapath_and_detach_drops(h):
     assert h.relay.counters.to_switch == 2
 
 
+def test_a_tap_added_while_its_switch_is_attached_sends_at_once(h):
+    """A port the switch reports after it connected (added to the bridge at run time) gets its
+    TAP then: the kernel's frames from it go to the switch like the others', not dropped until
+    the switch reconnects."""
+    h.tap(3, 1)
+    rec = Recorder()
+    h.relay.attach(3, rec)
+    late = h.tap(3, 2)
+    other = h.tap(4, 2)  # another datapath's, with no sender attached
+    late.send(frame(80, tag=9))
+    assert rec.get() == (2, frame(80, tag=9))
+    other.send(frame(80, tag=8))
+    assert wait_until(lambda: h.relay.counters.send_dropped == 1), counts(h.relay)
+    h.relay.attach(3, None)  # disconnected: a TAP added now has no sender either
+    later = h.tap(3, 3)
+    later.send(frame(80, tag=7))
+    assert wait_until(lambda: h.relay.counters.send_dropped == 2), counts(h.relay)
+    assert rec.frames.empty()
+    assert counts(h.relay) == {"to_switch": 1, "send_dropped": 2}
+
+
 def test_runt_from_tap_is_counted_and_relay_keeps_running(h):
     peer = h.tap(1, 1)
     rec = Recorder()

@@ -36,13 +36,17 @@ class Counters:
         return dict(self.__dict__)
 
 
+# A datapath's PacketOut sender: (switch port, frame) pairs -> whether they were sent.
+Send = Callable[[list[tuple[int, bytes]]], bool]
+
+
 @dataclass
 class _Tap:
     fd: int
     port: SwitchPort
     name: str
     mtu: int
-    send: Callable[[list[tuple[int, bytes]]], bool] | None = field(default=None)
+    send: Send | None = field(default=None)
 
 
 class Relay:
@@ -57,6 +61,7 @@ class Relay:
         self.counters = Counters()
         self._by_fd: dict[int, _Tap] = {}
         self._by_port: dict[SwitchPort, _Tap] = {}
+        self._senders: dict[int, Send] = {}  # by datapath id, as attached
         self._lock = threading.Lock()
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = os.pipe()
@@ -94,7 +99,8 @@ class Relay:
                     pass
                 os.close(old.fd)
                 del self._by_fd[old.fd]
-            tap = _Tap(fd, port, name, mtu)
+            # A port the switch reports once it is connected sends at once, as its others do.
+            tap = _Tap(fd, port, name, mtu, self._senders.get(port.dpid))
             self._by_fd[fd] = tap
             self._by_port[port] = tap
             self._epoll.register(fd, select.EPOLLIN)
@@ -103,9 +109,14 @@ class Relay:
         tap = self._by_port.get(port)
         return tap.fd if tap else None
 
-    def attach(self, dpid: int, send: Callable[[list[tuple[int, bytes]]], bool] | None) -> None:
-        """Point a datapath's TAPs at a PacketOut sender, or at None when it disconnects."""
+    def attach(self, dpid: int, send: Send | None) -> None:
+        """Point a datapath's TAPs, and those added later, at a PacketOut sender, or at None when
+        it disconnects."""
         with self._lock:
+            if send is None:
+                self._senders.pop(dpid, None)
+            else:
+                self._senders[dpid] = send
             for tap in self._by_fd.values():
                 if tap.port.dpid == dpid:
                     tap.send = send
