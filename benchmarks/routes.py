@@ -44,9 +44,9 @@ import yaml  # noqa: E402
 from benchmarks import fulltable, steal  # noqa: E402
 from benchmarks.flowprobe import FlowProbe  # noqa: E402
 from benchmarks.inject import ORDER, arrival, build, inject, prefixes, send  # noqa: E402
-from taprouter.bridge import netns  # noqa: E402
-from taprouter.controller.pipeline import Owner, cookie  # noqa: E402
-from taprouter.routing import prefix  # noqa: E402
+from taprouter import netns  # noqa: E402
+from taprouter.controller.openflow.pipeline import Owner, cookie  # noqa: E402
+from taprouter import prefix  # noqa: E402
 from taprouter.routing.netlink import dump_routes  # noqa: E402
 from taprouter.lab import Lab, make_pki, sh  # noqa: E402
 

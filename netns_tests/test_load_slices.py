@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.inject import inject, prefixes  # noqa: E402
 from benchmarks.routes import flow_count  # noqa: E402
-from taprouter.bridge import netns  # noqa: E402
+from taprouter import netns  # noqa: E402
 from test_offload import switched  # noqa: E402
 
 ROUTES, SLICE = 3000, 100

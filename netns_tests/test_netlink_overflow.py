@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.inject import inject, prefixes  # noqa: E402
-from taprouter.bridge import netns  # noqa: E402
+from taprouter import netns  # noqa: E402
 from taprouter.routing.mirror import KernelMirror  # noqa: E402
 from taprouter.routing.netlink import Watcher, dump_routes  # noqa: E402
 

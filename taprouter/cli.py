@@ -23,7 +23,7 @@ def cmd_check(args) -> int:
     config = _load(args.config)
     failed = False
     if config.tls is not None:
-        from .controller.tls import TlsError, context
+        from .controller.session.tls import TlsError, context
         try:
             context(config.tls)
         except TlsError as exc:

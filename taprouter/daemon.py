@@ -36,7 +36,7 @@ def run(config: Config) -> int:
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
 
-    from .controller import tls
+    from .controller.session import tls
     from .controller.core import RouterCore
 
     _check_listen(config.listen.host, config.listen.port)
@@ -69,7 +69,7 @@ def run(config: Config) -> int:
         signal.signal(signum, on_signal)
 
     manager = AppManager.get_instance()
-    manager.load_apps(["taprouter.controller.app"])
+    manager.load_apps(["taprouter.controller.session.app"])
     contexts = manager.create_contexts()
     manager.instantiate_apps(taprouter_core=core, taprouter_tls=tls_context, **contexts)
     gctune.tune()

@@ -6,7 +6,8 @@ import logging
 import shutil
 
 from . import paths
-from .bridge import netns, tap
+from . import netns
+from .bridge import tap
 from .bridge.holder import HolderClient
 from .config import RouterConfig
 from .routing import bird

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .controller.pipeline import Table
+from .controller.openflow.pipeline import Table
 
 
 def sh(*args: str, check: bool = True, netns: str | None = None, timeout: float = 30) -> str:

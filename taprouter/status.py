@@ -7,7 +7,8 @@ import os
 from dataclasses import asdict, dataclass
 
 from . import paths
-from .bridge import netns, tap
+from . import netns
+from .bridge import tap
 from .bridge.holder import HolderClient
 from .config import Config, RouterConfig
 from .routing.bird import BirdPaths, running_pid

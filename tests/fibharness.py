@@ -1,5 +1,5 @@
-"""The FIB tests' harness: a small kernel described in code, the switch it programs (FibState,
-desired.build and diff, applied to the in-memory OpenFlow table in core's order), and packets sent
+"""The FIB tests' harness: a small kernel described in code, the switch it programs (the daemon's own
+Planner.plan, its passes applied to the in-memory OpenFlow table in their order), and packets sent
 through it."""
 
 from __future__ import annotations
@@ -10,16 +10,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from oftable import OFTable
-from taprouter.controller import desired, pipeline, punt
-from taprouter.controller.backlog import Backlog
-from taprouter.controller.sending import split_deletes
-from taprouter.controller.fib import GroupSpec, PortBinding
-from taprouter.controller.fibstate import PUNT, FibState
-from taprouter.controller.flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, ToGroup, mac_to_int
-from taprouter.controller.reconcile import FlowOp, GroupOp, Op, diff
-from taprouter.routing import prefix as pfx
-from taprouter.routing.model import (NUD_REACHABLE, Address, KernelState, Link, Neighbour, NeighbourKey, NextHop,
-                                     Route, RouteKey, RouteKind)
+from taprouter import prefix as pfx
+from taprouter.controller.openflow import pipeline
+from taprouter.controller.openflow.flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, ToGroup
+from taprouter.controller.openflow.groups import GroupSpec
+from taprouter.controller.openflow.ops import FlowOp, GroupOp, Op
+from taprouter.controller.planner import punt
+from taprouter.controller.planner.backlog import PASS_ROUTES
+from taprouter.controller.planner.fib import PortBinding
+from taprouter.controller.planner.reconcile import KernelView, Pass, Planner, PortInput, ReadBack, SwitchView
+from taprouter.mac import mac_to_int
+from taprouter.routing.model import (NUD_REACHABLE, Address, KernelState, Link, MirrorChanges, Neighbour,
+                                     NeighbourKey, NextHop, Route, RouteKey, RouteKind)
 
 IPPROTO_UDP = 17
 HOST_MAC = mac_to_int("02:00:00:00:00:10")
@@ -134,6 +136,10 @@ class Kernel:
     def bindings(self) -> dict[int, PortBinding]:
         return {p.ifindex: PortBinding(p.ifindex, p.number, p.mac, p.up) for p in self.ports.values()}
 
+    def port_inputs(self) -> list[PortInput]:
+        """The ports as the switch describes them, with the TAPs the kernel has for them."""
+        return [PortInput(p.number, p.name, p.mac, p.up) for p in self.ports.values()]
+
     def plan(self) -> "Sync":
         """What a fresh daemon would put on an empty switch."""
         return Switch().sync(self)
@@ -162,7 +168,7 @@ class Sync:
     flow_ops: list[FlowOp]
     group_deletes: list[GroupOp]
     unresolved: frozenset[NeighbourKey]
-    targets: dict  # destination network -> group id or PUNT
+    targets: dict  # destination network -> group id or pipeline.KERNEL
 
     @property
     def ops(self) -> list:
@@ -173,102 +179,115 @@ class Sync:
 
 
 def owned_groups(table: OFTable) -> dict[int, GroupSpec]:
-    """What core reads back: groups in taprouter's id range only."""
+    """What the daemon reads back: groups in taprouter's id range only."""
     return {gid: spec for gid, spec in table.groups.items() if pipeline.owns_group(gid)}
 
 
 ROUTE_COOKIE = pipeline.cookie(pipeline.Owner.ROUTE)
 
 
-def read_back(table: OFTable) -> tuple[dict[int, int], frozenset[Flow]]:
-    """What core reads back: route flows in the form taprouter writes them as prefix -> target,
-    everything else as flows (readback.decode_all does this on the wire; tests/test_readback.py)."""
+def read_back(table: OFTable) -> ReadBack:
+    """What the daemon reads back: route flows in the form taprouter writes them as prefix -> target,
+    everything else of ours as flows (readback.decode_all does this on the wire; tests/test_readback.py),
+    groups in our range; meters as they would be (the table model has none)."""
     routes, others = {}, set()
     for flow in table.snapshot():
+        if not pipeline.is_ours(flow.cookie):
+            continue
         dst = [m for m in flow.match.fields if m.name in ("ipv4_dst", "ipv6_dst")]
         if flow.cookie == ROUTE_COOKIE and flow.table in (2, 3):
             version = 4 if flow.table == 2 else 6
             bits = 32 if version == 4 else 128
             length = 0 if not dst else bits if dst[0].mask is None else bin(dst[0].mask).count("1")
             pk = pfx.pack(version, dst[0].value if dst else 0, length)
-            for target in [PUNT] + [a.group_id for a in flow.actions if isinstance(a, ToGroup)]:
-                if desired.route_flow(pfx.to_network(pk), target) == flow:
+            for target in [pipeline.KERNEL] + [a.group_id for a in flow.actions if isinstance(a, ToGroup)]:
+                if pipeline.route_flow(pk, target) == flow:
                     routes[pk] = target
                     break
             else:
                 others.add(flow)
         else:
             others.add(flow)
-    return routes, frozenset(others)
+    return ReadBack(routes, frozenset(others), owned_groups(table), dict(pipeline.METERS))
+
+
+def flow_ops(plan: Pass) -> list[FlowOp]:
+    """A pass's flow operations in the order they go out, route flows as typed flows."""
+    routes = [FlowOp(op, pipeline.route_flow(pk, target)) for op, pk, target in plan.routes]
+    return plan.early + routes + plan.late
+
+
+def apply(table: OFTable, plan: Pass) -> None:
+    """A pass applied as a switch applies what the daemon writes, in order (meters are not modelled)."""
+    table.apply(plan.group_upserts)
+    table.apply(flow_ops(plan))
+    table.apply(plan.group_deletes)
 
 
 @dataclass
 class Switch:
-    """The daemon's side of one switch: its FIB state, and the switch it writes to."""
+    """The daemon's side of one switch (its Planner), and the switch it writes to."""
 
     table: OFTable = field(default_factory=lambda: OFTable(invalid_ttl_to_controller=True))
-    fib: FibState | None = None
-    seen: tuple = ({}, None)  # the kernel routes and (state, bindings) of the last sync
-    passes: list[int] = field(default_factory=list)  # with a backlog: how many prefixes each pass took
+    pass_routes: int = PASS_ROUTES
+    planner: Planner | None = None
+    seen: tuple = ({}, None)  # the kernel routes and state of the last sync
+    passes: list[int] = field(default_factory=list)  # how many prefixes each pass of the last sync took
 
-    def sync(self, kernel: Kernel, adopt: bool = False, check_restart: bool = True,
-             backlog: Backlog | None = None) -> Sync:
-        """core._reconcile, step by step: FibState for the routes, diff for the rest; then groups,
-        flows, deletes, in core._send's order. With a backlog, as many passes as it takes to
-        drain it (the last pass's Sync; `passes` has each one's size)."""
-        routes, state, bindings = kernel.mirror(), kernel.state(), kernel.bindings()
-        if adopt or self.fib is None:
-            self.fib = FibState()
-            self.fib.adopt(read_back(self.table)[0], owned_groups(self.table))
+    @property
+    def fib(self):
+        return self.planner.fib
+
+    def sync(self, kernel: Kernel, adopt: bool = False, check_restart: bool = True) -> Sync:
+        """Planner.plan, as the daemon's reconcile thread calls it, until its backlog is drained (the
+        last pass's Sync; `passes` has each one's size). The changes are what the mirror would hand
+        over since the last sync; with `adopt` (or the first time), the switch is read back first."""
+        routes, state = kernel.mirror(), kernel.state()
+        read = None
+        if adopt or self.planner is None:
+            self.planner = Planner(self.pass_routes)
+            read = read_back(self.table)
             self.seen = ({}, None)
-        last_routes, last_other = self.seen
-        # As the mirror gives them: changed prefixes with a route, and those that lost theirs.
+        last_routes, last_state = self.seen
         dirty = {pk: entry for pk, entry in routes.items() if entry != last_routes.get(pk)}
         gone = [pk for pk in last_routes if pk not in routes]
-        other = last_other != (state, bindings)
-        self.seen = (routes, (state, bindings))
-        if backlog is None:
-            return self._pass(kernel, dirty.items(), gone, other, check_restart)
         # As the mirror says: whether some prefix lost a route (at any metric).
-        backlog.add(dirty, gone, any(not set(last_routes.get(pk, ())[::2]) <= set((routes.get(pk) or ())[::2])
-                                     for pk in dirty.keys() | gone))
+        withdrawn = any(not set(last_routes.get(pk, ())[::2]) <= set((routes.get(pk) or ())[::2])
+                        for pk in dirty.keys() | gone)
+        changes = MirrorChanges(dirty, last_state != state, False, withdrawn, gone)
+        self.seen = (routes, state)
         self.passes = []
         while True:
-            part, part_gone = backlog.take()
-            self.passes.append(len(part) + len(part_gone))
-            done = not len(backlog)
-            result = self._pass(kernel, part, part_gone, other, check_restart and done)
+            before = len(self.planner.backlog) + len(dirty) + len(gone)
+            view = KernelView(changes, routes, lambda: list(routes.items()), state)
+            plan = self.planner.plan(view, SwitchView(kernel.port_inputs(), read), now=0.0)
+            self.passes.append(before - len(self.planner.backlog))
+            done = not len(self.planner.backlog)
+            result = self._check(kernel, plan, check_restart and done)
             if done:
                 return result
-            other = False
+            read, dirty, gone = None, {}, []
+            changes = MirrorChanges({}, False, False, False, [])
 
-    def _pass(self, kernel: Kernel, changed, gone: list, other: bool, check_restart: bool) -> Sync:
-        routes, state, bindings = kernel.mirror(), kernel.state(), kernel.bindings()
-        installed_others = read_back(self.table)[1]
-        changes = self.fib.sync(routes, state, bindings, changed, other, full=False, gone=gone)
+    def _check(self, kernel: Kernel, plan: Pass, check_restart: bool) -> Sync:
         # The log's figures are counted where the ops are made: they must agree with the ops.
-        assert changes.counts == tuple(sum(1 for op, _pk, _t in changes.routes if op is kind)
-                                       for kind in (Op.ADD, Op.MODIFY, Op.DELETE))
-        others = desired.build(kernel.views(), with_fib=True)
-        flow_ops = diff(others, installed_others)
-        route_ops = [FlowOp(op, desired.route_flow(pfx.to_network(pk), target)) for op, pk, target in changes.routes]
-        early, late = split_deletes(flow_ops)
-        self.table.apply(changes.group_upserts)
-        self.table.apply(early + route_ops + late)
-        self.table.apply(changes.group_deletes)
-        route_flows = {desired.route_flow(pfx.to_network(pk), target)
-                       for pk, target in ((pk, t if type(t) is int else PUNT) for pk, t in self.fib.flows.items())}
-        want = Want(others | route_flows, dict(self.fib.switch_groups))
+        assert plan.route_counts == tuple(sum(1 for op, _pk, _t in plan.routes if op is kind)
+                                          for kind in (Op.ADD, Op.MODIFY, Op.DELETE))
+        apply(self.table, plan)
+        fib = self.planner.fib
+        route_flows = {pipeline.route_flow(pk, t if type(t) is int else pipeline.KERNEL) for pk, t in fib.targets.items()}
+        want = Want(self.planner.base_flows | route_flows, dict(fib.switch_groups))
         assert {f for f in self.table.snapshot() if pipeline.is_ours(f.cookie)} == want.flows
         assert owned_groups(self.table) == want.groups
         if check_restart:
             # Incremental and from scratch agree: a daemon restarted now changes nothing.
-            fresh = FibState()
-            fresh.adopt(read_back(self.table)[0], owned_groups(self.table))
-            assert not fresh.sync(routes, state, bindings, (), True, True), "a restart would change things"
-        targets = {pfx.to_network(pk): (t if type(t) is int else PUNT) for pk, t in self.fib.flows.items()}
-        return Sync(want, changes.group_upserts, early + route_ops + late, changes.group_deletes,
-                    self.fib.unresolved, targets)
+            fresh = Planner()
+            routes, state = kernel.mirror(), kernel.state()
+            view = KernelView(MirrorChanges({}, True, True, False, []), routes, lambda: list(routes.items()), state)
+            again = fresh.plan(view, SwitchView(kernel.port_inputs(), read_back(self.table)), now=0.0)
+            assert not again, f"a restart would change things: {again}"
+        targets = {pfx.to_network(pk): (t if type(t) is int else pipeline.KERNEL) for pk, t in fib.targets.items()}
+        return Sync(want, plan.group_upserts, flow_ops(plan), plan.group_deletes, fib.unresolved, targets)
 
     def send(self, dst: str, **kw):
         return fate(self.table, packet(dst, **kw))
@@ -319,7 +338,7 @@ def fate(table: OFTable, pkt: dict[str, int]):
 def group_of(sw: Switch, dst: str) -> GroupSpec:
     """The group the route flow for dst names."""
     net = ipaddress.ip_network(dst)
-    (flow,) = [f for f in sw.table.snapshot() if f.key == desired.route_flow(net, PUNT).key]
+    (flow,) = [f for f in sw.table.snapshot() if f.key == pipeline.route_flow(pfx.from_network(net), pipeline.KERNEL).key]
     (action,) = flow.actions
     return sw.table.groups[action.group_id]
 

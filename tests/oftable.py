@@ -6,10 +6,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from taprouter.controller.fib import GroupSpec, GroupType
-from taprouter.controller.flows import (OFPP_CONTROLLER, Action, DecTtl, Flow, Match, Output,
-                                        SetField, ToGroup)
-from taprouter.controller.reconcile import FlowOp, GroupOp, Op
+from taprouter.controller.openflow.groups import GroupSpec, GroupType
+from taprouter.controller.openflow.flows import (Action, DecTtl, Flow, Match, OFPP_CONTROLLER, Output, SetField, ToGroup)
+from taprouter.controller.openflow.ops import FlowOp, GroupOp, Op
 
 Packet = dict[str, int]
 Bucket = tuple[Action, ...]

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from fibharness import GW2, MAC2, P2, Kernel, Switch, gateways, via
-from taprouter.controller.backlog import Backlog
+from taprouter.controller.planner.backlog import Backlog
 from taprouter.routing.mirror import KernelMirror
 
 ENTRY = (0, None)
@@ -107,7 +107,7 @@ def test_clear_drops_what_is_pending():
 
 
 def forwarding(sync) -> dict:
-    """Each destination's group content (or PUNT): group ids depend on the order passes made them."""
+    """Each destination's group content (or pipeline.KERNEL): group ids depend on the order passes made them."""
     return {dst: sync.want.groups.get(t, t) for dst, t in sync.targets.items()}
 
 
@@ -120,18 +120,18 @@ def test_a_load_in_slices_ends_where_one_pass_would_and_its_withdrawal_goes_in_o
     """On the table model: each slice's pass leaves the switch as the FIB state says, and the
     last leaves it as a restarted daemon would plan it (fibharness checks both)."""
     k, routes = gateways(), nets(95)
-    sw, backlog = Switch(), Backlog(limit=20)
-    sw.sync(k, backlog=backlog)  # the connected routes, in one pass
+    sw = Switch(pass_routes=20)
+    sw.sync(k)  # the connected routes, in one pass
     for net in routes:
         k.route(net, via(GW2, P2))
-    s = sw.sync(k, backlog=backlog)
+    s = sw.sync(k)
     assert sw.passes == [20, 20, 20, 20, 15]
     assert forwarding(s) == forwarding(Switch().sync(k))  # as one pass would have it
     assert sw.send("20.0.93.7") == (P2.number, MAC2)
     for net in routes[:80]:
         k.unroute(net)
     k.route("30.0.0.0/24", via(GW2, P2))
-    s = sw.sync(k, backlog=backlog)
+    s = sw.sync(k)
     assert sw.passes == [81]  # a withdrawal: one pass, with the route that came alongside
     assert forwarding(s) == forwarding(Switch().sync(k))
 
@@ -141,8 +141,8 @@ def test_routes_to_an_unresolved_gateway_in_slices_end_where_one_pass_would():
     k = Kernel()
     for net in nets(30):
         k.route(net, via(GW2, P2))
-    sw = Switch()
-    s = sw.sync(k, backlog=Backlog(limit=7))
+    sw = Switch(pass_routes=7)
+    s = sw.sync(k)
     assert sw.passes[:-1] == [7] * (len(sw.passes) - 1) and sum(sw.passes) >= 30
     assert forwarding(s) == forwarding(Switch().sync(k))
 

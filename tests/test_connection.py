@@ -11,7 +11,8 @@ import threading
 import pytest
 
 from taprouter.bridge.ports import SwitchPort
-from taprouter.controller import connection, packetin
+from taprouter.controller.openflow import decode
+from taprouter.controller.session import connection, packetin
 
 
 class Datapath:
@@ -265,7 +266,7 @@ def frames_taken() -> tuple[list, connection.Take]:
 def as_frames(messages: list[bytes]) -> list:
     out = []
     for msg in messages:
-        port, frame = packetin.read(msg)
+        port, frame = decode.packet_in(msg)
         out.append((SwitchPort(7, port), frame))
     return out
 

@@ -12,11 +12,10 @@ from collections import Counter
 
 import pytest
 
-from taprouter.controller import pipeline
-from taprouter.controller.fib import Bucket, GroupSpec, GroupType
-from taprouter.controller.fibstate import PUNT
-from taprouter.controller.flows import DecTtl, Output, SetField, to_controller
-from taprouter.controller.reconcile import Op
+from taprouter.controller.openflow import pipeline
+from taprouter.controller.openflow.groups import Bucket, GroupSpec, GroupType
+from taprouter.controller.openflow.flows import DecTtl, Output, SetField, to_controller
+from taprouter.controller.openflow.ops import Op
 from taprouter.routing.model import (NUD_DELAY, NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT, NUD_PROBE,
                                      NUD_REACHABLE, NUD_STALE, NeighbourKey, Route, RouteKey, RouteKind)
 from fibharness import (ETH0, EXPIRED, GW1, GW1_6, GW2, GW2_6, GW3, GW3_6, KERNEL, Kernel, MAC1, MAC2, MAC3, MAC_NEW,
@@ -97,7 +96,7 @@ def test_connected_subnet_resolved_neighbour_forwards_others_go_to_kernel(family
     plan = k.plan()
     host = ipaddress.ip_network(a(7))
     assert pipeline.owns_group(plan.targets[host])
-    assert plan.targets[ipaddress.ip_interface(P1.addresses[0 if family == 4 else 1]).network] == PUNT
+    assert plan.targets[ipaddress.ip_interface(P1.addresses[0 if family == 4 else 1]).network] == pipeline.KERNEL
     assert plan.unresolved == frozenset()  # the kernel resolves hosts of its own subnets
 
 
@@ -120,7 +119,7 @@ def test_link_local_neighbours_get_no_host_entry():
 
 def test_neighbour_outside_every_connected_subnet_gets_no_host_entry():
     plan = Kernel().neigh(P1, "10.0.2.7", MAC1).neigh(P1, "192.0.2.9", MAC1).plan()
-    assert plan.want.groups == {} and all(t == PUNT for t in plan.targets.values())
+    assert plan.want.groups == {} and all(t == pipeline.KERNEL for t in plan.targets.values())
 
 
 def test_kernel_host_route_beats_the_neighbour_host_entry():

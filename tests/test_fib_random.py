@@ -10,11 +10,10 @@ from collections import Counter
 import pytest
 
 from oftable import ModelError, OFTable
-from taprouter.controller import pipeline
-from taprouter.controller.fib import Bucket, GroupSpec, GroupType
-from taprouter.controller.flows import (DecTtl, ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, Match, Output, SetField, ToGroup,
-                                        exact)
-from taprouter.controller.reconcile import FlowOp, GroupOp, Op
+from taprouter.controller.openflow import pipeline
+from taprouter.controller.openflow.groups import Bucket, GroupSpec, GroupType
+from taprouter.controller.openflow.flows import (DecTtl, ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, Match, Output, SetField, ToGroup, exact)
+from taprouter.controller.openflow.ops import FlowOp, GroupOp, Op
 from taprouter.routing.model import (NUD_FAILED, NUD_INCOMPLETE, NUD_PERMANENT, NUD_REACHABLE, NUD_STALE, NeighbourKey,
                                      NextHop)
 from fibharness import ETH0, KERNEL, Kernel, MAC1, MAC2, MAC3, MAC_NEW, OTHER, P1, P2, P3, PORTS, Switch, dev, via

@@ -14,14 +14,15 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
+import osken_reference
 from oftable import OFTable
-from taprouter.controller import codec, desired, fib, pipeline
-from taprouter.controller.fib import Bucket, GroupSpec, GroupType
-from taprouter.controller.fibstate import FibState, PUNT
-from taprouter.controller.flows import (DecTtl, ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, Match, Output, SetField, ToGroup,
-                                        exact, prefix, to_controller)
-from taprouter.controller.reconcile import GroupOp, Op
-from taprouter.routing import prefix as pfx
+from taprouter.controller.openflow import decode, pipeline
+from taprouter.controller.planner import baseflows, fib
+from taprouter.controller.openflow.groups import Bucket, GroupSpec, GroupType
+from taprouter.controller.planner.fibstate import FibState
+from taprouter.controller.openflow.flows import (DecTtl, ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, Match, Output, SetField, ToGroup, exact, prefix_match, to_controller)
+from taprouter.controller.openflow.ops import GroupOp, Op
+from taprouter import prefix as pfx
 from taprouter.routing.model import KernelState
 from fibharness import (GW1, GW1_6, GW2, GW2_6, GW3, GW3_6, Kernel, MAC1, MAC2, MAC3, MAC_NEW, OTHER, P1, P2, P3, PORTS,
                         Switch, Want, flows_per_group, gateways, installed, via)
@@ -88,7 +89,7 @@ def test_every_planned_flow_fits_the_schema_and_is_ours():
         dst = [m for m in flow.match.fields if m.name in ("ipv4_dst", "ipv6_dst")]
         length = 0 if not dst else (bin(dst[0].mask).count("1") if dst[0].mask is not None
                                     else 32 if dst[0].name == "ipv4_dst" else 128)
-        assert flow.priority == desired.FIB_PRIORITY_BASE + length
+        assert flow.priority == pipeline.FIB_PRIORITY_BASE + length
         if flow.actions == (to_controller(),):
             assert flow.meter == pipeline.SLOW_PATH_METER
         else:
@@ -99,10 +100,13 @@ def test_every_planned_flow_fits_the_schema_and_is_ours():
 
 def test_no_ports_no_fib():
     k = rich_kernel()
-    assert desired.build([], with_fib=True) == frozenset()
+    assert baseflows.build([]) == frozenset()
     state = FibState()
     state.adopt({}, {})
-    assert not state.sync(k.mirror(), k.state(), {}, (), True, True) and state.flows == {}
+    # As the daemon calls it: a full pass walks the mirror's items, and with no port there is none.
+    routes = k.mirror()
+    assert not state.sync(routes, k.state(), {}, (), True, True, lambda: list(routes.items()))
+    assert state.targets == {}
 
 
 def test_plan_does_not_depend_on_dict_order():
@@ -115,8 +119,8 @@ def test_plan_does_not_depend_on_dict_order():
     b.adopt({}, {})
     changes = b.sync(dict(reversed(k.mirror().items())), flipped, dict(reversed(k.bindings().items())), (),
                      True, True)
-    content = lambda flows, groups: {pk: (groups[t] if t in groups else PUNT) for pk, t in flows.items()}  # noqa: E731
-    assert content(b.flows, b.switch_groups) == content(a.fib.flows, a.fib.switch_groups)
+    content = lambda flows, groups: {pk: (groups[t] if t in groups else pipeline.KERNEL) for pk, t in flows.items()}  # noqa: E731
+    assert content(b.targets, b.switch_groups) == content(a.fib.targets, a.fib.switch_groups)
     assert len(changes.group_upserts) == len(a.fib.switch_groups)
 
 
@@ -137,8 +141,8 @@ def _random_spec(rng: random.Random) -> GroupSpec:
 def _route_flow(dst: str, actions, cookie=pipeline.cookie(pipeline.Owner.ROUTE), priority=None) -> Flow:
     net = ipaddress.ip_network(dst)
     table, eth, name = (2, ETH_TYPE_IPV4, "ipv4_dst") if net.version == 4 else (3, ETH_TYPE_IPV6, "ipv6_dst")
-    return Flow(table, desired.FIB_PRIORITY_BASE + net.prefixlen if priority is None else priority,
-                Match.of(exact("eth_type", eth), prefix(name, net)), tuple(actions),
+    return Flow(table, pipeline.FIB_PRIORITY_BASE + net.prefixlen if priority is None else priority,
+                Match.of(exact("eth_type", eth), prefix_match(name, net)), tuple(actions),
                 meter=pipeline.SLOW_PATH_METER if to_controller() in actions else None, cookie=cookie)
 
 
@@ -332,7 +336,7 @@ def test_routes_whose_group_goes_go_with_it_rather_than_one_delete_each(monkeypa
     that far cheaper than flow by flow; routes on groups that stay are deleted one by one."""
     k, sw, _ = _sharded(monkeypatch, SEQUENTIAL)
     shards: dict[int, list[str]] = {}
-    for pk, gid in sw.fib.flows.items():
+    for pk, gid in sw.fib.targets.items():
         net = str(pfx.to_network(pk))
         if net in SEQUENTIAL:
             shards.setdefault(gid, []).append(net)
@@ -369,14 +373,14 @@ def test_planned_groups_read_back_equal():
     types = Counter(g.type for g in s.want.groups.values())
     assert types[GroupType.INDIRECT] and types[GroupType.SELECT]
     for gid, spec in s.want.groups.items():
-        msg = codec.group_mod(DP, GroupOp(Op.ADD, gid, spec))
+        msg = osken_reference.group_mod(DP, GroupOp(Op.ADD, gid, spec))
         msg.serialize()
         stats = _as_group_desc(bytes(msg.buf))
         assert stats.group_id == gid
-        assert codec.group_from_desc(stats) == spec
+        assert decode.group_from_desc(stats) == spec
         # A switch may list a select group's buckets in another order.
         stats.buckets.reverse()
-        assert codec.group_from_desc(stats) == spec
+        assert decode.group_from_desc(stats) == spec
 
 
 # --- group ids -----------------------------------------------------------------------------------
@@ -384,7 +388,7 @@ def test_planned_groups_read_back_equal():
 
 def _gid(sw: Switch, dst: str) -> int:
     net = ipaddress.ip_network(dst)
-    (flow,) = [f for f in sw.table.snapshot() if f.key == desired.route_flow(net, PUNT).key]
+    (flow,) = [f for f in sw.table.snapshot() if f.key == pipeline.route_flow(pfx.from_network(net), pipeline.KERNEL).key]
     return flow.actions[0].group_id
 
 
@@ -401,7 +405,7 @@ def test_group_ids_are_stable_and_freed_ids_are_not_reused_at_once():
 
 
 def test_group_ids_wrap_around_the_range_without_collisions(monkeypatch):
-    monkeypatch.setattr("taprouter.controller.hopsets.GROUP_MAX", pipeline.GROUP_MIN + 2)
+    monkeypatch.setattr("taprouter.controller.planner.groupbooks.GROUP_MAX", pipeline.GROUP_MIN + 2)
     # Link-local gateways: no host entries, so the only groups are the routes'.
     k = Kernel().neigh(P1, GW1_6, MAC1).neigh(P2, GW2_6, MAC2)
     sw = Switch()

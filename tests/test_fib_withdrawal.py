@@ -1,5 +1,5 @@
 """Withdrawals: prefixes that lose their route leave the switch, or go back to a host entry, and
-their next hops stop being asked for (FibState._withdraw, HopSets.release and forget)."""
+their next hops stop being asked for (FibState._withdraw, GroupBooks.release and forget)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from taprouter.routing import prefix as pfx
+from taprouter import prefix as pfx
 from fibharness import GW1, GW1_6, GW2, MAC1, MAC2, P1, P2, Kernel, Switch, gateways, installed, via
 
 
@@ -42,9 +42,9 @@ def test_a_host_entry_left_dirty_without_a_route_stays_as_it_is():
     k = gateways().neigh(P1, "10.0.1.7", MAC1)
     sw = installed(k)
     host = pfx.pack(4, int(ipaddress.ip_address("10.0.1.7")), 32)
-    target = sw.fib.flows[host]
+    target = sw.fib.targets[host]
     changes = sw.fib.sync(k.mirror(), k.state(), k.bindings(), (), False, False, gone=[host])
-    assert changes.routes == [] and sw.fib.flows[host] == target
+    assert changes.routes == [] and sw.fib.targets[host] == target
     assert sw.send("10.0.1.7") == (1, MAC1)
 
 
@@ -53,8 +53,8 @@ def test_a_prefix_gone_twice_within_one_pass_is_deleted_once():
     k = gateways().route("10.9.0.0/16", via(GW2, P2)).route("10.8.0.0/16", via(GW2, P2))
     sw = installed(k)
     kept, twice = (pfx.pack(4, int(ipaddress.ip_address(n)), 16) for n in ("10.9.0.0", "10.8.0.0"))
-    target = sw.fib.flows[kept]
+    target = sw.fib.targets[kept]
     changes = sw.fib.sync(k.unroute("10.8.0.0/16").mirror(), k.state(), k.bindings(), (), False, False,
                           gone=[twice, twice])
     assert [(op.value, pk) for op, pk, _ in changes.routes] == [("delete", twice)]
-    assert sw.fib.flows[kept] == target and twice not in sw.fib.flows
+    assert sw.fib.targets[kept] == target and twice not in sw.fib.targets

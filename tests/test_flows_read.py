@@ -1,6 +1,7 @@
-"""RouterCore.flows_read: what a switch reports back after a restart, including entries nobody can parse.
+"""RouterCore.flows_read and the session it hands the result to: what a switch reports back after a
+restart, including entries nobody can parse.
 
-The switch's side is a recorder of what the core sends (no switch is what this is about); the
+The switch's side is a recorder of what the daemon sends (no switch is what this is about); the
 entries are real flow-stats bytes, decoded by readback and os-ken.
 """
 
@@ -16,10 +17,11 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from taprouter import config
-from taprouter.controller import pipeline, readback
+from taprouter.controller.openflow import pipeline, readback
 from taprouter.controller.core import RouterCore
-from taprouter.controller.pipeline import Owner
-from taprouter.routing import prefix
+from taprouter.controller.session.switch import Connected, Described, FlowsRead, Phase
+from taprouter.controller.openflow.pipeline import Owner
+from taprouter import prefix
 
 from test_readback import SEED, _refused, entry, route_flow
 
@@ -38,6 +40,22 @@ class Recorder:
 
     def send_msg(self, msg) -> None:
         self.sent.append(msg)
+
+
+def reading(core_: RouterCore, dp: Recorder):
+    """The router's session, connected on `dp` and asking it for what it holds."""
+    session = core_.routers[DPID].session
+    session.handle(Connected(dp), 0.0)
+    session.handle(Described(dp, ()), 0.0)
+    assert session.phase is Phase.READING
+    dp.sent.clear()
+    return session
+
+
+def handed_over(core_: RouterCore) -> FlowsRead:
+    (event,) = core_.routers[DPID].events
+    assert isinstance(event, FlowsRead)
+    return event
 
 
 def core(tmp_path: Path) -> RouterCore:
@@ -78,13 +96,14 @@ def test_an_entry_os_ken_would_parse_for_ever_is_logged_and_left_the_rest_read(t
     routes = {prefix.pack(4, 0xC6336400 + (i << 8), 24): 7 for i in range(20)}
     good = b"".join(entry(route_flow(pk, t), rng) for pk, t in routes.items())
     c, dp = core(tmp_path), Recorder()
-    c._switches[DPID].reading = {"flows", "groups", "meters"}
-    with caplog.at_level(logging.ERROR, logger="taprouter.core"):
-        read(c, dp, [good, drifting_entry(rng)])
-    sw = c._switches[DPID]
-    assert sw.route_flows == routes and sw.flows == frozenset()
+    session = reading(c, dp)
+    read(c, dp, [good, drifting_entry(rng)])
+    event = handed_over(c)
+    assert event.routes == routes and event.flows == () and len(event.unreadable) == 1
+    with caplog.at_level(logging.ERROR, logger="taprouter.session"):
+        session.handle(event, 0.0)
     assert "malformed flow entry" in caplog.text and not dp.sent
-    assert sw.reading == {"groups", "meters"}
+    assert session.phase is Phase.READING  # groups and meters are still to come
 
 
 def test_an_unreadable_flow_with_our_cookie_is_deleted_by_its_own_match(tmp_path):
@@ -92,10 +111,12 @@ def test_an_unreadable_flow_with_our_cookie_is_deleted_by_its_own_match(tmp_path
     # we write looks so (test_readback checks flow_from_stats refuses it).
     unreadable = _refused()["write-metadata"]
     c, dp = core(tmp_path), Recorder()
-    c._switches[DPID].reading = {"flows"}
+    session = reading(c, dp)
     read(c, dp, [unreadable])
+    event = handed_over(c)
+    session.handle(event, 0.0)
     assert len(dp.sent) == 1
     mod = dp.sent[0]
     assert mod.command == ofp.OFPFC_DELETE_STRICT and mod.table_id == 2 and mod.priority == 18
     assert mod.cookie == pipeline.cookie(Owner.ROUTE) and mod.match["ipv4_dst"] == ("10.0.0.0", "255.0.0.0")
-    assert c._switches[DPID].route_flows == {} and not c._switches[DPID].reading
+    assert event.routes == {} and event.flows == ()

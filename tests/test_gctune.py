@@ -91,7 +91,7 @@ def test_small_tables_are_left_as_they_are():
 def test_the_kernel_mirror_gives_back_the_slots_of_a_withdrawn_table():
     import sys
 
-    from taprouter.routing import prefix
+    from taprouter import prefix
     from taprouter.routing.mirror import KernelMirror
 
     mirror, entry = KernelMirror(), (0, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from taprouter.controller.inflight import InFlight
+from taprouter.controller.session.inflight import InFlight
 
 
 def test_room_while_under_the_limit_and_a_reply_answers_everything_before_it():

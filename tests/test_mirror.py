@@ -11,9 +11,10 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from taprouter.controller.flows import mac_to_int
+from taprouter.mac import mac_to_int
 from taprouter.routing import mirror as mirror_mod
-from taprouter.routing import netlink, parse, prefix, rtdecode
+from taprouter import prefix
+from taprouter.routing import netlink, parse, rtdecode
 from taprouter.routing.mirror import KernelMirror
 from taprouter.routing.model import (NUD_FAILED, NUD_PERMANENT, NUD_REACHABLE, NUD_STALE, Address, KernelState,
                                      Link, Neighbour, NeighbourKey, NextHop, Route, RouteKey, RouteKind)

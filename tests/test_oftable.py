@@ -7,9 +7,8 @@ from ipaddress import IPv4Network
 import pytest
 
 from oftable import Emitted, ModelError, OFTable
-from taprouter.controller.flows import (ETH_TYPE_ARP, ETH_TYPE_IPV4, DecTtl, Flow, Match, Output, SetField, ToGroup,
-                                        exact, prefix, to_controller)
-from taprouter.controller.reconcile import FlowOp, Op
+from taprouter.controller.openflow.flows import (DecTtl, ETH_TYPE_ARP, ETH_TYPE_IPV4, Flow, Match, Output, SetField, ToGroup, exact, prefix_match, to_controller)
+from taprouter.controller.openflow.ops import FlowOp, Op
 
 from test_punt import OURS, v4
 
@@ -95,7 +94,7 @@ def test_model_rejects_ambiguous_overlap_and_backward_goto():
 
 
 def test_model_masked_match():
-    flow = _flow(1, 1, exact("eth_type", ETH_TYPE_IPV4), prefix("ipv4_dst", IPv4Network("10.0.0.0/8")),
+    flow = _flow(1, 1, exact("eth_type", ETH_TYPE_IPV4), prefix_match("ipv4_dst", IPv4Network("10.0.0.0/8")),
                  actions=[Output(2)])
     t = OFTable([_flow(0, 1, goto=1), flow])
     assert t.process({"in_port": 1, "eth_type": ETH_TYPE_IPV4, "ipv4_dst": v4("10.200.1.1")}).ports == (2,)

@@ -11,7 +11,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from taprouter.controller import packetin
+from taprouter.controller.openflow import decode
+from taprouter.controller.session import packetin
 
 SEED = 20251126
 
@@ -50,20 +51,20 @@ def test_read_agrees_with_os_ken(seed):
     data = rng.randbytes(rng.choice([0, 1, 14, 60, 64, 1514, rng.randrange(2000)]))
     buf = packet_in(random_fields(rng), data, pad_tail=rng.choice([0, 0, 3, 6]))
     reference = os_ken(bytearray(buf))
-    assert packetin.read(buf) == (reference.match["in_port"], bytes(reference.data))
+    assert decode.packet_in(buf) == (reference.match["in_port"], bytes(reference.data))
 
 
 def test_total_len_shorter_than_the_data_cuts_it_as_os_ken_does():
     buf = packet_in({"in_port": 3}, bytes(range(100)), total_len=60)
-    assert packetin.read(buf) == (3, bytes(range(60))) and bytes(os_ken(bytearray(buf)).data) == bytes(range(60))
+    assert decode.packet_in(buf) == (3, bytes(range(60))) and bytes(os_ken(bytearray(buf)).data) == bytes(range(60))
 
 
 def test_without_in_port_or_truncated_it_declines():
-    assert packetin.read(packet_in({"eth_type": 0x0806}, b"x" * 60)) is None
+    assert decode.packet_in(packet_in({"eth_type": 0x0806}, b"x" * 60)) is None
     whole = packet_in({"in_port": 1}, b"x" * 60)
     for cut in (0, 8, 20, 31):
-        assert packetin.read(whole[:cut]) is None
-    assert packetin.read(whole[:-10]) is None  # the header's length is longer than the bytes
+        assert decode.packet_in(whole[:cut]) is None
+    assert decode.packet_in(whole[:-10]) is None  # the header's length is longer than the bytes
 
 
 class FakeDatapath(ProtocolDesc):

@@ -8,11 +8,12 @@ from ipaddress import IPv4Address, IPv6Address, ip_interface
 import pytest
 
 from oftable import Fate, OFTable
-from taprouter.controller import pipeline
-from taprouter.controller.flows import (ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_ICMPV6, Flow, Match,
-                                        Output, exact, mac_to_int, to_controller)
-from taprouter.controller.punt import PortView, plan
-from taprouter.controller.reconcile import FlowOp, Op, diff
+from taprouter.controller.openflow import pipeline
+from taprouter.controller.openflow.flows import (ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, IPPROTO_ICMPV6, Match, Output, exact, to_controller)
+from taprouter.mac import mac_to_int
+from taprouter.controller.planner.punt import PortView, plan
+from taprouter.controller.openflow.ops import FlowOp, Op
+from taprouter.controller.planner.diff import diff
 
 P1_MAC = mac_to_int("0e:00:00:00:01:01")
 P2_MAC = mac_to_int("0e:00:00:00:02:02")
@@ -388,4 +389,4 @@ def test_other_punted_traffic_is_policed(table, packet, meter):
 def test_metered_classes_together_leave_room_for_protocols():
     # The relay carries roughly 5-15K frames/s to the kernel on the 2-core machine (benchmarks/dataplane.py);
     # the policed classes must stay well below that so protocol traffic is never crowded out.
-    assert sum(pipeline.METERS.values()) <= 5000
+    assert sum(spec.rate for spec in pipeline.METERS.values()) <= 5000

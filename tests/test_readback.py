@@ -1,4 +1,4 @@
-"""readback: flow-stats entries decode as os-ken's parser + codec.flow_from_stats read them, route flows fast.
+"""readback: flow-stats entries decode as os-ken's parser + decode.flow_from_stats read them, route flows fast.
 
 Entries are built from wire.encode_flow_mod's bytes (its match and instructions are a flow-stats
 entry's) behind a flow-stats head with random durations, timeouts, flags and counters, or by hand
@@ -17,13 +17,12 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from taprouter.controller import codec, desired, pipeline, punt, readback, wire
-from taprouter.controller.flows import (ETH_TYPE_IPV4, ETH_TYPE_IPV6, FIELDS, MATCH_FIELDS, OFPP_CONTROLLER,
-                                        DecTtl, FieldMatch, Flow, Match, Output, SetField, ToGroup, exact,
-                                        to_controller)
-from taprouter.controller.pipeline import Owner
-from taprouter.controller.reconcile import FlowOp, Op
-from taprouter.routing import prefix
+from taprouter.controller.openflow import decode, pipeline, readback, wire
+from taprouter.controller.planner import baseflows, punt
+from taprouter.controller.openflow.flows import (DecTtl, ETH_TYPE_IPV4, ETH_TYPE_IPV6, FIELDS, FieldMatch, Flow, MATCH_FIELDS, Match, OFPP_CONTROLLER, Output, SetField, ToGroup, exact, to_controller)
+from taprouter.controller.openflow.pipeline import Owner
+from taprouter.controller.openflow.ops import FlowOp, Op
+from taprouter import prefix
 
 DP = ProtocolDesc(ofp.OFP_VERSION)
 SEED = 20250615
@@ -35,12 +34,12 @@ _HEAD = struct.Struct("!HBxIIHHHH4xQQQ")
 # --- building entries and the reference reading ------------------------------------------------
 
 def route_flow(pk: int, target: int) -> Flow:
-    """The flow the daemon writes for a prefix: target a group id, or desired.PUNT (0) for the kernel."""
-    return desired.route_flow(prefix.to_network(pk), target)
+    """The flow the daemon writes for a prefix: target a group id, or pipeline.KERNEL (0) for the kernel."""
+    return pipeline.route_flow(pk, target)
 
 
 def fixed_flows() -> list[Flow]:
-    return desired._fixed_flows()
+    return baseflows.fib_flows()
 
 
 def head(length: int, table: int, priority: int, cookie: int, rng: random.Random) -> bytes:
@@ -79,7 +78,7 @@ def raw_entry(table: int, priority: int, oxms: bytes, instructions: bytes, rng: 
 
 
 def reference(data: bytes) -> Flow:
-    return codec.flow_from_stats(parser.OFPFlowStats.parser(data, 0))
+    return decode.flow_from_stats(parser.OFPFlowStats.parser(data, 0))
 
 
 def check(data: bytes) -> tuple[int, int] | Flow:
@@ -419,4 +418,4 @@ def test_install_makes_os_ken_hand_over_raw_entries_and_uninstall_undoes_it():
         readback.uninstall()
     assert parser.OFPFlowStatsReply.cls_stats_body_cls is original is parser.OFPFlowStats
     msg = parse_reply(buf)
-    assert [codec.flow_from_stats(b) for b in msg.body] == flows
+    assert [decode.flow_from_stats(b) for b in msg.body] == flows

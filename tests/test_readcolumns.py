@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from taprouter.controller import readback, readcolumns
-from taprouter.routing import prefix
+from taprouter.controller.openflow import readback, readcolumns
+from taprouter import prefix
 
 from test_readback import GIDS, SEED, entry, random_prefix, route_flow
 

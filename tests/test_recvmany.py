@@ -77,8 +77,9 @@ def test_netlink_route_notifications_are_read_in_blocks():
     """A real rtnetlink socket: a route added in a fresh netns arrives through recvmmsg."""
     if os.geteuid() != 0:
         pytest.skip("needs root for a network namespace")
-    from taprouter.bridge import netns
-    from taprouter.routing import prefix, rtshape
+    from taprouter import netns
+    from taprouter import prefix
+    from taprouter.routing import rtshape
     import secrets
     import subprocess
     name = "tqrm" + secrets.token_hex(3)

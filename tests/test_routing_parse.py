@@ -15,7 +15,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from taprouter.controller.flows import mac_to_int
+from taprouter.mac import mac_to_int
 from taprouter.routing import parse, rtdecode
 from taprouter.routing.model import (NUD_DELAY, NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT, NUD_PROBE,
                                      NUD_REACHABLE, NUD_STALE, Address, Link, Neighbour, NextHop, Route, RouteKey,

@@ -1,4 +1,4 @@
-"""sending.send: what one reconcile pass writes to the switch, in which order; many route deletes as a bundle."""
+"""sending.send: what one reconcile pass writes to the switch, in the pass's order; many route deletes as a bundle."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from taprouter.controller import sending, wire
-from taprouter.controller.fib import Bucket, GroupSpec, GroupType
-from taprouter.controller.fibstate import Changes
-from taprouter.controller.flows import DecTtl, Output
-from taprouter.controller.reconcile import GroupOp, Op
+from taprouter.controller.openflow import wire
+from taprouter.controller.session import sending
+from taprouter.controller.openflow.groups import Bucket, GroupSpec, GroupType
+from taprouter.controller.planner.reconcile import Pass
+from taprouter.controller.openflow.flows import DecTtl, Output
+from taprouter.controller.openflow.ops import GroupOp, Op
 
 GID = 0x7A700001
 SPEC = GroupSpec(GroupType.INDIRECT, (Bucket(0, (DecTtl(), Output(3))),))
@@ -54,16 +55,16 @@ def messages(data: bytes) -> list[tuple]:
     return out
 
 
-def changes(adds: int, deletes: int) -> Changes:
+def changes(adds: int, deletes: int) -> Pass:
     routes = [(Op.ADD, 24 << 32 | 0x140000 + i, GID) for i in range(adds)]
     routes += [(Op.DELETE, 24 << 32 | 0x150000 + i, GID) for i in range(deletes)]
-    return Changes([GroupOp(Op.ADD, GID, SPEC)], routes, [GroupOp(Op.DELETE, GID + 1, SPEC)], False,
-                   (adds, 0, deletes))
+    return Pass(group_upserts=[GroupOp(Op.ADD, GID, SPEC)], routes=routes,
+                group_deletes=[GroupOp(Op.DELETE, GID + 1, SPEC)], route_counts=(adds, 0, deletes))
 
 
 def test_a_few_deletes_go_as_plain_flow_mods():
     dp = Datapath()
-    xid = sending.send(dp, changes(3, sending.BUNDLE_DELETES - 1), [])
+    xid = sending.send(dp, changes(3, sending.BUNDLE_DELETES - 1))
     data = b"".join(dp.writes)
     sent = messages(data)
     assert xid == 99 == struct.unpack_from("!I", data, len(data) - 4)[0]  # the barrier's, to await its reply
@@ -77,7 +78,7 @@ def test_a_few_deletes_go_as_plain_flow_mods():
 def test_many_deletes_go_as_one_bundle_after_the_adds_and_before_the_group_deletes(adds):
     dp = Datapath()
     count = sending.BUNDLE_DELETES + 10
-    sending.send(dp, changes(adds, count), [])
+    sending.send(dp, changes(adds, count))
     sent = messages(b"".join(dp.writes))
     exp = ofp.OFPT_EXPERIMENTER
     assert sent[0][0] == ofp.OFPT_GROUP_MOD
@@ -96,15 +97,15 @@ def test_many_deletes_go_as_one_bundle_after_the_adds_and_before_the_group_delet
 
 def test_each_pass_opens_a_bundle_of_its_own():
     dp = Datapath()
-    sending.send(dp, changes(0, sending.BUNDLE_DELETES), [])
-    sending.send(dp, changes(0, sending.BUNDLE_DELETES), [])
+    sending.send(dp, changes(0, sending.BUNDLE_DELETES))
+    sending.send(dp, changes(0, sending.BUNDLE_DELETES))
     ids = {bundle_id for kind, _, bundle_id in messages(b"".join(dp.writes)) if kind == ofp.OFPT_EXPERIMENTER}
     assert len(ids) == 2
 
 
 def test_the_bundle_messages_parse_in_os_ken():
     dp = Datapath()
-    sending.send(dp, changes(0, sending.BUNDLE_DELETES), [])
+    sending.send(dp, changes(0, sending.BUNDLE_DELETES))
     data = b"".join(dp.writes)
     pos = next(pos for pos in _offsets(data) if data[pos + 1] == ofp.OFPT_EXPERIMENTER)
     length = struct.unpack_from("!H", data, pos + 2)[0]
@@ -122,7 +123,7 @@ def _offsets(data: bytes):
 def test_a_switch_that_refused_a_bundle_gets_every_delete_as_a_flow_mod():
     dp = Datapath()
     count = sending.BUNDLE_DELETES + 10
-    sending.send(dp, changes(2, count), [], bundles=False)
+    sending.send(dp, changes(2, count), bundles=False)
     sent = messages(b"".join(dp.writes))
     assert [kind for kind, _, _ in sent].count(ofp.OFPT_EXPERIMENTER) == 0
     assert [detail for _, detail, _ in sent[1:-2]] == [ofp.OFPFC_ADD] * 2 + [ofp.OFPFC_DELETE_STRICT] * count
@@ -131,42 +132,9 @@ def test_a_switch_that_refused_a_bundle_gets_every_delete_as_a_flow_mod():
 def test_an_error_quoting_a_bundle_message_is_told_from_one_quoting_anything_else():
     inner = wire.encode_route(Op.DELETE, 24 << 32 | 0x140000, GID)
     assert wire.is_bundle_message(wire.encode_bundle_control(wire.BUNDLE_OPEN, 3))
-    assert wire.is_bundle_message(wire.encode_bundle_add(3, inner)[:64])  # an error quotes 64 bytes
+    assert wire.is_bundle_message((wire.bundle_add_head(3, len(inner)) + inner)[:64])  # an error quotes 64 bytes
     assert not wire.is_bundle_message(inner)
     assert not wire.is_bundle_message(wire.encode_bundle_control(wire.BUNDLE_OPEN, 3)[:12])
     other = bytearray(wire.encode_bundle_control(wire.BUNDLE_OPEN, 3))
     other[8:12] = (0x2320).to_bytes(4, "big")  # Nicira's experimenter id
     assert not wire.is_bundle_message(bytes(other))
-
-
-def _route_flow_mods(data: bytes) -> list[tuple[int, str]]:
-    """(command, ipv4_dst as 'address/mask') of each plain flow_mod, parsed by os-ken."""
-    dp, out = Datapath(), []
-    for pos in _offsets(data):
-        length = struct.unpack_from("!H", data, pos + 2)[0]
-        if data[pos + 1] == ofp.OFPT_FLOW_MOD:
-            msg = parser.msg_parser(dp, ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, length, 0, data[pos:pos + length])
-            address, mask = msg.match["ipv4_dst"]
-            out.append((msg.command, f"{address}/{mask}"))
-    return out
-
-
-def test_adds_modifies_and_deletes_each_go_in_prefix_order():
-    # Open vSwitch inserts a prefix into its trie far cheaper right after its neighbour in the
-    # address space than at random (sending.send's comment has the numbers).
-    values = [0x140300, 0x150001, 0x3F0000, 0x160002, 0x0A0000]
-    routes = [(Op.ADD, 24 << 32 | v, GID) for v in values]
-    routes += [(Op.MODIFY, 16 << 32 | v >> 8, GID) for v in reversed(values)]
-    routes += [(Op.DELETE, 24 << 32 | v + 0x100000, GID) for v in values]
-    dp = Datapath()
-    sending.send(dp, Changes([], routes, [], False, (5, 5, 5)), [])
-
-    def dotted(value: int, length: int) -> str:
-        address = value << (32 - length)
-        return ".".join(str(address >> shift & 0xFF) for shift in (24, 16, 8, 0))
-
-    sent = _route_flow_mods(b"".join(dp.writes))
-    mask24, mask16 = "255.255.255.0", "255.255.0.0"
-    assert sent[:5] == [(ofp.OFPFC_ADD, f"{dotted(v, 24)}/{mask24}") for v in sorted(values)]
-    assert sent[5:10] == [(ofp.OFPFC_MODIFY_STRICT, f"{dotted(v >> 8, 16)}/{mask16}") for v in sorted(values)]
-    assert sent[10:] == [(ofp.OFPFC_DELETE_STRICT, f"{dotted(v + 0x100000, 24)}/{mask24}") for v in sorted(values)]

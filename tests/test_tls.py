@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from taprouter import config
-from taprouter.controller import connection, tls
+from taprouter.controller.session import connection, tls
 from taprouter.lab import make_pki, sh
 
 from test_connection import os_ken_conf  # noqa: F401  (a fixture)

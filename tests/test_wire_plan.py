@@ -12,16 +12,20 @@ import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from taprouter.controller import codec, desired, pipeline, punt, wire
-from taprouter.controller.fib import GroupSpec, GroupType, PortBinding
-from taprouter.controller.flows import Flow, Match, ToGroup, exact, mac_to_int, to_controller
-from taprouter.controller.fibstate import PUNT, FibState
-from taprouter.routing import prefix as pfx
-from taprouter.controller.reconcile import FlowOp, GroupOp, Op
+import osken_reference
+from taprouter.controller.openflow import decode, pipeline, wire
+from taprouter.controller.planner import baseflows, punt
+from taprouter.controller.openflow.groups import GroupSpec, GroupType
+from taprouter.controller.planner.fib import PortBinding
+from taprouter.controller.openflow.flows import Flow, Match, ToGroup, exact, to_controller
+from taprouter.mac import mac_to_int
+from taprouter.controller.planner.fibstate import FibState
+from taprouter import prefix as pfx
+from taprouter.controller.openflow.ops import FlowOp, GroupOp, Op
 from taprouter.routing.model import (NUD_INCOMPLETE, NUD_PERMANENT, NUD_REACHABLE, NUD_STALE, Address,
                                      KernelState, Link, Neighbour, NextHop, Route, RouteKey, RouteKind)
 
-from test_wire import DP, SEED, check_flow, check_group, reference_flow_mod
+from test_wire import DP, SEED, bundle_add, check_flow, check_group, reference_flow_mod
 
 
 MACS = {11: mac_to_int("0e:00:00:00:00:01"), 12: mac_to_int("0e:00:00:00:00:02"),
@@ -105,9 +109,9 @@ def planned() -> Planned:
     fib_state.adopt({}, {})
     changes = fib_state.sync(routes, state, bindings(), (), True, True)
     targets = [(pk, target) for op, pk, target in changes.routes]
-    others = desired.build(port_views(), with_fib=True)
+    others = baseflows.build(port_views())
     assert punt.plan(port_views()) <= others
-    flows = others | {desired.route_flow(pfx.to_network(pk), target) for pk, target in targets}
+    flows = others | {pipeline.route_flow(pk, target) for pk, target in targets}
     return Planned(flows, {op.group_id: op.spec for op in changes.group_upserts}, targets)
 
 
@@ -137,9 +141,9 @@ def test_planned_flow_mods_byte_identical_to_os_ken(planned, kind):
 
 @pytest.mark.parametrize("kind", list(Op), ids=lambda op: op.value)
 def test_planned_route_flow_mods_from_templates_byte_identical_to_os_ken(planned, kind):
-    assert any(t == PUNT for _, t in planned.routes) and any(t != PUNT for _, t in planned.routes)
+    assert any(t == pipeline.KERNEL for _, t in planned.routes) and any(t != pipeline.KERNEL for _, t in planned.routes)
     for i, (pk, target) in enumerate(planned.routes):
-        flow = desired.route_flow(pfx.to_network(pk), target)
+        flow = pipeline.route_flow(pk, target)
         assert wire.encode_route(kind, pk, target, i) == reference_flow_mod(FlowOp(kind, flow), i)
 
 
@@ -150,9 +154,9 @@ def test_route_templates_at_every_length_and_family(kind):
         for length in range(bits + 1):
             value = rng.getrandbits(bits) >> (bits - length) << (bits - length) if length else 0
             pk = pfx.pack(version, value, length)
-            for target in (PUNT, pipeline.GROUP_MIN + rng.randrange(1 << 20)):
+            for target in (pipeline.KERNEL, pipeline.GROUP_MIN + rng.randrange(1 << 20)):
                 xid = rng.getrandbits(32)
-                flow = desired.route_flow(pfx.to_network(pk), target)
+                flow = pipeline.route_flow(pk, target)
                 assert wire.encode_route(kind, pk, target, xid) == reference_flow_mod(FlowOp(kind, flow), xid)
 
 
@@ -167,18 +171,18 @@ def test_a_run_of_routes_encodes_as_each_route_alone(kind, bundle_id):
     for bits, version in ((32, 4), (128, 6)):
         for length in list(range(bits + 1)) * 3:
             value = rng.getrandbits(bits) >> (bits - length) << (bits - length) if length else 0
-            target = rng.choice((PUNT, pipeline.GROUP_MIN + rng.randrange(1 << 20)))
+            target = rng.choice((pipeline.KERNEL, pipeline.GROUP_MIN + rng.randrange(1 << 20)))
             routes.append((kind, pfx.pack(version, value, length), target))
     rng.shuffle(routes)
     got = wire.encode_routes(kind, routes, bundle_id)
     assert len(got) == len(routes)
     for message, (_, pk, target) in zip(got, routes):
         alone = wire.encode_route(kind, pk, target)
-        assert message == (alone if bundle_id is None else wire.encode_bundle_add(bundle_id, alone))
+        assert message == (alone if bundle_id is None else bundle_add(bundle_id, alone))
     if bundle_id is not None:
         net = ipaddress.ip_network("20.1.2.0/24")
         msg = parser.ONFBundleAddMsg(DP, bundle_id, ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED,
-                                     codec.flow_mod(DP, FlowOp(kind, desired.route_flow(net, 0x7A700001))), [])
+                                     osken_reference.flow_mod(DP, FlowOp(kind, pipeline.route_flow(pfx.from_network(net), 0x7A700001))), [])
         msg.set_xid(0)
         msg.serialize()
         assert wire.encode_routes(kind, [(kind, pfx.from_network(net), 0x7A700001)], bundle_id) == [bytes(msg.buf)]

@@ -14,7 +14,7 @@ import pytun
 from pyroute2 import NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
-from . import netns
+from .. import netns
 
 LOG = logging.getLogger(__name__)
 

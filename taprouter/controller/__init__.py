@@ -1,1 +1,1 @@
-"""The os-ken app, the pipeline schema, the planners and the reconciler."""
+"""The controller: the OpenFlow model, the planner, the switch sessions, and the wiring that joins them."""

@@ -1,8 +1,16 @@
-"""Per-switch router state: sets up TAPs for ports, plans flows and groups, and reconciles them.
+"""The daemon's wiring: every configured router (router.py), the TAP relay, and the threads that run them.
 
-The os-ken app calls in here with decoded events from its thread; kernel
-changes arrive from the netlink thread. Both only update state and wake the
-one reconcile thread, which alone writes flows and groups to the switches.
+The os-ken app (session/app.py) calls in here from os-ken's receive threads. What must happen at
+once happens there: TAPs and carrier follow the switch's ports, PacketIns and PacketOuts are
+hooked to the relay, barrier replies reach the flow control, and read-back replies are decoded.
+Everything else is handed to the router's reconcile thread as a session event.
+
+Threads and what they own:
+- os-ken's receive threads: `_current`, the live connection per datapath (under `_lock`), which
+  decides whether a connection that ends is the switch's current one;
+- the reconcile thread: each router's session and planner (Router.step);
+- the status thread: writes each router's published status once a second;
+- the relay's, the watchers', the resolvers' and BIRD's supervisors' own threads.
 """
 
 from __future__ import annotations
@@ -12,85 +20,45 @@ import os
 import threading
 import time
 
-from .. import gctune, paths
-from ..bridge import netns, tap
-from ..bridge.holder import HolderClient, HolderError
-from ..bridge.ports import PortMap, SwitchPort
+from .. import gctune
+from ..bridge.ports import PortState
 from ..bridge.relay import Relay
 from ..config import Config
-from ..routing import kernel
-from ..routing.bird import BirdConfigError, BirdSupervisor
-from ..routing.mirror import KernelMirror
-from ..routing.model import KernelState
-from ..routing.netlink import Watcher
-from . import codec, connection, desired, fib, packetin, punt, readback, sending, status_file, wire
-from .flows import mac_to_int
-from .pipeline import METERS, owns_group
-from .reconcile import Op, diff
-from .switchstate import SwitchPortInfo, SwitchState
+from ..routing.bird import BirdConfigError
+from . import status_file
+from .openflow import decode, readback, wire
+from .openflow.pipeline import METERS, owns_group
+from .planner.backlog import PASS_ROUTES
+from .router import Router
+from .session import connection, packetin
+from .session.switch import (Answered, Connected, Described, Disconnected, Errored, FlowsRead, GroupsRead,
+                             MetersRead, PortChanged)
 
 LOG = logging.getLogger("taprouter.core")
 
-RESYNC_BACKOFF_MAX = 30.0
-# A request the switch has not answered in this long is asked again (replies have been seen to
-# go missing around a reconnection); a million flows read back in well under a minute.
-PORT_DESC_RETRY = 5.0
 BURST_GAP = 0.01  # a pass this soon after the last one is part of a burst
 BURST_GATHER = 0.002
-READ_BACK_RETRY = 120.0
+TICK = 1.0  # the longest the reconcile thread sleeps: sessions retry and resync on time
 
 
 class RouterCore:
     def __init__(self, config: Config):
         self.config = config
         self.relay = Relay()
-        self.port_map = PortMap(config)
         self._kick = threading.Event()
         self._stop = threading.Event()
+        # A small pass limit makes a small load go in slices (tests).
+        pass_routes = int(os.environ.get("TAPROUTER_PASS_ROUTES", PASS_ROUTES))
+        self.routers: dict[int, Router] = {r.dpid: Router(r, self.relay, self._kick.set, pass_routes)
+                                           for r in config.routers}
+        self._current: dict[int, object] = {}  # dpid -> its live connection (os-ken's Datapath)
         self._lock = threading.Lock()
-        self._switches: dict[int, SwitchState] = {}
-        self.birds: dict[str, BirdSupervisor] = {
-            r.name: BirdSupervisor(r.name, r.netns, r.bird.config, paths.router_dir(r.name))
-            for r in config.routers if r.bird is not None}
-        for r in config.routers:
-            mirror = KernelMirror(self._kick.set)
-            self._switches[r.dpid] = SwitchState(r, HolderClient(paths.router_dir(r.name)), mirror,
-                                             Watcher(r.netns, mirror), kernel.Resolver(r.name, r.netns))
 
-    # --- lifecycle -------------------------------------------------------------------------
+    # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Adopt the TAP fds a previous daemon left with the holder, before any switch connects."""
-        for sw in self._switches.values():
-            router = sw.router
-            if netns.ensure(router.netns):
-                LOG.info("router %s: created netns %s", router.name, router.netns)
-            kernel.set_router_sysctls(router.name, router.netns)
-            sw.holder.start()
-            held = sw.holder.get()
-            for name, fd in held.items():
-                entry = self.port_map.by_tap(router.netns, name)
-                if entry is None:
-                    LOG.info("router %s: holder had %s, no longer configured; releasing it", router.name, name)
-                    os.close(fd)
-                    sw.holder.drop(name)
-                    continue
-                try:
-                    state = tap.link_state(router.netns, name)
-                except tap.TapError:
-                    # The netns was removed and recreated under the holder: that TAP is gone.
-                    LOG.warning("router %s: holder's %s is not in netns %s; releasing it", router.name,
-                                name, router.netns)
-                    os.close(fd)
-                    sw.holder.drop(name)
-                    continue
-                self.relay.add(entry.switch_port, name, fd, state.mtu)
-            if held:
-                LOG.info("router %s: re-adopted %d TAP(s) from the holder: %s",
-                         router.name, len(held), ", ".join(sorted(held)))
-            sw.watcher.start()
-            if router.name in self.birds:
-                self.birds[router.name].start()
+        for router in self.routers.values():
+            router.start()
         self.relay.start()
         threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
         threading.Thread(target=self._status_loop, name="status", daemon=True).start()
@@ -98,219 +66,107 @@ class RouterCore:
     def stop(self) -> None:
         self._stop.set()
         self._kick.set()
-        for sw in self._switches.values():
-            sw.watcher.stop()
-        for bird in self.birds.values():
-            bird.stop_supervising()  # BIRD keeps running: its sessions must outlive our restart
+        for router in self.routers.values():
+            router.stop()
         self.relay.stop()
         self._write_status()
         LOG.info("stopped; relay counters %s", self.relay.counters.as_dict())
 
     def reload_bird(self) -> None:
         """SIGHUP: reconfigure every BIRD in place; a broken file is refused and logged."""
-        for name, bird in self.birds.items():
+        for router in self.routers.values():
+            if router.bird is None:
+                continue
             try:
-                bird.reload()
+                router.bird.reload()
             except BirdConfigError as exc:
-                LOG.error("router %s: BIRD config not reloaded, BIRD keeps its old one: %s", name, exc)
+                LOG.error("router %s: BIRD config not reloaded, BIRD keeps its old one: %s", router.name, exc)
+
+    # --- switch events (os-ken's receive threads) ------------------------------------------------
 
     def knows(self, dpid: int) -> bool:
-        return dpid in self._switches
-
-    def barrier_reply(self, dpid: int, xid: int) -> None:
-        self._switches[dpid].in_flight.answered(xid)
-
-    # --- switch events (os-ken's thread) -----------------------------------------------------
+        return dpid in self.routers
 
     def switch_connected(self, dp) -> None:
-        """The OpenFlow session is up: ask for the ports (switch_up follows with the answer)."""
-        sw = self._switches[dp.id]
         with self._lock:
-            sw.connecting, sw.asked = dp, time.monotonic()
-        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+            self._current[dp.id] = dp
+        self.routers[dp.id].hand_over(Connected(dp))
 
-    def _ask_again(self) -> None:
-        """Re-send a port description or read-back request the switch left unanswered."""
-        now = time.monotonic()
-        for sw in self._switches.values():
-            with self._lock:
-                connecting, reading, dp = sw.connecting, bool(sw.reading), sw.datapath
-                waited = now - sw.asked
-            if connecting is not None and waited > PORT_DESC_RETRY:
-                LOG.warning("switch %#x has not described its ports in %.0f s; asking again", connecting.id, waited)
-                self.switch_connected(connecting)
-            elif dp is not None and reading and waited > READ_BACK_RETRY:
-                LOG.warning("router %s: the switch has not returned its %s in %.0f s; reading it again",
-                            sw.router.name, ", ".join(sorted(sw.reading)), waited)
-                with self._lock:
-                    sw.asked = now
-                self._read_back(dp)
-
-    def switch_up(self, dp, ports: list[SwitchPortInfo]) -> None:
-        sw = self._switches[dp.id]
+    def switch_described(self, dp, ports: list[PortState]) -> None:
+        """The switch's ports: TAPs for the configured ones, the relay on this connection."""
+        router = self.routers[dp.id]
         with self._lock:
-            sw.connecting, sw.asked = None, time.monotonic()
-            sw.datapath = dp
-            sw.in_flight.reset()
-            sw.flows = sw.groups = sw.meters = None
-            sw.reading = {"flows", "groups", "meters"}
-            sw.adopt = True
-            sw.ports = {p.number: p for p in ports}
-        for port in sw.router.ports:
-            if port.number not in sw.ports:
-                LOG.warning("router %s: configured port %d is not on switch %#x", sw.router.name,
-                            port.number, dp.id)
-        for info in ports:
-            self._port_ready(sw, info)
+            if self._current.get(dp.id) is not dp:
+                return
+        have = {p.number for p in ports}
+        for port in router.config.ports:
+            if port.number not in have:
+                LOG.warning("router %s: configured port %d is not on switch %#x", router.name, port.number, dp.id)
+        for port in ports:
+            router.taps.port_ready(port)
         # PacketIns go to the TAPs before os-ken's receive loop; PacketOuts out past its send queue.
         connection.install(dp, packetin.taker(dp.id, self.relay.to_tap))
-        self.relay.attach(dp.id, lambda frames: connection.send_now(dp, b"".join(codec.packet_out(port, frame)
+        self.relay.attach(dp.id, lambda frames: connection.send_now(dp, b"".join(wire.packet_out(port, frame)
                                                                              for port, frame in frames)))
-        self._read_back(dp)
+        router.hand_over(Described(dp, tuple(ports)))
 
-    @staticmethod
-    def _read_back(dp) -> None:
-        for msg in codec.read_back_requests(dp):
-            dp.send_msg(msg)
-
-    def switch_down(self, dp) -> bool:
-        """Forget the switch's connection if `dp` is still it; False for one it has replaced
-        already (a switch that reconnects before its old connection is found dead)."""
-        sw = self._switches[dp.id]
-        with self._lock:
-            if dp is not sw.datapath and dp is not sw.connecting:
-                return False
-            sw.datapath = sw.connecting = None
-            sw.flows = sw.groups = sw.meters = None
-            sw.in_flight.reset()
-        self.relay.attach(dp.id, None)
-        return True
-
-    def port_changed(self, dp, info: SwitchPortInfo, removed: bool) -> None:
-        sw = self._switches[dp.id]
-        if removed:
-            info = SwitchPortInfo(info.number, info.mac, False)
-        with self._lock:
-            if removed:
-                sw.ports.pop(info.number, None)
-            else:
-                sw.ports[info.number] = info
-        LOG.info("router %s: port %d %s", sw.router.name, info.number,
-                 "removed" if removed else ("up" if info.link_up else "down"))
-        self._port_ready(sw, info)
-        self._kick.set()
-
-    def switch_error(self, dp, msg) -> None:
-        """Log the error, then re-read the switch and reconcile again, with back-off."""
-        sw = self._switches.get(dp.id)
-        LOG.error("switch %#x returned an error: type=%d code=%d for xid %d; re-reading the switch",
-                  dp.id, msg.type, msg.code, msg.xid)
-        if sw is None:
-            return
-        if sw.bundles and wire.is_bundle_message(bytes(msg.data or b"")):
-            # Not every switch has the ONF bundle extension: deletes then go one flow_mod each.
-            LOG.warning("switch %#x refuses bundles; route deletes go as single flow_mods", dp.id)
-            sw.bundles = False
-        sw.errors += 1
-        self._resync(sw, dp)
-
-    def _resync(self, sw: SwitchState, dp) -> None:
-        """Read the switch back and reconcile from what it holds, after a back-off."""
-        delay = sw.backoff
-        sw.backoff = min(sw.backoff * 2, RESYNC_BACKOFF_MAX)
-
-        def resync():
-            with self._lock:
-                if sw.datapath is not dp or sw.reading:
-                    return
-                sw.flows = sw.groups = sw.meters = None
-                sw.reading = {"flows", "groups", "meters"}
-                sw.adopt = True
-                sw.asked = time.monotonic()
-            self._read_back(dp)
-
-        threading.Timer(delay, resync).start()
+    def port_changed(self, dp, port: PortState, removed: bool) -> None:
+        router = self.routers[dp.id]
+        LOG.info("router %s: port %d %s", router.name, port.number,
+                 "removed" if removed else ("up" if port.link_up else "down"))
+        router.taps.port_ready(PortState(port.number, port.mac, False) if removed else port)
+        router.hand_over(PortChanged(dp, port, removed))
 
     def flows_read(self, dp, stats: list) -> None:
         """Flow stats as readback.RawFlowStats: route flows decode narrowly, a million of them."""
-        sw = self._switches[dp.id]
         routes, others, unreadable = readback.decode_all(stats)
-        for raw in unreadable:
-            # A flow with our cookie that we cannot express is stale by definition.
-            try:
-                entry = readback.parse(raw.data)
-            except ValueError:
-                LOG.error("router %s: malformed flow entry from the switch, left alone: %s", sw.router.name,
-                          raw.data.hex())
-                continue
-            LOG.warning("router %s: unreadable flow on the switch (%s); deleting it", sw.router.name, entry)
-            dp.send_msg(dp.ofproto_parser.OFPFlowMod(
-                dp, cookie=entry.cookie, cookie_mask=0xFFFFFFFFFFFFFFFF, table_id=entry.table_id,
-                command=dp.ofproto.OFPFC_DELETE_STRICT, priority=entry.priority,
-                out_port=dp.ofproto.OFPP_ANY, out_group=dp.ofproto.OFPG_ANY, match=entry.match))
-        self._read_done(sw, "flows", flows=frozenset(others), route_flows=routes)
+        self.routers[dp.id].hand_over(FlowsRead(dp, routes, tuple(others), tuple(raw.data for raw in unreadable)))
 
     def groups_read(self, dp, stats: list) -> None:
-        sw = self._switches[dp.id]
+        router = self.routers[dp.id]
         groups = {}
         for entry in stats:
             if not owns_group(entry.group_id):
                 continue
             try:
-                groups[entry.group_id] = codec.group_from_desc(entry)
+                groups[entry.group_id] = decode.group_from_desc(entry)
             except ValueError as exc:
-                LOG.warning("router %s: unreadable group %#x (%s); it will be replaced", sw.router.name,
+                LOG.warning("router %s: unreadable group %#x (%s); it will be replaced", router.name,
                             entry.group_id, exc)
                 groups[entry.group_id] = None
-        self._read_done(sw, "groups", groups=groups)
+        router.hand_over(GroupsRead(dp, groups))
 
     def meters_read(self, dp, stats: list) -> None:
-        sw = self._switches[dp.id]
-        self._read_done(sw, "meters", meters={m.meter_id: codec.meter_from_stats(m) for m in stats
-                                              if m.meter_id in METERS})
+        meters = {m.meter_id: decode.meter_from_stats(m) for m in stats if m.meter_id in METERS}
+        self.routers[dp.id].hand_over(MetersRead(dp, meters))
 
-    def _read_done(self, sw: SwitchState, part: str, **values) -> None:
+    def barrier_reply(self, dp, xid: int) -> None:
+        router = self.routers[dp.id]
+        router.session.in_flight.answered(xid)  # at once: the reconcile thread may be waiting for it
+        router.hand_over(Answered(dp, xid))
+
+    def switch_error(self, dp, msg) -> None:
+        self.routers[dp.id].hand_over(Errored(dp, msg.type, msg.code, msg.xid, bytes(msg.data or b"")))
+
+    def switch_down(self, dp) -> bool:
+        """Forget the switch's connection if `dp` is still it; False for one it has replaced
+        already (a switch that reconnects before its old connection is found dead)."""
+        router = self.routers[dp.id]
         with self._lock:
-            for key, value in values.items():
-                setattr(sw, key, value)
-            sw.reading.discard(part)
-        if not sw.reading:
-            self._kick.set()
+            if self._current.get(dp.id) is not dp:
+                return False
+            del self._current[dp.id]
+        self.relay.attach(dp.id, None)
+        router.session.in_flight.reset()  # nothing it was sent will be answered: stop waiting now
+        router.hand_over(Disconnected(dp))
+        return True
 
-    # --- TAPs ----------------------------------------------------------------------------------
-
-    def _port_ready(self, sw: SwitchState, info: SwitchPortInfo) -> None:
-        port_cfg = sw.router.port(info.number)
-        if port_cfg is None:
-            if info.number not in sw.warned_ports:
-                sw.warned_ports.add(info.number)
-                LOG.info("router %s: switch port %d is not in the config; leaving it alone",
-                         sw.router.name, info.number)
-            return
-        where = SwitchPort(sw.router.dpid, info.number)
-        fd = self.relay.fd(where)
-        try:
-            if fd is None:
-                fd = tap.open_tap(sw.router.netns, port_cfg.tap)
-                try:
-                    sw.holder.put(port_cfg.tap, fd)
-                except HolderError as exc:
-                    LOG.error("router %s: %s; %s will not survive a restart", sw.router.name, exc,
-                              port_cfg.tap)
-                LOG.info("router %s: TAP %s opened for port %d", sw.router.name, port_cfg.tap, info.number)
-            tap.set_carrier(fd, info.link_up)
-            state = tap.configure(sw.router.netns, port_cfg.tap, info.mac, port_cfg.addresses)
-            self.relay.add(where, port_cfg.tap, fd, state.mtu)
-        except (tap.TapError, OSError) as exc:
-            LOG.error("router %s: port %d (%s) not set up: %s", sw.router.name, info.number,
-                      port_cfg.tap, exc)
-
-    # --- reconciling (the reconcile thread) --------------------------------------------------
+    # --- the reconcile thread ---------------------------------------------------------------------
 
     def _reconcile_loop(self) -> None:
         last = 0.0
         while not self._stop.is_set():
-            self._kick.wait()
+            self._kick.wait(self._sleep())
             if self._stop.is_set():
                 return
             if time.monotonic() - last < BURST_GAP:
@@ -319,108 +175,34 @@ class RouterCore:
                 # idle router goes out at once.
                 self._stop.wait(BURST_GATHER)
             self._kick.clear()
-            for sw in self._switches.values():
+            more = False
+            for router in self.routers.values():
+                now = time.monotonic()
                 try:
                     with gctune.paused():
-                        self._reconcile(sw)
+                        more |= router.step(now)
                 except Exception:
                     # What was planned may be half sent: start again from what the switch holds.
-                    LOG.exception("router %s: reconcile failed; re-reading the switch", sw.router.name)
-                    if sw.datapath is not None:
-                        self._resync(sw, sw.datapath)
+                    LOG.exception("router %s: reconcile failed; re-reading the switch", router.name)
+                    router.session.resync(now)
             last = time.monotonic()
-            if any(len(sw.backlog) for sw in self._switches.values()):
+            if more:
                 self._kick.set()  # the rest of a load: no new change need come to wake us
 
-    def _bindings(self, sw: SwitchState, state: KernelState) -> tuple[list[punt.PortView], dict[int, fib.PortBinding]]:
-        views, bindings = [], {}
-        for port_cfg in sw.router.ports:
-            info = sw.ports.get(port_cfg.number)
-            link = state.link_by_name(port_cfg.tap)
-            if info is None or link is None:
-                continue
-            mac = mac_to_int(info.mac)
-            addresses = tuple(sorted((a.interface for a in state.addresses if a.ifindex == link.index
-                                      and not (a.interface.version == 6 and a.interface.ip.is_link_local)),
-                                     key=str))
-            views.append(punt.PortView(info.number, mac, addresses))
-            bindings[link.index] = fib.PortBinding(link.index, info.number, mac, info.link_up)
-        return views, bindings
+    def _sleep(self) -> float:
+        """Until the earliest session deadline (a resync, a retry), and TICK at most."""
+        now = time.monotonic()
+        deadlines = [d for r in self.routers.values() if (d := r.session.next_deadline()) is not None]
+        return max(0.0, min([TICK, *(d - now for d in deadlines)]))
 
-    def _reconcile(self, sw: SwitchState) -> None:
-        with self._lock:
-            dp = sw.datapath
-            if dp is None or sw.reading or sw.flows is None or sw.groups is None or sw.meters is None:
-                sw.backlog.clear()  # the switch is being read back: a full pass follows
-                return
-            installed_flows, installed_meters, adopt = sw.flows, dict(sw.meters or {}), sw.adopt
-            if adopt:
-                installed_routes, installed_groups = sw.route_flows or {}, dict(sw.groups)
-        if not sw.watcher.ready.is_set():
-            return  # the dump is not in yet; planning now would delete every route flow
-        if not sw.in_flight.room():
-            LOG.warning("router %s: the switch has not answered a barrier in %.0f s; sending anyway",
-                        sw.router.name, sw.in_flight.wait)
-        started = time.monotonic()
-        if adopt:
-            sw.fib.adopt(installed_routes, installed_groups)
-            with self._lock:
-                sw.adopt, sw.route_flows = False, None
-        taken = sw.mirror.take_changes()
-        sw.backlog.add(taken.routes, taken.gone, taken.withdrawn)
-        changed, gone = sw.backlog.take()  # a load's routes a slice at a time (backlog.py)
-        state = sw.mirror.snapshot()
-        views, bindings = self._bindings(sw, state)
-        changes = sw.fib.sync(sw.mirror.routes, state, bindings, changed, taken.other, taken.full, sw.mirror.items,
-                              gone=gone)
-        if changes.full:
-            sw.backlog.clear()  # it looked at every route
-        if sw.planned_for == views and installed_flows is sw.planned:
-            want, flow_ops = installed_flows, []  # ports and addresses as last time: nothing to redo
-        else:
-            want = desired.build(views, with_fib=True)
-            flow_ops = diff(want, installed_flows)
-        for meter_id, pps in METERS.items():
-            # Meters before the flows that use them; Open vSwitch refuses a flow naming a missing one.
-            if installed_meters.get(meter_id) != codec.meter_spec(pps):
-                dp.send_msg(codec.meter_mod(dp, meter_id, pps, meter_id in installed_meters))
-                installed_meters[meter_id] = codec.meter_spec(pps)
-        planned = time.monotonic()
-        if changes or flow_ops:
-            sw.in_flight.sent(sending.send(dp, changes, flow_ops, sw.bundles))
-        written = time.monotonic()
-        with self._lock:
-            if sw.datapath is dp and not sw.reading:
-                sw.flows, sw.meters = want, installed_meters
-                sw.planned, sw.planned_for = want, views
-        sw.resolver.resolve(sw.fib.unresolved, state.links)
-        if changes.full or time.monotonic() - sw.counted > 1.0:  # for status: a walk over the groups
-            sw.offload = {"kernel_routes": len(sw.mirror.routes), **sw.fib.counts()}
-            sw.counted = time.monotonic()
-        counts = {op.value: sum(1 for o in flow_ops if o.op is op) + routes
-                  for op, routes in zip((Op.ADD, Op.MODIFY, Op.DELETE), changes.counts)}
-        counts["delete"] += changes.deleted_with_groups
-        counts["groups"] = len(changes.group_upserts) + len(changes.group_deletes)
-        sw.last_reconcile = counts
-        if any(counts.values()) or adopt or changes.full:
-            # Sending (encoding, then writing) blocks while the switch works through what came
-            # before, so a large pass's time is mostly the switch's; the split says which side a
-            # slow pass waited on.
-            LOG.info("router %s: reconciled %d flows, %d groups in %.1f ms: %d added, %d modified, "
-                     "%d deleted, %d group changes (planning %.1f ms, sending %.1f ms)", sw.router.name,
-                     len(want) + len(sw.fib.flows), len(sw.fib.switch_groups), (time.monotonic() - started) * 1000,
-                     counts["add"], counts["modify"], counts["delete"], counts["groups"],
-                     (planned - started) * 1000, (written - planned) * 1000)
-        if changes.full:
-            gctune.release()  # after a restart's or a resync's read-back (gctune.release)
-
-    # --- status ------------------------------------------------------------------------------
+    # --- status -------------------------------------------------------------------------------
 
     def _status_loop(self) -> None:
         while not self._stop.wait(1.0):
             self._write_status()
-            self._ask_again()
 
     def _write_status(self) -> None:
-        for sw in self._switches.values():
-            status_file.write(sw.router.name, status_file.of_switch(sw, self.relay.counters.as_dict()))
+        relay = self.relay.counters.as_dict()
+        for router in self.routers.values():
+            status_file.write(router.name, {**router.status, "relay": relay})
+

@@ -83,8 +83,6 @@ class BirdSupervisor:
         self.config = config
         self.paths = BirdPaths.under(run_dir)
         self.control = BirdControl(str(self.paths.socket))
-        self.restarts = 0
-        self.last_error: str | None = None
         self._child: subprocess.Popen | None = None
         self._stop = threading.Event()
         self._backoff = 1.0
@@ -106,7 +104,6 @@ class BirdSupervisor:
         try:
             validate(self.config)
         except BirdConfigError as exc:
-            self.last_error = str(exc)
             LOG.error("router %s: not starting BIRD, its config is broken: %s", self.router, exc)
             return False
         self.paths.socket.parent.mkdir(parents=True, exist_ok=True)
@@ -121,17 +118,15 @@ class BirdSupervisor:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._child.poll() is not None:
-                self.last_error = f"BIRD exited with {self._child.returncode} at start; see {self.paths.log}"
-                LOG.error("router %s: %s", self.router, self.last_error)
+                LOG.error("router %s: BIRD exited with %s at start; see %s", self.router, self._child.returncode,
+                          self.paths.log)
                 return False
             if running_pid(self.paths) is not None and self.control.alive():
-                self.last_error = None
                 LOG.info("router %s: started BIRD (pid %d) with %s", self.router,
                          running_pid(self.paths), self.config)
                 return True
             time.sleep(0.05)
-        self.last_error = "BIRD did not answer on its control socket within 10 s"
-        LOG.error("router %s: %s", self.router, self.last_error)
+        LOG.error("router %s: BIRD did not answer on its control socket within 10 s", self.router)
         return False
 
     def _died(self) -> str | None:
@@ -157,7 +152,6 @@ class BirdSupervisor:
             if self._stop.wait(self._backoff):
                 return
             self._backoff = min(self._backoff * 2, BACKOFF_MAX)
-            self.restarts += 1
             self._launch()
 
     def _log_tail(self, lines: int = 5) -> str:

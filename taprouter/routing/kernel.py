@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 
-from ..bridge import netns
+from .. import netns
 from .model import Link, NeighbourKey
 
 LOG = logging.getLogger("taprouter.kernel")
@@ -21,6 +22,13 @@ ROUTER_SYSCTLS = {
 }
 
 
+def prepare(router: str, netns_name: str) -> None:
+    """The router's netns, created if missing, with a router's sysctls."""
+    if netns.ensure(netns_name):
+        LOG.info("router %s: created netns %s", router, netns_name)
+    set_router_sysctls(router, netns_name)
+
+
 def set_router_sysctls(router: str, netns_name: str) -> None:
     with netns.entered(netns_name):
         for key, value in ROUTER_SYSCTLS.items():
@@ -34,14 +42,43 @@ def set_router_sysctls(router: str, netns_name: str) -> None:
 class Resolver:
     """Asks the kernel to resolve next hops nobody has sent traffic to yet (as SONiC's nbrmgrd).
 
-    A managed neighbour entry makes the kernel resolve it now and keep it
-    fresh, so routes via it move onto the switch without waiting for traffic.
+    A managed neighbour entry makes the kernel resolve it now and keep it fresh, so routes via it
+    move onto the switch without waiting for traffic. `ip neigh` runs on a thread of its own:
+    the reconcile thread hands over the latest set and never waits for a subprocess. Only the
+    latest request counts; the thread alone touches `asked`.
     """
 
     def __init__(self, router: str, netns_name: str) -> None:
         self.router = router
         self.netns = netns_name
         self.asked: set[NeighbourKey] = set()
+        self._wanted: tuple[frozenset[NeighbourKey], dict[int, Link]] | None = None
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"resolve-{router}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def request(self, unresolved: frozenset[NeighbourKey], links: dict[int, Link]) -> None:
+        """The next hops some route needs resolved now (the previous request is superseded)."""
+        with self._cond:
+            self._wanted = (unresolved, links)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or self._wanted is not None)
+                if self._stopping:
+                    return
+                wanted, self._wanted = self._wanted, None
+            self.resolve(*wanted)
 
     def resolve(self, unresolved: frozenset[NeighbourKey], links: dict[int, Link]) -> None:
         self.asked &= unresolved

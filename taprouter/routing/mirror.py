@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from .. import gctune
 from . import parse
-from . import prefix
-from .model import Address, KernelState, Link, Neighbour, NeighbourKey, Route, RouteKey, RouteKind
+from .. import prefix
+from .model import Address, KernelState, Link, MirrorChanges, Neighbour, NeighbourKey, Route, RouteKey, RouteKind
 
 # A route entry: (metric, next hops or None when the kernel must judge it), best metric first;
 # further metrics of the same prefix follow in the same flat tuple.
 RouteEntry = tuple
-
-
-class MirrorChanges(NamedTuple):
-    """What changed in the mirror since the reconciler last asked."""
-
-    routes: dict[int, RouteEntry]  # changed prefix with a route -> its entry as of its last change
-    other: bool  # links, neighbours or addresses changed
-    full: bool  # replan everything (a new mirror, a fresh dump)
-    withdrawn: bool  # some route was deleted (a prefix lost its route, or one of its metrics)
-    # Prefixes that lost their last route, in order, perhaps more than once; one also in `routes`
-    # came back since. A list, not None entries in `routes`: a withdrawal's million cost an append
-    # each rather than an insert into a growing dict (0.2-0.3 µs less a route, micro-benchmark).
-    gone: list[int]
 
 
 RTM_NEWLINK, RTM_DELLINK = 16, 17
@@ -38,7 +25,7 @@ class KernelMirror:
     """Thread-safe: the netlink thread writes, the reconciler takes snapshots and changes.
 
     Routes are kept compact for full tables: `routes` maps a packed prefix
-    (routing.prefix) to a flat tuple (metric, hops, metric, hops, ...), best
+    (taprouter.prefix) to a flat tuple (metric, hops, metric, hops, ...), best
     metric first. The reconciler reads it without the lock (single dict reads
     are atomic) and learns what to look at from `take_changes`.
 

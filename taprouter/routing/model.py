@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -105,3 +106,16 @@ class KernelState:
             if link.name == name:
                 return link
         return None
+
+
+class MirrorChanges(NamedTuple):
+    """What changed in the kernel mirror since the reconciler last asked (KernelMirror.take_changes)."""
+
+    routes: dict[int, tuple]  # changed prefix with a route -> its entry as of its last change
+    other: bool  # links, neighbours or addresses changed
+    full: bool  # replan everything (a new mirror, a fresh dump)
+    withdrawn: bool  # some route was deleted (a prefix lost its route, or one of its metrics)
+    # Prefixes that lost their last route, in order, perhaps more than once; one also in `routes`
+    # came back since. A list, not None entries in `routes`: a withdrawal's million cost an append
+    # each rather than an insert into a growing dict.
+    gone: list[int]

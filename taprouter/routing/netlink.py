@@ -18,8 +18,8 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from pyroute2.netlink.rtnl import (RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR,
                                    RTMGRP_IPV6_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH)
 
-from ..bridge import netns
-from ..bridge.netns import iproute
+from .. import netns
+from ..netns import iproute
 from . import recvmany, rtdecode, rtshape
 from .mirror import KernelMirror
 from .parse import AF_INET, AF_INET6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..controller.flows import mac_to_int
+from ..mac import mac_to_int
 from .model import Address, Link, Neighbour, NextHop, Route, RouteKind
 
 RT_TABLE_MAIN = 254

@@ -23,7 +23,8 @@ from array import array
 from itertools import repeat
 from typing import Callable
 
-from . import prefix, rtdecode
+from .. import prefix
+from . import rtdecode
 from .rtdecode import (AF_INET, AF_INET6, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTM_DELROUTE,
                        RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN, RTNH_F_LINKDOWN)
 

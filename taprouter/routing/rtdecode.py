@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from . import prefix
+from .. import prefix
 from .model import NextHop, Route, RouteKind
 
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -102,7 +102,7 @@ def _skipped(family: int, value: int, plen: int) -> bool:
 def decode(data: bytes, offset: int = 0) -> tuple[int, int, tuple[NextHop, ...] | None] | None:
     """One route message at offset (its netlink header included) as (prefix, metric, next hops).
 
-    The prefix is packed (routing.prefix); next hops are None for a route the kernel must
+    The prefix is packed (taprouter.prefix); next hops are None for a route the kernel must
     judge (blackhole, unreachable, source-specific, nexthop objects). None for a route the FIB
     never carries (another table, multicast, link-local).
     """

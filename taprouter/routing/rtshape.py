@@ -18,7 +18,8 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
-from . import prefix, rtcolumns, rtdecode
+from .. import prefix
+from . import rtcolumns, rtdecode
 from .rtdecode import (AF_INET, AF_INET6, RTA_DST, RTA_GATEWAY, RTA_MULTIPATH, RTA_NH_ID, RTA_OIF,
                        RTA_PRIORITY, RTA_TABLE, RTA_VIA, RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST,
                        RT_TABLE_MAIN, RTNH_F_LINKDOWN)

@@ -1,39 +1,29 @@
 """Changed prefixes taken from the kernel mirror and not yet planned: how much one pass takes.
 
-During a table load the reconciler falls behind the kernel, and a pass took everything that
-had gathered since the last: 10K to 300K routes. A pass plans every route before it sends
-any, so while it planned a large one the switch, done with the pass before, sat idle
-(ovs-vswitchd at 0 to 30% of a core for up to a second at a time, in a 1M load's CPU
-timeline). A pass of at most `limit` routes is planned while the switch applies the one
-before (InFlight lets two be outstanding).
-
-The limit stays large because Open vSwitch inserts prefixes in sorted runs cheaper the longer
-the run (sending.send): its trie's share of samples was 21% in random order, 7% in sorted runs
-of 16K, 4% in runs of 64K and none in runs of 200K.
+During a table load the reconciler falls behind the kernel. A pass plans every route before it
+sends any, so a pass of everything gathered (hundreds of thousands of routes) leaves the switch
+idle while it is planned. A pass of at most `limit` routes is planned while the switch applies
+the one before (InFlight lets two be outstanding). The limit stays large because Open vSwitch
+inserts prefixes in sorted runs cheaper the longer the run (sending.py).
 
 Slices are taken oldest first, each a run of one of the mirror's maps as it came, so a route
-costs no dict operation here beyond the mirror's (a load's passes re-merged and re-popped every
-pending route before: 4.3% and 1.3% of the daemon's samples in a profile of a 1M load). A
-later change of a prefix is in a later map, so its pass comes after the one with the older
-entry. A small map behind a load goes first when none of its prefixes is pending before it, so
-a single change does not wait for the load.
+costs no dict operation here beyond the mirror's. A later change of a prefix is in a later map,
+so its pass comes after the one with the older entry. A small map behind a load goes first when
+none of its prefixes is pending before it, so a single change does not wait for the load.
 
-Withdrawals are not split. A group's delete takes the flows that still use it with it,
-cheaper for Open vSwitch than deleting them one by one, and that only happens for the routes
-of an emptied group that leave in the same pass (FibState.sync). Withdrawals in slices were
-tried (2026-11-26, three alternating pairs of 1M withdrawals): Open vSwitch spent 12.2 and
-12.9 µs a route on quiet runs against 10.0 µs, and the withdrawals took longer.
+Withdrawals are not split: a group's delete takes the flows that still use it with it, cheaper
+for Open vSwitch than deleting them one by one, and that only happens for the routes of an
+emptied group that leave in the same pass (FibState.sync). docs/performance.md has the
+measurements behind each of these choices.
 """
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from itertools import islice
 from typing import Iterable, Iterator
 
-# TAPROUTER_PASS_ROUTES changes it, for tests (a small value makes a small load go in slices).
-PASS_ROUTES = int(os.environ.get("TAPROUTER_PASS_ROUTES", "65536"))
+PASS_ROUTES = 65536  # the daemon's TAPROUTER_PASS_ROUTES changes it (tests make small loads go in slices)
 # A map of at most this many changes may pass the load ahead of it (see above).
 AHEAD_ROUTES = 1024
 

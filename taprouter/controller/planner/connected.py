@@ -6,7 +6,7 @@ connected, and whether a more specific route inside one shadows a neighbour.
 
 from __future__ import annotations
 
-from ..routing import prefix
+from ... import prefix
 from . import fib
 
 _V6_TAG = prefix.V6_TAG
@@ -29,9 +29,12 @@ class ConnectedSubnets:
         self._v4, self._v6 = [], []
         self._v4_shortest, self._v6_shortest = 32, 128
 
-    def note(self, pk: int, ifindex: int) -> None:
-        """Record a connected subnet without rebuilding the index (call reindex() after a batch)."""
-        self.by_prefix[pk] = ifindex
+    def note(self, pk: int, hops) -> bool:
+        """A full pass's `changed`: record a connected subnet without rebuilding the index (call
+        reindex() after the pass, whose host entries are made afresh: False)."""
+        if hops and hops[0].gateway is None and fib.is_connected(hops):
+            self.by_prefix[pk] = hops[0].ifindex
+        return False
 
     def reindex(self) -> None:
         index: dict[tuple[bool, int], set[int]] = {}

@@ -1,25 +1,12 @@
-"""Compares desired flows with the flows read back from a switch; returns ordered operations."""
+"""Compares the base flows a switch should hold with those it holds; returns ordered operations."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
 from typing import Iterable
 
-from .flows import Flow
-from .pipeline import is_ours
-
-
-class Op(Enum):
-    ADD = "add"
-    MODIFY = "modify"  # same (table, priority, match), different actions: keeps counters
-    DELETE = "delete"
-
-
-@dataclass(frozen=True)
-class FlowOp:
-    op: Op
-    flow: Flow
+from ..openflow.flows import Flow
+from ..openflow.ops import FlowOp, Op
+from ..openflow.pipeline import is_ours
 
 
 def diff(desired: Iterable[Flow], installed: Iterable[Flow]) -> list[FlowOp]:
@@ -50,27 +37,3 @@ def diff(desired: Iterable[Flow], installed: Iterable[Flow]) -> list[FlowOp]:
     # Table then priority is order enough; comparing matches too costs more than the diff.
     order = lambda op: (op.flow.table, -op.flow.priority)  # noqa: E731
     return sorted(adds, key=order) + sorted(mods, key=order) + sorted(dels, key=order)
-
-
-@dataclass(frozen=True)
-class GroupOp:
-    op: Op
-    group_id: int
-    spec: object  # fib.GroupSpec; kept loose so this module needs no planner import
-
-
-def diff_groups(desired: dict, installed: dict) -> tuple[list[GroupOp], list[GroupOp]]:
-    """(adds and modifies, deletes) for groups we own, keyed by group id.
-
-    The first list must reach the switch before the flows that use the groups,
-    the second only after the flows that used them are gone.
-    """
-    upserts = []
-    for group_id, spec in sorted(desired.items()):
-        current = installed.get(group_id)
-        if current is None:
-            upserts.append(GroupOp(Op.ADD, group_id, spec))
-        elif current != spec:
-            upserts.append(GroupOp(Op.MODIFY, group_id, spec))
-    deletes = [GroupOp(Op.DELETE, gid, spec) for gid, spec in sorted(installed.items()) if gid not in desired]
-    return upserts, deletes

@@ -1,8 +1,8 @@
-"""Typed OpenFlow 1.3 flows, groups and actions, independent of any OpenFlow library.
+"""Typed OpenFlow 1.3 flows: match fields, matches, actions and flow entries.
 
-Values are plain integers (MACs and IP addresses too), so the planner, the
-reconciler and the in-memory table model in the tests compare them exactly,
-and only the codec converts them to and from os-ken's objects.
+Values are plain integers (MACs and IP addresses too), so the planner and the
+in-memory table model in the tests compare them exactly, and only the codecs
+(wire, decode) convert them to and from bytes and os-ken's objects.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from enum import Enum
+
+from ...mac import int_to_mac, mac_to_int
 
 OFPP_CONTROLLER = 0xFFFFFFFD
 OFPCML_NO_BUFFER = 0xFFFF
@@ -52,15 +54,6 @@ IPPROTO_TCP = 6
 IPPROTO_OSPF = 89
 IPPROTO_ICMPV6 = 58
 BGP_PORT = 179
-
-
-def mac_to_int(mac: str) -> int:
-    return int(mac.replace(":", ""), 16)
-
-
-def int_to_mac(value: int) -> str:
-    text = f"{value:012x}"
-    return ":".join(text[i:i + 2] for i in range(0, 12, 2))
 
 
 def to_text(name: str, value: int) -> str | int:
@@ -143,7 +136,7 @@ def exact(name: str, value: int) -> FieldMatch:
     return FieldMatch(name, value)
 
 
-def prefix(name: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> FieldMatch:
+def prefix_match(name: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> FieldMatch:
     width = FIELDS[name][1]
     mask = ((1 << network.prefixlen) - 1) << (width - network.prefixlen)
     return FieldMatch(name, int(network.network_address), mask)

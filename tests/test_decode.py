@@ -1,4 +1,5 @@
-"""The codec: PacketOut byte-identical to os-ken, and flows surviving a trip over the wire and back."""
+"""decode and the PacketOut: flows surviving a trip over the wire and back, and PacketOut byte-identical
+to os-ken."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 
-from taprouter.controller import codec, pipeline
-from taprouter.controller.flows import (ETH_TYPE_IPV4, ETH_TYPE_IPV6, DecTtl, FieldMatch, Flow, Match, Output,
-                                        SetField, ToGroup, exact, mac_to_int, prefix, to_controller)
-from taprouter.controller.punt import PortView, plan
-from taprouter.controller.reconcile import FlowOp, Op
+import osken_reference
+from taprouter.controller.openflow import decode, wire
+from taprouter.controller.session.switch import read_back_requests
+from taprouter.controller.openflow import pipeline
+from taprouter.controller.openflow.flows import (DecTtl, ETH_TYPE_IPV4, ETH_TYPE_IPV6, FieldMatch, Flow, Match, Output, SetField, ToGroup, exact, prefix_match, to_controller)
+from taprouter.mac import mac_to_int
+from taprouter.controller.planner.punt import PortView, plan
+from taprouter.controller.openflow.ops import FlowOp, Op
 
 DP = ProtocolDesc(ofp.OFP_VERSION)
 OURS = pipeline.cookie(pipeline.Owner.PORT)
@@ -49,16 +53,16 @@ def test_packet_out_byte_identical_to_os_ken():
     cases = packet_out_cases()
     assert {len(d) for _, d, _ in cases} >= {0, 9000, MAX_DATA}
     for port, data, xid in cases:
-        assert codec.packet_out(port, data, xid) == reference_packet_out(port, data, xid), (port, len(data), xid)
+        assert wire.packet_out(port, data, xid) == reference_packet_out(port, data, xid), (port, len(data), xid)
 
 
 def test_packet_out_default_xid_is_zero():
-    assert codec.packet_out(3, b"\x01" * 60) == reference_packet_out(3, b"\x01" * 60, 0)
+    assert wire.packet_out(3, b"\x01" * 60) == reference_packet_out(3, b"\x01" * 60, 0)
 
 
 def test_packet_out_parses_back_in_os_ken():
     data = bytes(range(256)) * 4
-    buf = codec.packet_out(42, data, 77)
+    buf = wire.packet_out(42, data, 77)
     version, msg_type, msg_len, xid = struct.unpack_from("!BBHI", buf)
     assert (version, msg_type, msg_len, xid) == (ofp.OFP_VERSION, ofp.OFPT_PACKET_OUT, len(buf), 77)
     # os-ken's OFPPacketOut.parser cannot build the message (its __init__ asserts in_port), so read
@@ -73,7 +77,7 @@ def test_packet_out_parses_back_in_os_ken():
 
 def test_packet_out_refuses_data_longer_than_an_openflow_message():
     with pytest.raises(struct.error):
-        codec.packet_out(1, bytes(MAX_DATA + 1))
+        wire.packet_out(1, bytes(MAX_DATA + 1))
 
 
 # --- flows over the wire and back ----------------------------------------------------------------
@@ -87,10 +91,10 @@ PORTS = (
 # Flows beyond the punt plan, so every action, instruction and mask kind is exercised.
 EXTRA = [
     Flow(table=2, priority=24 + 1000, match=Match.of(exact("eth_type", ETH_TYPE_IPV4),
-                                                     prefix("ipv4_dst", IPv4Network("198.51.100.0/24"))),
+                                                     prefix_match("ipv4_dst", IPv4Network("198.51.100.0/24"))),
          actions=(ToGroup(7),), cookie=OURS),
     Flow(table=3, priority=64, match=Match.of(exact("eth_type", ETH_TYPE_IPV6),
-                                              prefix("ipv6_dst", IPv6Network("2001:db8:ab00::/40"))),
+                                              prefix_match("ipv6_dst", IPv6Network("2001:db8:ab00::/40"))),
          actions=(SetField("eth_src", mac_to_int("0e:00:00:00:01:01")),
                   SetField("eth_dst", mac_to_int("02:11:22:33:44:55")), DecTtl(), Output(4, 0)),
          cookie=OURS | 0xABCDEF),
@@ -111,11 +115,8 @@ def flow_id(flow: Flow) -> str:
     return f"t{flow.table}-p{flow.priority}-" + "-".join(f.name for f in flow.match.fields)
 
 
-def wire(op: FlowOp, xid: int = 99) -> bytes:
-    msg = codec.flow_mod(DP, op)
-    msg.set_xid(xid)
-    msg.serialize()
-    return bytes(msg.buf)
+def serialized(op: FlowOp, xid: int = 99) -> bytes:
+    return osken_reference.serialized(osken_reference.flow_mod(DP, op), xid)
 
 
 def parse_flow_mod(buf: bytes) -> parser.OFPFlowMod:
@@ -139,52 +140,52 @@ def as_flow_stats(flow_mod_buf: bytes, table_id: int, priority: int, cookie: int
 
 @pytest.mark.parametrize("flow", ALL_FLOWS, ids=flow_id)
 def test_flow_round_trips_through_flow_stats_bytes(flow):
-    buf = wire(FlowOp(Op.ADD, flow))
+    buf = serialized(FlowOp(Op.ADD, flow))
     stats = parser.OFPFlowStats.parser(as_flow_stats(buf, flow.table, flow.priority, flow.cookie), 0)
-    assert codec.flow_from_stats(stats) == flow
+    assert decode.flow_from_stats(stats) == flow
 
 
 @pytest.mark.parametrize("flow", ALL_FLOWS, ids=flow_id)
 def test_add_flow_mod_parses_back_to_the_same_flow(flow):
-    msg = parse_flow_mod(wire(FlowOp(Op.ADD, flow)))
+    msg = parse_flow_mod(serialized(FlowOp(Op.ADD, flow)))
     assert msg.command == ofp.OFPFC_ADD
     assert (msg.table_id, msg.priority, msg.cookie, msg.cookie_mask) == (flow.table, flow.priority, flow.cookie, 0)
     assert msg.buffer_id == ofp.OFP_NO_BUFFER
     stats = parser.OFPFlowStats(table_id=msg.table_id, priority=msg.priority, cookie=msg.cookie,
                                 match=msg.match, instructions=msg.instructions)
-    assert codec.flow_from_stats(stats) == flow
+    assert decode.flow_from_stats(stats) == flow
 
 
 def test_meter_instruction_comes_first():
     # The order OpenFlow 1.3 executes them in, which is also the order a switch reports them back in.
     flow = EXTRA[2]
-    types = [type(i) for i in parse_flow_mod(wire(FlowOp(Op.ADD, flow))).instructions]
+    types = [type(i) for i in parse_flow_mod(serialized(FlowOp(Op.ADD, flow))).instructions]
     assert types == [parser.OFPInstructionMeter, parser.OFPInstructionActions]
 
 
 def test_modify_is_strict_and_carries_instructions():
     flow = EXTRA[1]
-    msg = parse_flow_mod(wire(FlowOp(Op.MODIFY, flow)))
+    msg = parse_flow_mod(serialized(FlowOp(Op.MODIFY, flow)))
     assert msg.command == ofp.OFPFC_MODIFY_STRICT
     assert msg.cookie_mask == 0
     stats = parser.OFPFlowStats(table_id=msg.table_id, priority=msg.priority, cookie=msg.cookie,
                                 match=msg.match, instructions=msg.instructions)
-    assert codec.flow_from_stats(stats) == flow
+    assert decode.flow_from_stats(stats) == flow
 
 
 def test_delete_is_strict_only_ours_and_has_no_instructions():
     flow = EXTRA[0]
-    msg = parse_flow_mod(wire(FlowOp(Op.DELETE, flow)))
+    msg = parse_flow_mod(serialized(FlowOp(Op.DELETE, flow)))
     assert msg.command == ofp.OFPFC_DELETE_STRICT
     assert (msg.cookie, msg.cookie_mask) == (flow.cookie, pipeline.COOKIE_MASK)
     assert (msg.out_port, msg.out_group) == (ofp.OFPP_ANY, ofp.OFPG_ANY)
     assert (msg.table_id, msg.priority) == (flow.table, flow.priority)
     assert msg.instructions == []
-    assert codec.match_from_ofp(msg.match) == flow.match
+    assert decode.match_from_ofp(msg.match) == flow.match
 
 
 def test_flow_stats_request_asks_only_for_our_cookie():
-    msg = codec.flow_stats_request(DP)
+    msg = read_back_requests(DP)[-1]  # the flow-stats request comes last
     msg.set_xid(5)
     msg.serialize()
     buf = bytes(msg.buf)
@@ -215,27 +216,27 @@ APPLY = ofp.OFPIT_APPLY_ACTIONS
 ], ids=["vlan-match", "udp-match", "write-actions", "clear-actions", "pop-vlan", "metadata"])
 def test_flows_taprouter_cannot_express_raise_value_error(stats):
     with pytest.raises(ValueError):
-        codec.flow_from_stats(stats)
+        decode.flow_from_stats(stats)
 
 
 def test_set_field_taprouter_cannot_express_raises_value_error():
     stats = _stats(parser.OFPMatch(), [parser.OFPInstructionActions(APPLY, [parser.OFPActionSetField(vlan_vid=5)])])
     with pytest.raises(ValueError):
-        codec.flow_from_stats(stats)
+        decode.flow_from_stats(stats)
 
 
 def test_match_conversion_is_exact_for_every_kind():
     match = Match.of(exact("in_port", 0xFFFFFF00 - 1), exact("eth_dst", 0x0123456789AB),
                      exact("eth_type", ETH_TYPE_IPV6), exact("ip_proto", 58), exact("icmpv6_type", 135),
-                     prefix("ipv6_dst", IPv6Network("ff02::1:ff00:0/104")))
-    ofp_match = codec.match_to_ofp(match)
+                     prefix_match("ipv6_dst", IPv6Network("ff02::1:ff00:0/104")))
+    ofp_match = osken_reference.match_to_ofp(match)
     assert ofp_match["eth_dst"] == "01:23:45:67:89:ab"
     assert ofp_match["ipv6_dst"] == ("ff02::1:ff00:0", "ffff:ffff:ffff:ffff:ffff:ffff:ff00:0")
-    assert codec.match_from_ofp(ofp_match) == match
+    assert decode.match_from_ofp(ofp_match) == match
 
 
-@pytest.mark.parametrize("field", [prefix("ipv4_dst", IPv4Network("192.0.2.9/32")),
-                                   prefix("ipv6_dst", IPv6Network("2001:db8::9/128")),
+@pytest.mark.parametrize("field", [prefix_match("ipv4_dst", IPv4Network("192.0.2.9/32")),
+                                   prefix_match("ipv6_dst", IPv6Network("2001:db8::9/128")),
                                    FieldMatch("eth_dst", 0x0E0000000101, 0xFFFFFFFFFFFF)],
                          ids=["ipv4-host", "ipv6-host", "mac-full-mask"])
 def test_full_mask_goes_on_the_wire_as_exact(field):
@@ -243,12 +244,12 @@ def test_full_mask_goes_on_the_wire_as_exact(field):
     eth_type = ETH_TYPE_IPV6 if field.name == "ipv6_dst" else ETH_TYPE_IPV4
     match = Match.of(exact("eth_type", eth_type), field)
     buf = bytearray()
-    codec.match_to_ofp(match).serialize(buf, 0)
+    osken_reference.match_to_ofp(match).serialize(buf, 0)
     parsed = parser.OFPMatch.parser(bytes(buf), 0)
     assert not isinstance(parsed[field.name], tuple)
-    assert codec.match_from_ofp(parsed) == Match.of(exact("eth_type", eth_type), exact(field.name, field.value))
+    assert decode.match_from_ofp(parsed) == Match.of(exact("eth_type", eth_type), exact(field.name, field.value))
 
 
 def test_zero_length_prefix_is_no_match_on_the_field():
-    default = Match.of(exact("eth_type", ETH_TYPE_IPV4), prefix("ipv4_dst", IPv4Network("0.0.0.0/0")))
+    default = Match.of(exact("eth_type", ETH_TYPE_IPV4), prefix_match("ipv4_dst", IPv4Network("0.0.0.0/0")))
     assert default == Match.of(exact("eth_type", ETH_TYPE_IPV4))

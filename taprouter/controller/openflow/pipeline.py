@@ -1,10 +1,13 @@
-"""The OpenFlow pipeline schema: tables, cookies and what each table may match."""
+"""The OpenFlow pipeline: its tables and what each may match, cookies, priorities, group ids, meters,
+and the form of a route flow."""
 
 from __future__ import annotations
 
 from enum import IntEnum
 
-from .flows import Flow
+from ... import prefix
+from .flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, FieldMatch, Flow, Match, ToGroup, exact, to_controller
+from .meters import MeterSpec
 
 
 class Table(IntEnum):
@@ -53,7 +56,21 @@ GROUP_MAX = 0x7A7FFFFF
 SLOW_PATH_METER = 1  # FIB misses and unresolved next hops: the kernel forwards them
 PUNT_METER = 2  # other traffic to the router's addresses (ping, ssh, ...) and broadcasts
 RESOLVE_METER = 3  # ARP and IPv6 ND/RA/MLD
-METERS: dict[int, int] = {SLOW_PATH_METER: 2000, PUNT_METER: 2000, RESOLVE_METER: 1000}  # id -> pps
+METERS: dict[int, MeterSpec] = {SLOW_PATH_METER: MeterSpec.pps(2000), PUNT_METER: MeterSpec.pps(2000),
+                                RESOLVE_METER: MeterSpec.pps(1000)}
+
+# Priorities in the punt table: routing protocols above neighbour discovery above the router's
+# own addresses above link-scope multicast; the hand-over to the FIBs is below them all.
+PRIO_PROTOCOL = 400  # routing protocols: never metered
+PRIO_ND = 300
+PRIO_LOCAL = 200
+PRIO_MULTICAST = 150
+PRIO_TO_FIB = 1
+
+# In the FIB tables the longest prefix wins: priority = base + prefix length; a miss (priority 0)
+# goes to the kernel.
+FIB_PRIORITY_BASE = 10
+KERNEL = 0  # a route flow's target when the kernel forwards: the metered flow to the controller
 
 
 def owns_group(group_id: int) -> bool:
@@ -86,3 +103,22 @@ def check(flow: Flow) -> Flow:
     if not is_ours(flow.cookie):
         raise SchemaError(f"flow without a taprouter cookie: {flow}")
     return flow
+
+
+def route_flow(pk: int, target: int) -> Flow:
+    """The flow for one FIB entry (a packed prefix): to group `target`, or to the kernel when target
+    is KERNEL. wire.encode_routes writes the same bytes from templates, and readback reads them."""
+    length = prefix.length(pk)
+    if prefix.is_v6(pk):
+        table, eth_type, name, bits = Table.FIB6, ETH_TYPE_IPV6, "ipv6_dst", 128
+    else:
+        table, eth_type, name, bits = Table.FIB4, ETH_TYPE_IPV4, "ipv4_dst", 32
+    fields = [exact("eth_type", eth_type)]
+    if length:
+        fields.append(FieldMatch(name, prefix.value(pk), prefix.mask(pk) if length < bits else None))
+    if target == KERNEL:
+        actions, meter = (to_controller(),), SLOW_PATH_METER
+    else:
+        actions, meter = (ToGroup(target),), None
+    return Flow(int(table), FIB_PRIORITY_BASE + length, Match.of(*fields), actions=actions, meter=meter,
+                cookie=cookie(Owner.ROUTE))

@@ -24,7 +24,7 @@ import socket
 import ssl
 import threading
 
-from ..config import TlsConfig
+from ...config import TlsConfig
 
 LOG = logging.getLogger(__name__)
 

@@ -17,57 +17,28 @@ parser above still serves the first moments of a connection.
 from __future__ import annotations
 
 import logging
-import struct
 from typing import Callable
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 
-from ..bridge.ports import SwitchPort
+from ...bridge.ports import SwitchPort
+from ..openflow.decode import packet_in
 
 LOG = logging.getLogger(__name__)
 
 # Where a PacketIn goes: (datapath id, ingress port, frame) -> whether it was taken.
 Deliver = Callable[[int, int, bytes], bool]
 
-_HEAD = struct.Struct("!BBHIIHBBQHH")  # ofp_header, buffer_id, total_len, reason, table_id, cookie, match
-_OXM = struct.Struct("!I")
-_IN_PORT = ofp.OXM_OF_IN_PORT  # class OPENFLOW_BASIC, field 0, no mask, 4 bytes
-_MATCH_AT = 24  # the ofp_match within an OFPT_PACKET_IN
 _OS_KEN_PARSER = ofp_parser._MSG_PARSERS[ofp.OFPT_PACKET_IN]
-
-
-def read(buf) -> tuple[int, bytes] | None:
-    """(ingress port, frame) of one PacketIn message, or None if it is not in the expected form."""
-    if len(buf) < _HEAD.size:
-        return None
-    (_version, kind, length, _xid, _buffer_id, total_len, _reason, _table, _cookie, match_type,
-     match_len) = _HEAD.unpack_from(buf, 0)
-    if kind != ofp.OFPT_PACKET_IN or match_type != ofp.OFPMT_OXM or match_len < 4 or length > len(buf):
-        return None
-    end = _MATCH_AT + match_len
-    pos = _MATCH_AT + 4
-    in_port = None
-    while pos + 4 <= end:
-        header = _OXM.unpack_from(buf, pos)[0]
-        if header == _IN_PORT and pos + 8 <= end:
-            in_port = _OXM.unpack_from(buf, pos + 4)[0]
-            break
-        pos += 4 + (header & 0xFF)
-    if in_port is None:
-        return None
-    start = _MATCH_AT + (match_len + 7) // 8 * 8 + 2  # the match padded to 8, then 2 bytes of pad
-    if start > length:
-        return None
-    return in_port, bytes(buf[start:min(length, start + total_len)])
 
 
 def taker(dpid: int, to_tap: Callable[[SwitchPort, bytes], object]) -> Callable[[bytes], bool]:
     """For connection.install: a PacketIn of this datapath goes to `to_tap` before os-ken's
-    receive loop sees it. One that `read` does not understand is left to os-ken."""
+    receive loop sees it. One that decode.packet_in does not understand is left to os-ken."""
 
     def take(message: bytes) -> bool:
-        got = read(message)
+        got = packet_in(message)
         if got is None:
             return False
         try:
@@ -83,7 +54,7 @@ def install(deliver: Deliver) -> None:
     """Route PacketIns to `deliver` before os-ken builds anything for them."""
 
     def parser(datapath, version, msg_type, msg_len, xid, buf):
-        got = read(buf)
+        got = packet_in(buf)
         if got is not None and datapath.id is not None and deliver(datapath.id, got[0], got[1]):
             return None  # taken: os-ken makes no event of it
         return _OS_KEN_PARSER(datapath, version, msg_type, msg_len, xid, buf)

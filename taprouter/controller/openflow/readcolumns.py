@@ -25,7 +25,7 @@ from itertools import repeat
 from operator import or_
 from typing import Callable
 
-from ..routing import prefix
+from ... import prefix
 
 _SIZES = {"x": 1, "B": 1, "H": 2, "I": 4, "Q": 8}
 _CODES = {2: "H", 4: "I", 8: "Q"}

@@ -1,4 +1,4 @@
-"""The os-ken app: a thin shim that turns OpenFlow events into calls on the router core."""
+"""The os-ken app: a thin shim that turns OpenFlow events into calls on the router core (core.py)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,36 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_
                                        set_ev_cls)
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from ..bridge.ports import SwitchPort
-from . import connection, packetin, readback
-from .core import RouterCore, SwitchPortInfo
+from typing import Protocol
+
+from ...bridge.ports import PortState, SwitchPort
+from ...bridge.relay import Relay
+from ..openflow import readback
+from . import connection, packetin
 
 LOG = logging.getLogger("taprouter.app")
 
 
-def _port_info(port) -> SwitchPortInfo:
+class Core(Protocol):
+    """What the app calls, from os-ken's receive threads (core.RouterCore)."""
+
+    relay: Relay
+
+    def knows(self, dpid: int) -> bool: ...
+    def switch_connected(self, dp) -> None: ...
+    def switch_described(self, dp, ports: list[PortState]) -> None: ...
+    def port_changed(self, dp, port: PortState, removed: bool) -> None: ...
+    def flows_read(self, dp, stats: list) -> None: ...
+    def groups_read(self, dp, stats: list) -> None: ...
+    def meters_read(self, dp, stats: list) -> None: ...
+    def barrier_reply(self, dp, xid: int) -> None: ...
+    def switch_error(self, dp, msg) -> None: ...
+    def switch_down(self, dp) -> bool: ...
+
+
+def _port_state(port) -> PortState:
     link_up = not (port.state & ofp.OFPPS_LINK_DOWN) and not (port.config & ofp.OFPPC_PORT_DOWN)
-    return SwitchPortInfo(number=port.port_no, mac=port.hw_addr, link_up=link_up)
+    return PortState(number=port.port_no, mac=port.hw_addr, link_up=link_up)
 
 
 class TapRouterApp(app_manager.OSKenApp):
@@ -27,7 +47,7 @@ class TapRouterApp(app_manager.OSKenApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.core: RouterCore = kwargs["taprouter_core"]
+        self.core: Core = kwargs["taprouter_core"]
         self._multipart: dict[tuple[int, int], list] = {}
         readback.install()  # flow stats arrive as raw entries: a million parse in seconds, not minutes
         packetin.install(self._deliver)  # PacketIns go to the relay without os-ken's objects and queues
@@ -68,7 +88,7 @@ class TapRouterApp(app_manager.OSKenApp):
         dp = ev.msg.datapath
         if ports is None or not self.core.knows(dp.id):
             return
-        self.core.switch_up(dp, [_port_info(p) for p in ports if p.port_no <= ofp.OFPP_MAX])
+        self.core.switch_described(dp, [_port_state(p) for p in ports if p.port_no <= ofp.OFPP_MAX])
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats(self, ev):
@@ -91,7 +111,7 @@ class TapRouterApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def barrier_reply(self, ev):
         if self.core.knows(ev.msg.datapath.id):
-            self.core.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
+            self.core.barrier_reply(ev.msg.datapath, ev.msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def port_status(self, ev):
@@ -99,7 +119,7 @@ class TapRouterApp(app_manager.OSKenApp):
         if not self.core.knows(msg.datapath.id):
             return
         removed = msg.reason == ofp.OFPPR_DELETE
-        self.core.port_changed(msg.datapath, _port_info(msg.desc), removed)
+        self.core.port_changed(msg.datapath, _port_state(msg.desc), removed)
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def packet_in(self, ev):

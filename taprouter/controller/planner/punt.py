@@ -6,10 +6,10 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
-from . import pipeline
-from .flows import (BGP_PORT, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_ICMPV6, IPPROTO_OSPF,
-                    IPPROTO_TCP, FieldMatch, Flow, Match, exact, prefix, to_controller)
-from .pipeline import Owner, Table
+from ..openflow import pipeline
+from ..openflow.flows import (BGP_PORT, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_ICMPV6, IPPROTO_OSPF,
+                              IPPROTO_TCP, FieldMatch, Flow, Match, exact, prefix_match, to_controller)
+from ..openflow.pipeline import PRIO_LOCAL, PRIO_MULTICAST, PRIO_ND, PRIO_PROTOCOL, Owner, Table
 
 BROADCAST_MAC = 0xFFFFFFFFFFFF
 MULTICAST_BIT = 0x010000000000
@@ -20,11 +20,6 @@ IPV4_LINK_LOCAL_MULTICAST = ipaddress.IPv4Network("224.0.0.0/24")  # OSPF's 224.
 IPV6_LINK_SCOPE_MULTICAST = ipaddress.IPv6Network("ff02::/16")  # OSPFv3, all-nodes, solicited-node
 IPV6_LINK_LOCAL = ipaddress.IPv6Network("fe80::/10")
 IPV4_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-
-PRIO_PROTOCOL = 400  # routing protocols: never metered
-PRIO_ND = 300
-PRIO_LOCAL = 200
-PRIO_MULTICAST = 150
 
 
 @dataclass(frozen=True)
@@ -97,9 +92,9 @@ def punt_flows(ports: Iterable[PortView]) -> list[Flow]:
         flows.append(_punt(PRIO_ND, ipv6, exact("ip_proto", IPPROTO_ICMPV6), exact("icmpv6_type", icmp_type),
                            meter=resolve))
     flows.append(_punt(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(IPV4_LIMITED_BROADCAST)), meter=local))
-    flows.append(_punt(PRIO_MULTICAST, ipv4, prefix("ipv4_dst", IPV4_LINK_LOCAL_MULTICAST), meter=local))
-    flows.append(_punt(PRIO_MULTICAST, ipv6, prefix("ipv6_dst", IPV6_LINK_SCOPE_MULTICAST), meter=local))
-    flows.append(_punt(PRIO_MULTICAST, ipv6, prefix("ipv6_dst", IPV6_LINK_LOCAL), meter=local))
+    flows.append(_punt(PRIO_MULTICAST, ipv4, prefix_match("ipv4_dst", IPV4_LINK_LOCAL_MULTICAST), meter=local))
+    flows.append(_punt(PRIO_MULTICAST, ipv6, prefix_match("ipv6_dst", IPV6_LINK_SCOPE_MULTICAST), meter=local))
+    flows.append(_punt(PRIO_MULTICAST, ipv6, prefix_match("ipv6_dst", IPV6_LINK_LOCAL), meter=local))
     return flows
 
 

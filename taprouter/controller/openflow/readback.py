@@ -2,9 +2,9 @@
 
 After a restart the daemon reads back every flow of a switch, up to a million route flows. os-ken's
 OFPFlowStats.parser builds an OFPMatch, instruction and action objects per entry, and
-codec.flow_from_stats a Flow from them: tens of microseconds an entry, so minutes for a full table,
+decode.flow_from_stats a Flow from them: tens of microseconds an entry, so minutes for a full table,
 all on os-ken's receive thread. Here os-ken only cuts the reply into entries (RawFlowStats), and a
-route flow in the exact wire shape desired.route_flow + wire.encode_flow_mod produce (or a switch
+route flow in the exact wire shape pipeline.route_flow + wire.encode_flow_mod produce (or a switch
 reports back) costs two struct unpacks. Anything else, far fewer, goes through os-ken and
 flow_from_stats unchanged, so its Flow and its ValueError are those of the reference path.
 """
@@ -17,13 +17,13 @@ from typing import Callable, Iterable
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofp_parser
 
-from . import codec, pipeline, readcolumns
-from .desired import FIB_PRIORITY_BASE, PUNT
+from ... import prefix
+from . import pipeline, readcolumns
+from .decode import flow_from_stats
 from .flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, OFPCML_NO_BUFFER, OFPP_CONTROLLER, Flow
-from .pipeline import Owner, Table
+from .pipeline import FIB_PRIORITY_BASE, KERNEL, Owner, Table
 from .readcolumns import Columns
 from .wire import oxm_header
-from ..routing import prefix
 
 ENTRY_HEAD = 48  # ofp_flow_stats up to its ofp_match
 
@@ -107,9 +107,9 @@ def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], tu
         if punt:
             if t[-9:] != _PUNT_CONST:
                 return None
-            target = PUNT
+            target = KERNEL
         else:
-            if t[-5:-1] != _GROUP_CONST or t[-1] == PUNT:  # group 0 would read as the punt form
+            if t[-5:-1] != _GROUP_CONST or t[-1] == KERNEL:  # group 0 would read as the punt form
                 return None
             target = t[-1]
         plen = priority - FIB_PRIORITY_BASE
@@ -135,7 +135,7 @@ def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], tu
         columns = readcolumns.plan(
             _HEAD_FORMAT + fmt[1:], const, priority=2, value=list(range(6 + nhead, 6 + nhead + nwords)),
             mask=list(range(6 + nhead + nwords, first_tail)) if dst == "masked" else [],
-            target=None if punt else first_tail + len(tail), version=version, base=FIB_PRIORITY_BASE, punt=PUNT)
+            target=None if punt else first_tail + len(tail), version=version, base=FIB_PRIORITY_BASE, punt=KERNEL)
     return (int(table), match_len, length), (decode_shape, columns)
 
 
@@ -148,9 +148,9 @@ _COLUMNS: dict[tuple[int, int, int], Columns] = {key: block for key, (_, block) 
 
 
 def decode(data: bytes) -> tuple[int, int] | Flow:
-    """A canonical route flow as (prefix.pack(...), group id or PUNT), anything else as a Flow.
+    """A canonical route flow as (prefix.pack(...), group id or KERNEL), anything else as a Flow.
 
-    Raises ValueError where codec.flow_from_stats does, and for entries os-ken cannot parse.
+    Raises ValueError where decode.flow_from_stats does, and for entries os-ken cannot parse.
     """
     if len(data) < ENTRY_HEAD + 8:
         raise ValueError(f"flow-stats entry of {len(data)} bytes")
@@ -223,11 +223,11 @@ def parse(data: bytes):
 
 
 def _slow(data: bytes) -> Flow:
-    return codec.flow_from_stats(parse(data))
+    return flow_from_stats(parse(data))
 
 
 def decode_all(blocks: Iterable[RawFlowStats]) -> tuple[dict[int, int], list[Flow], list[RawFlowStats]]:
-    """(route flows prefix -> group id or PUNT, other flows, entries that raised ValueError).
+    """(route flows prefix -> group id or KERNEL, other flows, entries that raised ValueError).
 
     Each block holds whole entries back to back. An entry whose length cannot be right ends its
     block: nothing after it can be framed, so the rest is one refused entry.

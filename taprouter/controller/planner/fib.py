@@ -8,19 +8,20 @@ groups, not routes. Anything the switch cannot forward on its own, such as a
 connected subnet without a neighbour entry, a hop set with no usable member,
 or a route the kernel must judge, goes to the kernel through the controller.
 
-controller.fibstate applies these incrementally; routing.prefix packs the
+fibstate.py applies these incrementally; taprouter.prefix packs the
 destinations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Mapping
 
-from ..routing import prefix
-from ..routing.model import KernelState, NeighbourKey, NextHop
-from .flows import Action, DecTtl, Output, SetField
+from ... import prefix
+from ...routing.model import KernelState, NeighbourKey, NextHop
+from ..openflow.flows import Action, DecTtl, Output, SetField
+from ..openflow.groups import Bucket, GroupSpec, GroupType
+from ..openflow.pipeline import KERNEL
 
 # Open vSwitch deletes flows that share a group in time quadratic in their
 # number; no group carries more than this many routes (DESIGN.md, "Groups").
@@ -28,7 +29,6 @@ ROUTES_PER_GROUP = 1024
 
 # A route's hop set: its next hops on switch ports, as (neighbour, weight), sorted.
 HopSet = tuple[tuple[NeighbourKey, int], ...]
-KERNEL = 0  # the classification of a route the kernel must forward
 
 
 @dataclass(frozen=True)
@@ -41,23 +41,6 @@ class PortBinding:
     up: bool = True
 
 
-class GroupType(Enum):
-    INDIRECT = "indirect"
-    SELECT = "select"
-
-
-@dataclass(frozen=True, order=True)
-class Bucket:
-    weight: int
-    actions: tuple[Action, ...]
-
-
-@dataclass(frozen=True, order=True)
-class GroupSpec:
-    type: GroupType
-    buckets: tuple[Bucket, ...]
-
-
 def hop_actions(port: PortBinding, mac: int) -> tuple[Action, ...]:
     # TTL first: when it expires, Open vSwitch sends the frame to the controller
     # as it arrived (still addressed to the router), and the kernel answers it.
@@ -68,7 +51,7 @@ def hop_actions(port: PortBinding, mac: int) -> tuple[Action, ...]:
 
 
 def classify(hops: tuple[NextHop, ...] | None, v6: bool, ports: Mapping[int, PortBinding]) -> HopSet | int:
-    """The hop set of a route with these next hops, or KERNEL when the switch cannot forward it.
+    """The hop set of a route with these next hops, or pipeline.KERNEL when the switch cannot forward it.
 
     Next hops the kernel marks linkdown are left out. A hop off the switch, a connected
     subnet (no gateway) or a gateway of the other family (IPv4 via IPv6) makes it the kernel's.
@@ -119,8 +102,9 @@ def is_connected(hops: tuple[NextHop, ...] | None) -> bool:
 
 
 def host_entries(state: KernelState, ports: Mapping[int, PortBinding], connected: Mapping[int, int],
-                 routes: Mapping[int, tuple]) -> dict[int, HopSet]:
-    """A host route for each resolved neighbour in a connected subnet on an up switch port.
+                 routes: Mapping[int, tuple]) -> dict[int, tuple]:
+    """A host route for each resolved neighbour in a connected subnet on an up switch port, as the
+    mirror's entry of a route via that neighbour would be: (metric 0, (next hop,)).
 
     `connected` maps connected prefixes to their ifindex. A neighbour is skipped when the
     kernel has a route for exactly its address (the kernel's route wins), or a route more
@@ -131,7 +115,7 @@ def host_entries(state: KernelState, ports: Mapping[int, PortBinding], connected
         port = ports.get(ifindex)
         if port is not None and port.up:
             nets.setdefault(ifindex, []).append(pk)
-    result: dict[int, HopSet] = {}
+    result: dict[int, tuple] = {}
     if not nets:
         return result
     for neighbour in state.neighbours.values():
@@ -145,7 +129,7 @@ def host_entries(state: KernelState, ports: Mapping[int, PortBinding], connected
             continue
         for net in candidates:
             if prefix.contains(net, host) and not _shadowed(int(ip), ip.version, prefix.length(net), routes):
-                result[host] = ((neighbour.key, 1),)
+                result[host] = (0, (NextHop(neighbour.ifindex, ip),))
                 break
     return result
 
