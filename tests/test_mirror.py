@@ -12,9 +12,8 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from taprouter.mac import mac_to_int
-from taprouter.routing import mirror as mirror_mod
 from taprouter import prefix
-from taprouter.routing import netlink, parse, rtdecode
+from taprouter.routing import netlink, parse, rtdecode, rtnl
 from taprouter.routing.mirror import KernelMirror
 from taprouter.routing.model import (NUD_FAILED, NUD_PERMANENT, NUD_REACHABLE, NUD_STALE, Address, KernelState,
                                      Link, Neighbour, NeighbourKey, NextHop, Route, RouteKey, RouteKind)
@@ -252,9 +251,9 @@ def test_events_straight_from_a_datagram():
 
 def test_mirror_message_types_match_the_kernel():
     # linux/rtnetlink.h
-    assert (mirror_mod.RTM_NEWLINK, mirror_mod.RTM_DELLINK, mirror_mod.RTM_NEWADDR, mirror_mod.RTM_DELADDR,
-            mirror_mod.RTM_NEWROUTE, mirror_mod.RTM_DELROUTE, mirror_mod.RTM_NEWNEIGH,
-            mirror_mod.RTM_DELNEIGH) == (16, 17, 20, 21, 24, 25, 28, 29)
+    assert (rtnl.RTM_NEWLINK, rtnl.RTM_DELLINK, rtnl.RTM_NEWADDR, rtnl.RTM_DELADDR,
+            rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE, rtnl.RTM_NEWNEIGH,
+            rtnl.RTM_DELNEIGH) == (16, 17, 20, 21, 24, 25, 28, 29)
     assert set(netlink.MESSAGE_CLASSES) == {16, 17, 20, 21, 24, 25, 28, 29}
 
 

@@ -16,7 +16,8 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from taprouter.mac import mac_to_int
-from taprouter.routing import parse, rtdecode
+from taprouter import prefix
+from taprouter.routing import parse, rtdecode, rtnl
 from taprouter.routing.model import (NUD_DELAY, NUD_FAILED, NUD_INCOMPLETE, NUD_NOARP, NUD_PERMANENT, NUD_PROBE,
                                      NUD_REACHABLE, NUD_STALE, Address, Link, Neighbour, NextHop, Route, RouteKey,
                                      RouteKind)
@@ -30,6 +31,17 @@ RTA_NH_ID = 30
 IFF_UP, IFF_RUNNING = 1, 0x40
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
+
+
+def decode_route(data: bytes, offset: int = 0) -> Route | None:
+    """rtdecode.decode, as the typed Route that parse.route() builds from a pyroute2 message."""
+    decoded = rtdecode.decode(data, offset)
+    if decoded is None:
+        return None
+    pk, metric, hops = decoded
+    if hops is None:
+        return Route(prefix.to_network(pk), metric, RouteKind.OTHER, ())
+    return Route(prefix.to_network(pk), metric, RouteKind.UNICAST, hops)
 
 
 def _raw(msg, kind: int, fields: dict, attrs: list) -> bytes:
@@ -388,7 +400,7 @@ ROUTES = {
 
 @pytest.mark.parametrize("data", ROUTES.values(), ids=ROUTES.keys())
 def test_narrow_decoder_agrees_with_parse_route(data):
-    assert rtdecode.decode_route(data) == parse.route(_decoded(rtmsg, data))
+    assert decode_route(data) == parse.route(_decoded(rtmsg, data))
 
 
 def test_narrow_decoder_at_an_offset_in_a_datagram():
@@ -396,25 +408,25 @@ def test_narrow_decoder_at_an_offset_in_a_datagram():
     data = b"".join(ROUTES.values())
     offsets = list(rtdecode.split(data))
     assert [kind for kind, _ in offsets] == [25 if name == "delete" else 24 for name in ROUTES]
-    assert [rtdecode.decode_route(data, o) for _, o in offsets] == \
+    assert [decode_route(data, o) for _, o in offsets] == \
         [parse.route(_decoded(rtmsg, d)) for d in ROUTES.values()]
 
 
 def test_both_decoders_treat_nexthop_object_routes_alike():
     data = with_raw_attr(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3), RTA_NH_ID, 7)
-    assert rtdecode.decode_route(data) == parse.route(_decoded(rtmsg, data))
+    assert decode_route(data) == parse.route(_decoded(rtmsg, data))
 
 
 def test_narrow_decoder_sends_nexthop_object_routes_to_the_kernel():
     data = with_raw_attr(route_bytes("10.9.0.0", 16, gateway="10.0.1.2", oif=3), RTA_NH_ID, 7)
-    assert rtdecode.decode_route(data) == Route(net("10.9.0.0/16"), 0, RouteKind.OTHER, ())
+    assert decode_route(data) == Route(net("10.9.0.0/16"), 0, RouteKind.OTHER, ())
 
 
 def test_narrow_decoder_reads_an_ipv6_gateway_of_an_ipv4_route():
     data = route_bytes("10.9.0.0", 16, oif=3, via={"family": AF_INET6, "addr": "fe80::1"})
-    assert rtdecode.decode_route(data).nexthops == (NextHop(3, ip("fe80::1")),)
+    assert decode_route(data).nexthops == (NextHop(3, ip("fe80::1")),)
     data = route_bytes("10.9.0.0", 16, multipath=[via_nh(3, "fe80::1"), via_nh(4, "fe80::2")])
-    assert rtdecode.decode_route(data).nexthops == (NextHop(3, ip("fe80::1")), NextHop(4, ip("fe80::2")))
+    assert decode_route(data).nexthops == (NextHop(3, ip("fe80::1")), NextHop(4, ip("fe80::2")))
 
 
 def test_split_stops_at_a_short_or_broken_header():
@@ -429,5 +441,26 @@ def test_source_specific_route_is_left_to_the_kernel():
                         "type": RTN_UNICAST}, [("RTA_TABLE", 254), ("RTA_DST", "2001:db8::"),
                                                ("RTA_SRC", "2001:db8:1::"), ("RTA_GATEWAY", "fe80::1"),
                                                ("RTA_OIF", 3), ("RTA_PRIORITY", 1024)])
-    for route in (parse.route(_decoded(rtmsg, data)), rtdecode.decode_route(data)):
+    for route in (parse.route(_decoded(rtmsg, data)), decode_route(data)):
         assert route is None or route.kind is RouteKind.OTHER
+
+
+@pytest.mark.parametrize("family", [rtnl.AF_INET, rtnl.AF_INET6])
+def test_the_never_in_fib_rule_is_multicast_and_link_local_as_ipaddress_defines_them(family):
+    """rtnl.NEVER_IN_FIB against the standard library's own definitions, over prefixes around each
+    range's edges; and the first-byte filter rtcolumns uses keeps every one of them out."""
+    bits = 32 if family == rtnl.AF_INET else 128
+    network = ipaddress.IPv4Network if family == rtnl.AF_INET else ipaddress.IPv6Network
+    first_bytes = rtnl.never_in_fib_first_bytes(family)
+    values = {0, 1 << (bits - 1), (1 << bits) - 1}
+    for _, net_value, length in (r for r in rtnl.NEVER_IN_FIB if r[0] == family):
+        for delta in (-1, 0, 1):
+            values.add((net_value + (delta << (bits - length))) % (1 << bits))
+            values.add(((net_value | ((1 << (bits - length)) - 1)) + delta) % (1 << bits))
+    for value in values:
+        for length in range(bits + 1):
+            dst = network((value >> (bits - length) << (bits - length), length))
+            expected = dst.is_multicast or (dst.prefixlen > 0 and dst.is_link_local)
+            assert rtnl.never_in_fib(family, int(dst.network_address), length) == expected, dst
+            if expected:
+                assert (int(dst.network_address) >> (bits - 8)) in first_bytes, dst

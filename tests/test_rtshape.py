@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from taprouter.routing import rtdecode, rtshape
+from taprouter.routing import rtdecode, rtnl, rtshape
 from test_routing_parse import RT_TABLE_LOCAL, nh, route_bytes
 
 RTN_BLACKHOLE = 6
@@ -20,7 +20,7 @@ def generic(data: bytes) -> list[tuple]:
     for kind, offset in rtdecode.split(data):
         route = rtdecode.decode(data, offset)
         if route is not None:
-            events.append((route[0], route[1:], kind == rtdecode.RTM_DELROUTE))
+            events.append((route[0], route[1:], kind == rtnl.RTM_DELROUTE))
     return events
 
 

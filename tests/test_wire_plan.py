@@ -13,7 +13,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 import osken_reference
-from taprouter.controller.openflow import decode, pipeline, wire
+from taprouter.controller.openflow import pipeline, wire
 from taprouter.controller.planner import baseflows, punt
 from taprouter.controller.openflow.groups import GroupSpec, GroupType
 from taprouter.controller.planner.fib import PortBinding

@@ -175,19 +175,23 @@ class RouterCore:
                 # idle router goes out at once.
                 self._stop.wait(BURST_GATHER)
             self._kick.clear()
-            more = False
-            for router in self.routers.values():
-                now = time.monotonic()
-                try:
-                    with gctune.paused():
-                        more |= router.step(now)
-                except Exception:
-                    # What was planned may be half sent: start again from what the switch holds.
-                    LOG.exception("router %s: reconcile failed; re-reading the switch", router.name)
-                    router.session.resync(now)
-            last = time.monotonic()
-            if more:
+            if self.step():
                 self._kick.set()  # the rest of a load: no new change need come to wake us
+            last = time.monotonic()
+
+    def step(self) -> bool:
+        """One round over the routers (Router.step); True if one has changes left for another pass."""
+        more = False
+        for router in self.routers.values():
+            now = time.monotonic()
+            try:
+                with gctune.paused():
+                    more |= router.step(now)
+            except Exception:
+                # What was planned may be half sent: start again from what the switch holds.
+                LOG.exception("router %s: reconcile failed; re-reading the switch", router.name)
+                router.session.resync(now)
+        return more
 
     def _sleep(self) -> float:
         """Until the earliest session deadline (a resync, a retry), and TICK at most."""

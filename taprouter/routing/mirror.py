@@ -7,6 +7,8 @@ from typing import Callable
 
 from .. import gctune
 from . import parse
+from .rtnl import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH,
+                   RTM_NEWROUTE)
 from .. import prefix
 from .model import Address, KernelState, Link, MirrorChanges, Neighbour, NeighbourKey, Route, RouteKey, RouteKind
 
@@ -15,10 +17,6 @@ from .model import Address, KernelState, Link, MirrorChanges, Neighbour, Neighbo
 RouteEntry = tuple
 
 
-RTM_NEWLINK, RTM_DELLINK = 16, 17
-RTM_NEWADDR, RTM_DELADDR = 20, 21
-RTM_NEWROUTE, RTM_DELROUTE = 24, 25
-RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 
 
 class KernelMirror:

@@ -22,7 +22,8 @@ from .. import netns
 from ..netns import iproute
 from . import recvmany, rtdecode, rtshape
 from .mirror import KernelMirror
-from .parse import AF_INET, AF_INET6
+from .rtnl import (AF_INET, AF_INET6, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_DELROUTE,
+                   RTM_GETROUTE, RTM_NEWROUTE)
 
 LOG = logging.getLogger("taprouter.netlink")
 
@@ -35,7 +36,6 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 BATCH_SIZE = 8 << 20
 BURST_GAP = 0.005  # a wake-up this soon after the last one is part of a burst
 BURST_GATHER = 0.001
-RTM_NEWROUTE, RTM_DELROUTE = rtdecode.RTM_NEWROUTE, rtdecode.RTM_DELROUTE
 RECV_SIZE = 1 << 20
 MESSAGE_CLASSES = {16: ifinfmsg, 17: ifinfmsg, 20: ifaddrmsg, 21: ifaddrmsg, 24: rtmsg, 25: rtmsg,
                    28: ndmsg, 29: ndmsg}
@@ -208,9 +208,6 @@ def decode(data: bytes):
             yield _pyroute2_message(kind, data, offset)
 
 
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_GETROUTE = 26
 
 
 def dump_routes(netns_name: str) -> list[tuple]:

@@ -6,13 +6,7 @@ import ipaddress
 
 from ..mac import mac_to_int
 from .model import Address, Link, Neighbour, NextHop, Route, RouteKind
-
-RT_TABLE_MAIN = 254
-RTN_UNICAST = 1
-RTNH_F_LINKDOWN = 16
-AF_INET = 2
-AF_INET6 = 10
-IFF_UP = 1
+from .rtnl import AF_INET, AF_INET6, IFF_UP, RT_TABLE_MAIN, RTN_UNICAST, RTNH_F_LINKDOWN, never_in_fib
 
 
 def link(msg) -> Link:
@@ -66,8 +60,7 @@ def route(msg) -> Route | None:
         return None
     dst_text = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == AF_INET else "::")
     dst = ipaddress.ip_network(f"{dst_text}/{msg['dst_len']}", strict=False)
-    if dst.is_multicast or (dst.version == 6 and dst.subnet_of(ipaddress.IPv6Network("fe80::/10"))) \
-            or (dst.prefixlen and dst.is_link_local):
+    if never_in_fib(family, int(dst.network_address), dst.prefixlen):
         return None
     if _has_nh_id(msg) or msg["src_len"]:
         # Routes on kernel nexthop objects: not read yet; the kernel forwards them.

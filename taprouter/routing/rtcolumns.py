@@ -25,17 +25,15 @@ from typing import Callable
 
 from .. import prefix
 from . import rtdecode
-from .rtdecode import (AF_INET, AF_INET6, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTM_DELROUTE,
-                       RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN, RTNH_F_LINKDOWN)
+from .rtnl import (AF_INET, AF_INET6, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTM_DELROUTE,
+                   RTM_NEWROUTE, RTN_UNICAST, RT_TABLE_MAIN, RTNH_F_LINKDOWN, never_in_fib_first_bytes)
 
 _HEAD_SIZE = 28  # nlmsghdr (16) + rtmsg (12)
 _WORD = struct.Struct("=I")
 _FIELDS = {RTA_DST: "dst", RTA_OIF: "oif", RTA_GATEWAY: "gateway", RTA_PRIORITY: "metric", RTA_TABLE: "table"}
-# Destinations the FIB never carries start with these bytes (multicast, link-local); a run with
-# any of them is decoded a message at a time, where the exact rule applies.
-_SUSPECT_V4 = bytes([*range(0xE0, 0xF0), 0xA9])
-_SUSPECT_V6 = bytes([0xFE, 0xFF])
-_KEEP = {AF_INET: bytes(set(range(256)) - set(_SUSPECT_V4)), AF_INET6: bytes(set(range(256)) - set(_SUSPECT_V6))}
+# A destination the FIB never carries starts with one of these bytes; a run with any of them is
+# decoded a message at a time, where the exact rule applies.
+_KEEP = {family: bytes(set(range(256)) - set(never_in_fib_first_bytes(family))) for family in (AF_INET, AF_INET6)}
 _LINKDOWN_BITS = bytes(1 if b & RTNH_F_LINKDOWN else 0 for b in range(256))
 
 Columns = Callable[[bytes], "list | None"]

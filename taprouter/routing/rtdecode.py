@@ -12,7 +12,9 @@ import ipaddress
 import struct
 
 from .. import prefix
-from .model import NextHop, Route, RouteKind
+from .model import NextHop
+from .rtnl import (AF_INET, AF_INET6, RT_TABLE_MAIN, RTA_DST, RTA_GATEWAY, RTA_MULTIPATH, RTA_NH_ID, RTA_OIF,
+                   RTA_PRIORITY, RTA_TABLE, RTA_VIA, RTN_UNICAST, RTNH_F_LINKDOWN, never_in_fib)
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family dst_len src_len tos table protocol scope type flags
@@ -20,12 +22,6 @@ _RTATTR = struct.Struct("=HH")
 _RTNEXTHOP = struct.Struct("=HBBi")  # len flags hops ifindex
 _U32 = struct.Struct("=I")
 
-RTM_NEWROUTE, RTM_DELROUTE = 24, 25
-AF_INET, AF_INET6 = 2, 10
-RT_TABLE_MAIN = 254
-RTN_UNICAST = 1
-RTNH_F_LINKDOWN = 16
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 18, 30
 _U16 = struct.Struct("=H")
 
 # Full tables have few distinct next hops: build each typed next hop once.
@@ -92,13 +88,6 @@ def _nexthops(family: int, data: bytes, start: int, end: int) -> list[NextHop]:
     return hops
 
 
-def _skipped(family: int, value: int, plen: int) -> bool:
-    """Multicast and link-local destinations: never forwarded by the FIB (as parse.route)."""
-    if family == AF_INET:
-        return (plen >= 4 and value >> 28 == 0xE) or (plen >= 16 and value >> 16 == 0xA9FE)
-    return (plen >= 8 and value >> 120 == 0xFF) or (plen >= 10 and value >> 118 == 0x3FA)
-
-
 def decode(data: bytes, offset: int = 0) -> tuple[int, int, tuple[NextHop, ...] | None] | None:
     """One route message at offset (its netlink header included) as (prefix, metric, next hops).
 
@@ -146,7 +135,7 @@ def decode(data: bytes, offset: int = 0) -> tuple[int, int, tuple[NextHop, ...] 
     if table != RT_TABLE_MAIN:
         return None
     value = int.from_bytes(dst_raw, "big") if dst_raw else 0
-    if _skipped(family, value, dst_len):
+    if never_in_fib(family, value, dst_len):
         return None
     # prefix.pack, inline; the shift drops any host bits.
     pk = (dst_len << 32 | value >> (32 - dst_len) if family == AF_INET
@@ -163,17 +152,6 @@ def decode(data: bytes, offset: int = 0) -> tuple[int, int, tuple[NextHop, ...] 
             hops = _MULTI_CACHE[(family, raw)] = tuple(sorted(_nexthops(family, data, multipath[0], multipath[1])))
         return pk, metric, hops
     return pk, metric, _single_hop(gateway_family, oif, gateway_raw, bool(flags & RTNH_F_LINKDOWN))
-
-
-def decode_route(data: bytes, offset: int = 0) -> Route | None:
-    """decode(), as the typed Route that parse.route() builds from a pyroute2 message."""
-    decoded = decode(data, offset)
-    if decoded is None:
-        return None
-    pk, metric, hops = decoded
-    if hops is None:
-        return Route(prefix.to_network(pk), metric, RouteKind.OTHER, ())
-    return Route(prefix.to_network(pk), metric, RouteKind.UNICAST, hops)
 
 
 def split(data: bytes):

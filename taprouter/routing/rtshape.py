@@ -20,8 +20,8 @@ from typing import Callable
 
 from .. import prefix
 from . import rtcolumns, rtdecode
-from .rtdecode import (AF_INET, AF_INET6, RTA_DST, RTA_GATEWAY, RTA_MULTIPATH, RTA_NH_ID, RTA_OIF,
-                       RTA_PRIORITY, RTA_TABLE, RTA_VIA, RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST,
+from .rtnl import (AF_INET, AF_INET6, RTA_DST, RTA_GATEWAY, RTA_MULTIPATH, RTA_NH_ID, RTA_OIF,
+                   RTA_PRIORITY, RTA_TABLE, RTA_VIA, RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST, never_in_fib_source,
                        RT_TABLE_MAIN, RTNH_F_LINKDOWN)
 
 _HEAD = struct.Struct("=IHHIIBBBBBBBBI")  # nlmsghdr, rtmsg
@@ -77,10 +77,7 @@ def _generate(family: int, length: int, layout: tuple[tuple[int, int], ...]) -> 
     gateway = "gateway" if "gateway" in seen else "None"
     oif = "oif" if "oif" in seen else "0"
     metric = "metric" if "metric" in seen else "0"
-    if family == AF_INET:
-        skipped = "(dst_len >= 4 and value >> 28 == 0xE) or (dst_len >= 16 and value >> 16 == 0xA9FE)"
-    else:
-        skipped = "(dst_len >= 8 and value >> 120 == 0xFF) or (dst_len >= 10 and value >> 118 == 0x3FA)"
+    skipped = never_in_fib_source(family)
     source = f"""
 def decode(data, iter_unpack=iter_unpack, hop_cache=hop_cache, single_hop=single_hop, entry=entry):
     events = []
