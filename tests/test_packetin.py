@@ -73,8 +73,10 @@ class FakeDatapath(ProtocolDesc):
         self.id = dpid
 
 
-def test_install_delivers_and_os_ken_makes_no_message_else_falls_back():
+def test_install_delivers_and_os_ken_makes_no_message_else_falls_back(monkeypatch):
     taken = []
+    os_kens = parser._MSG_PARSERS[ofp.OFPT_PACKET_IN]
+    monkeypatch.setitem(parser._MSG_PARSERS, ofp.OFPT_PACKET_IN, os_kens)
 
     def deliver(dpid, port, frame):
         if dpid != 7:
@@ -95,6 +97,6 @@ def test_install_delivers_and_os_ken_makes_no_message_else_falls_back():
         msg = ofproto_parser.msg(FakeDatapath(7), ofp.OFP_VERSION, ofp.OFPT_PACKET_IN, len(odd), 5, odd)
         assert isinstance(msg, parser.OFPPacketIn) and len(taken) == 1
     finally:
-        packetin.uninstall()
+        monkeypatch.undo()
     msg = ofproto_parser.msg(FakeDatapath(7), ofp.OFP_VERSION, ofp.OFPT_PACKET_IN, len(buf), 5, bytearray(buf))
     assert isinstance(msg, parser.OFPPacketIn) and len(taken) == 1

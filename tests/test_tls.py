@@ -127,7 +127,7 @@ def test_check_reports_a_key_that_is_not_the_certificates(pki, rogue, tmp_path):
 # -- the handshake -------------------------------------------------------------------------------
 
 def test_a_switch_without_a_certificate_from_the_ca_is_refused(pki, rogue, caplog):
-    caplog.set_level(logging.WARNING, logger="taprouter.controller.tls")
+    caplog.set_level(logging.WARNING, logger="taprouter.controller.session.tls")
     stream, switch = connect(tls.context(files(pki)), switch_context(rogue, ca=pki))
     assert stream is None
     if not isinstance(switch, OSError):  # TLS 1.3: the switch learns it at its first read
@@ -137,7 +137,7 @@ def test_a_switch_without_a_certificate_from_the_ca_is_refused(pki, rogue, caplo
 
 
 def test_a_switch_speaking_plain_openflow_is_refused(pki, caplog):
-    caplog.set_level(logging.WARNING, logger="taprouter.controller.tls")
+    caplog.set_level(logging.WARNING, logger="taprouter.controller.session.tls")
     switch, ours, address = tcp_pair()
     switch.sendall(struct.pack("!BBHI", 4, 0, 8, 1))  # an OpenFlow hello
     assert tls.accept(tls.context(files(pki)), ours, address) is None
@@ -291,11 +291,12 @@ def test_os_kens_datapath_serves_a_switch_over_tls(pki, stream, os_ken_conf, how
     assert dp.state == DEAD_DISPATCHER
 
 
-def test_the_factory_wrap_at_birth_installs_refuses_a_switch_the_ca_did_not_sign(pki, rogue, caplog):
+def test_the_factory_wrap_at_birth_installs_refuses_a_switch_the_ca_did_not_sign(pki, rogue, caplog, monkeypatch):
     """Its handshake fails: logged, and no Datapath is made (the factory returns at once)."""
     from os_ken.controller import controller
 
-    caplog.set_level(logging.WARNING, logger="taprouter.controller.tls")
+    monkeypatch.setattr(controller, "datapath_connection_factory", controller.datapath_connection_factory)
+    caplog.set_level(logging.WARNING, logger="taprouter.controller.session.tls")
     connection.wrap_at_birth(tls.context(files(pki)))
     try:
         raw, ours, address = tcp_pair()
@@ -312,13 +313,14 @@ def test_the_factory_wrap_at_birth_installs_refuses_a_switch_the_ca_did_not_sign
             "TLS handshake failed (CERTIFICATE_VERIFY_FAILED" in caplog.text, caplog.text
         raw.close()
     finally:
-        connection.unwrap_at_birth()
+        monkeypatch.undo()
 
 
-def test_a_switch_speaking_tls_to_a_daemon_without_tls_is_refused_with_a_reason(pki, caplog):
+def test_a_switch_speaking_tls_to_a_daemon_without_tls_is_refused_with_a_reason(pki, caplog, monkeypatch):
     from os_ken.controller import controller
 
-    caplog.set_level(logging.WARNING, logger="taprouter.controller.connection")
+    monkeypatch.setattr(controller, "datapath_connection_factory", controller.datapath_connection_factory)
+    caplog.set_level(logging.WARNING, logger="taprouter.controller.session.connection")
     connection.wrap_at_birth()
     try:
         raw, ours, address = tcp_pair()
@@ -332,7 +334,7 @@ def test_a_switch_speaking_tls_to_a_daemon_without_tls_is_refused_with_a_reason(
         assert "it speaks TLS, but openflow.tls is not configured" in caplog.text
         raw.close()
     finally:
-        connection.unwrap_at_birth()
+        monkeypatch.undo()
 
 
 def test_a_switch_speaking_openflow_is_not_taken_for_tls():

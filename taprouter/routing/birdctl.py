@@ -142,13 +142,6 @@ class BirdControl:
         except (ValueError, IndexError) as exc:  # pybird's parse errors and BIRD's refusals
             raise BirdError(str(exc)) from None
 
-    def check_config(self) -> None:
-        """`configure check`: raise BirdError with BIRD's message when the file is wrong."""
-        self._pybird(self.pybird.check_config)
-
     def configure(self) -> None:
         """Reload the configuration in place: sessions stay up where BIRD can keep them."""
         self._pybird(self.pybird.configure)
-
-    def bgp_peers(self) -> list[dict]:
-        return self._pybird(self.pybird.get_peer_status)

@@ -10,7 +10,7 @@ from . import parse
 from .rtnl import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH,
                    RTM_NEWROUTE)
 from .. import prefix
-from .model import Address, KernelState, Link, MirrorChanges, Neighbour, NeighbourKey, Route, RouteKey, RouteKind
+from .model import Address, KernelState, Link, MirrorChanges, Neighbour, NeighbourKey, RouteKind
 
 # A route entry: (metric, next hops or None when the kernel must judge it), best metric first;
 # further metrics of the same prefix follow in the same flat tuple.
@@ -43,7 +43,6 @@ class KernelMirror:
         self._neighbours: dict[NeighbourKey, Neighbour] = {}
         self._addresses: set[Address] = set()
         self._on_change = on_change
-        self.version = 0
         self._routes_peak = 0  # gctune.compacted
 
     def notify(self) -> None:
@@ -65,20 +64,6 @@ class KernelMirror:
             self._dirty, self._other_dirty, self._full, self._withdrawn = {}, False, False, False
             self._gone = []
         return taken
-
-    def typed_routes(self) -> dict[RouteKey, Route]:
-        """Every route as a typed Route: for tests and tools, slow at full-table sizes."""
-        with self._lock:
-            items = list(self.routes.items())
-        result = {}
-        for pk, entry in items:
-            dst = prefix.to_network(pk)
-            for i in range(0, len(entry), 2):
-                metric, hops = entry[i], entry[i + 1]
-                route = Route(dst, metric, RouteKind.OTHER, ()) if hops is None else \
-                    Route(dst, metric, RouteKind.UNICAST, hops)
-                result[route.key] = route
-        return result
 
     def items(self) -> list[tuple[int, RouteEntry]]:
         """Every (prefix, entry), taken under the lock: a full pass iterates them."""
@@ -105,7 +90,6 @@ class KernelMirror:
             self._addresses = new_addresses
             self._dirty, self._withdrawn, self._gone = {}, False, []
             self._other_dirty = self._full = True
-            self.version += 1
         self._on_change()
 
     def apply(self, msg) -> bool:
@@ -139,7 +123,6 @@ class KernelMirror:
                     changed = self._set(self._neighbours, neighbour.key, neighbour, kind == RTM_DELNEIGH)
             if changed:
                 self._other_dirty = True
-                self.version += 1
         if changed:
             self._on_change()
         return changed
@@ -189,8 +172,6 @@ class KernelMirror:
                 self._withdrawn = True
                 changed += withdrawn
             self.routes, self._routes_peak = gctune.compacted(routes, self._routes_peak)
-            if changed:
-                self.version += 1
         if changed:
             self._on_change()
         return changed

@@ -51,16 +51,12 @@ class RawFlowStats:
 
 # os-ken's multipart reply loop calls <reply class>.cls_stats_body_cls.parser for every entry;
 # OFPFlowStatsReply's is OFPFlowStats (a full object tree per entry: a million take minutes).
-_OS_KEN_BODY = ofp_parser.OFPFlowStatsReply.cls_stats_body_cls
 
 
 def install() -> None:
     """Makes os-ken hand OFPFlowStatsReply bodies over as RawFlowStats; idempotent."""
     ofp_parser.OFPFlowStatsReply.cls_stats_body_cls = RawFlowStats
 
-
-def uninstall() -> None:
-    ofp_parser.OFPFlowStatsReply.cls_stats_body_cls = _OS_KEN_BODY
 
 
 # length, table_id, priority, cookie, then the ofp_match's type and length.

@@ -223,11 +223,6 @@ def wrap_at_birth(tls_context: ssl.SSLContext | None = None) -> None:
     controller.datapath_connection_factory = wrapping_factory
 
 
-def unwrap_at_birth() -> None:
-    factory = controller.datapath_connection_factory
-    controller.datapath_connection_factory = getattr(factory, "wraps", None) or factory
-
-
 def send_now(dp, data: bytes) -> bool:
     """Write `data` to the switch from this thread if that is safe yet, else queue it in os-ken."""
     sock = dp.socket

@@ -61,6 +61,3 @@ def install(deliver: Deliver) -> None:
 
     ofp_parser._MSG_PARSERS[ofp.OFPT_PACKET_IN] = parser
 
-
-def uninstall() -> None:
-    ofp_parser._MSG_PARSERS[ofp.OFPT_PACKET_IN] = _OS_KEN_PARSER
