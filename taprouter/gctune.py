@@ -57,7 +57,7 @@ def release() -> bool:
     After a full pass. A restart against a full table holds the kernel's dump and the switch's
     read-back at once, and the C heap keeps what they used: at 1M routes the restarted daemon
     held 417 MB against 263 MB for one that took the same table live, and 322 MB with this
-    called after its first pass (2026-11-26). Trimming walks the heap, so it is not done per pass.
+    called after its first pass. Trimming walks the heap, so it is not done per pass.
     """
     if _TRIM is None:
         return False

@@ -122,7 +122,7 @@ class GroupBooks:
     def forget(self, shards: Shards) -> None:
         if self.by_set.get(shards.hopset) is shards:
             del self.by_set[shards.hopset]
-            self.changed = True  # its next shards may no longer need resolving
+            self.changed = True  # its next hops may no longer need resolving
         shards.alive = False
 
     def _allocate(self) -> int:

@@ -3,10 +3,9 @@ past os-ken's send queue; the switch's messages read many to a recv; PacketIns t
 the stream before os-ken's receive loop.
 
 os-ken queues every message for its datapath's send thread. For a frame the
-kernel sends out of a TAP that hand-over was a large part of the punt path:
-with the relay writing itself, the ping RTT to the router (p50) went from
-0.56-0.73 ms to 0.53-0.56 ms (three short runs each on this machine; L2 on
-the same bridge 0.12-0.18 ms).
+kernel sends out of a TAP, that hand-over (a queue and a thread woken) is a
+large part of the punt path, so the relay writes PacketOuts itself
+(docs/performance.md has the figures).
 
 Two threads writing one TCP stream must not interleave, and a write can be
 partial (os-ken's sockets have a timeout, so they are non-blocking inside).
@@ -17,14 +16,13 @@ can still be under way.
 
 Reads go through the wrapper too. os-ken's receive loop asks the socket for a
 message's 8-byte header and then for its rest, a poll and a recv each time. Read
-ahead, one recv serves every message queued. Measured on this machine with the
-data-plane benchmark's BGP-class flood (TCP to port 179, host to router kernel):
-at 50,000 pps offered, 36,050 pps arrived before and 49,600 after (0.02% lost).
+ahead, one recv serves every message queued: under the data-plane benchmark's
+BGP-class flood that took what arrives at 50,000 pps offered from 36,050 to 49,600.
 
-A sampled profile of that flood then had a quarter of the daemon's time in os-ken's
-loop around each PacketIn (its recv calls, buffer joins, header and dispatch calls)
-and half in the TAP write. So once a switch is up, PacketIns are split out of what is
-read ahead and written to their TAPs there; os-ken gets the other messages, whole.
+Even so, a quarter of the daemon's time under that flood went to os-ken's loop
+around each PacketIn (its recv calls, buffer joins, header and dispatch calls).
+So once a switch is up, PacketIns are split out of what is read ahead and written
+to their TAPs there; os-ken gets the other messages, whole.
 That needs the wrapper from the connection's first byte, to know where messages start:
 `wrap_at_birth` has os-ken build every Datapath on a wrapped socket.
 """
