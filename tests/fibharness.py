@@ -233,6 +233,7 @@ class Switch:
     planner: Planner | None = None
     seen: tuple = ({}, None)  # the kernel routes and state of the last sync
     passes: list[int] = field(default_factory=list)  # how many prefixes each pass of the last sync took
+    last: Pass | None = None  # the last pass planned
 
     @property
     def fib(self):
@@ -273,6 +274,7 @@ class Switch:
         # The log's figures are counted where the ops are made: they must agree with the ops.
         assert plan.route_counts == tuple(sum(1 for op, _pk, _t in plan.routes if op is kind)
                                           for kind in (Op.ADD, Op.MODIFY, Op.DELETE))
+        self.last = plan
         apply(self.table, plan)
         fib = self.planner.fib
         route_flows = {pipeline.route_flow(pk, t if type(t) is int else pipeline.KERNEL) for pk, t in fib.targets.items()}
