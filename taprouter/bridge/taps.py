@@ -41,7 +41,7 @@ class TapSet:
         self.holder.start()
         adopted = []
         for name, fd in self.holder.get().items():
-            port = self._by_tap.get(name)
+            port = self.port_of(name)
             if port is None:
                 LOG.info("router %s: holder had %s, no longer configured; releasing it", router.name, name)
                 self._release(name, fd)

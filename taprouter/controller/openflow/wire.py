@@ -10,11 +10,11 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ... import prefix
 from ...prefix import V6_TAG
-from .flows import FIELDS, Action, DecTtl, Match, Output, SetField, ToGroup, to_controller
+from .flows import FIELDS, Action, DecTtl, Match, Output, SetField, ToGroup
 from .groups import GroupType
 from .meters import MeterSpec
 from .ops import FlowOp, GroupOp, MeterOp, Op
-from .pipeline import COOKIE_MASK, FIB_PRIORITY_BASE, KERNEL, SLOW_PATH_METER, Owner, Table, cookie
+from .pipeline import COOKIE_MASK, KERNEL, route_flow
 
 # Nothing here is cached per flow: on this CPython, hashing a frozen dataclass (a Python-level
 # __hash__) costs as much as encoding it, and a full-table load sees each match once. Measured:
@@ -234,49 +234,8 @@ def encode_group_mod(op: GroupOp, xid: int = 0) -> bytes:
 # Each is eth_type plus the destination (masked, exact at full length, absent at length 0), then
 # either one group action or the metered punt: so the whole message is a few fixed shapes.
 
-_ROUTE_COOKIE = cookie(Owner.ROUTE)
-_ETH_TYPE = {False: struct.pack("!IH", oxm_header("eth_type", False), 0x0800),
-             True: struct.pack("!IH", oxm_header("eth_type", False), 0x86DD)}
-_DST = {False: ("ipv4_dst", 4), True: ("ipv6_dst", 16)}
-_PUNT_INSTRUCTIONS = (_METER_INSTRUCTION(OFPIT_METER, 8, SLOW_PATH_METER)
-                      + _ACTIONS_INSTRUCTION(OFPIT_APPLY_ACTIONS, 24) + _action(to_controller()))
-_APPLY_GROUP = struct.Struct("!HH4xHHI")
-_ROUTE_COMMANDS = {ADD: OFPFC_ADD, MODIFY: OFPFC_MODIFY_STRICT}
 _LOW32 = (1 << 32) - 1
 _LOW128 = (1 << 128) - 1
-
-
-def _route_match(pk: int) -> tuple[int, bytes]:
-    v6, length = prefix.is_v6(pk), prefix.length(pk)
-    oxms = _ETH_TYPE[v6]
-    if length:
-        name, width = _DST[v6]
-        value = prefix.value(pk).to_bytes(width, "big")
-        if length == width * 8:
-            oxms += struct.pack("!I", oxm_header(name, False)) + value
-        else:
-            mask = prefix.mask(pk).to_bytes(width, "big")
-            oxms += struct.pack("!I", oxm_header(name, True)) + value + mask
-    match_len = 4 + len(oxms)
-    return match_len, oxms + _PAD[-match_len & 7]
-
-
-def _encode_route(op: Op, pk: int, target: int, xid: int = 0) -> bytes:
-    """The reference shape of a route flow_mod, which the templates below are cut from."""
-    match_len, oxms = _route_match(pk)
-    table = Table.FIB6 if prefix.is_v6(pk) else Table.FIB4
-    priority = FIB_PRIORITY_BASE + prefix.length(pk)
-    if op is DELETE:
-        return _FLOW_MOD(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_BEFORE_OXMS + len(oxms), xid, _ROUTE_COOKIE,
-                         COOKIE_MASK, table, OFPFC_DELETE_STRICT, 0, 0, priority, NO_BUFFER, OFPP_ANY,
-                         OFPG_ANY, 0, OFPMT_OXM, match_len) + oxms
-    if target == KERNEL:
-        body = oxms + _PUNT_INSTRUCTIONS
-    else:
-        body = oxms + _APPLY_GROUP.pack(OFPIT_APPLY_ACTIONS, 16, OFPAT_GROUP, 8, target)
-    return _FLOW_MOD(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_BEFORE_OXMS + len(body), xid, _ROUTE_COOKIE, 0, table,
-                     _ROUTE_COMMANDS[op], 0, 0, priority, NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, OFPMT_OXM,
-                     match_len) + body
 
 
 _VALUE_AT = _FLOW_MOD_BEFORE_OXMS + 6 + 4  # after the eth_type OXM and the destination's OXM header
@@ -286,10 +245,11 @@ _ROUTE_TEMPLATES: dict[tuple, tuple] = {}
 def _route_template(op: Op, v6: bool, length: int, group: bool, bundle_id: int | None = None) -> tuple:
     """(pack, constant chunks) for one message shape: a single struct call fills xid, value and group.
 
-    The constant bytes travel as `s` fields, cut from the reference encoding. With a bundle id, the
-    bundle add message's head comes first, in the first chunk.
+    The constant bytes travel as `s` fields, cut from the typed route flow's own encoding (value 0,
+    xid 0). With a bundle id, the bundle add message's head comes first, in the first chunk.
     """
-    reference = _encode_route(op, prefix.pack(6 if v6 else 4, 0, length), 1 if group else KERNEL)  # value 0, xid 0
+    flow = route_flow(prefix.pack(6 if v6 else 4, 0, length), 1 if group else KERNEL)
+    reference = encode_flow_mod(FlowOp(op, flow))
     head = b"" if bundle_id is None else bundle_add_head(bundle_id, len(reference))
     fmt, chunks, pos = f"!{len(head) + 4}s", [head + reference[:4]], 8  # version, type, length; then the xid
     fmt += "I"

@@ -168,7 +168,7 @@ class Planner:
 
     def flows_planned(self) -> int:
         """Our flows on the switch as planned: base flows and route flows."""
-        return len(self._base) + len(self.fib.targets)
+        return len(self.base_flows) + len(self.fib.targets)
 
     def groups_planned(self) -> int:
         return len(self.fib.switch_groups)
