@@ -39,6 +39,7 @@ from .groupbooks import GroupBooks
 # kernel because their hop set has no usable member are held as its Shards record, so they move
 # back onto groups when a member becomes usable.
 UNKNOWN = -1
+_MISSING = object()
 
 # Follows a prefix with an entry past the connected subnets: (prefix, next hops) -> whether host
 # entries may have changed.
@@ -201,12 +202,18 @@ class FibState:
         # then only connected routes matter.
         connected = self._connected
         by_prefix, v4_shortest, v6_shortest = connected.by_prefix, *connected.shortest()
+        # A full pass (held set) makes the connected subnets afresh: only connected routes matter.
+        near = follow is not None and held is None
         stale = False
+        missing = _MISSING
         for pk, entry in items:
             hops = entry[1]
-            if follow is not None and ((hops and hops[0].gateway is None) or pk in by_prefix or (
-                    pk >> 32 > v4_shortest if pk < V6_TAG else (pk >> 128) & 0xFF > v6_shortest)):
-                stale |= follow(pk, hops)
+            if follow is not None:
+                if hops and hops[0].gateway is None:
+                    stale |= follow(pk, hops)
+                elif near and ((pk >> 32 > v4_shortest if pk < V6_TAG else (pk >> 128) & 0xFF > v6_shortest)
+                               or pk in by_prefix):
+                    stale |= follow(pk, hops)
             if hops is None:
                 record = KERNEL
             else:
@@ -216,12 +223,12 @@ class FibState:
                     record = cached[1]
                 else:
                     record = self._classify(hops, v6, state)
-            if held is not None and pk in held:
-                old = held.pop(pk)
-                counted = False
-            else:
+            old = missing if held is None else held.pop(pk, missing)
+            if old is missing:
                 old = targets.get(pk)
                 counted = True
+            else:
+                counted = False
 
             if record is KERNEL:
                 new = KERNEL
