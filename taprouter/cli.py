@@ -98,8 +98,11 @@ def cmd_status(args) -> int:
 def cmd_down(args) -> int:
     from .down import down
     for router in _load(args.config).routers:
-        removed = down(router)
-        print(f"router {router.name}: removed {', '.join(removed) if removed else 'nothing (already down)'}")
+        done = down(router)
+        print(f"router {router.name}: removed "
+              f"{', '.join(done.removed) if done.removed else 'nothing (already down)'}")
+        for note in done.kept:
+            print(f"router {router.name}: {note}")
     return 0
 
 
