@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
+from . import configyaml
+from .configyaml import child, key_path, shown
 
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
 MAX_DPID = (1 << 64) - 1
@@ -98,7 +99,7 @@ class _Problems:
 def _unknown_keys(problems: _Problems, where: str, data: dict, allowed: Iterable[str]) -> None:
     for key in data:
         if key not in allowed:
-            problems.add(f"{where}.{key}" if where else str(key),
+            problems.add(child(where, key),
                          f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
@@ -149,16 +150,16 @@ def _parse_listen(problems: _Problems, data: dict) -> Listen:
     default = Listen("127.0.0.1", 6653)
     text = data.get("listen", "127.0.0.1:6653")
     if not isinstance(text, str) or ":" not in text:
-        problems.add("openflow.listen", f"must be HOST:PORT, got {text!r}")
+        problems.add("openflow.listen", f"must be HOST:PORT, got {shown(text)}")
         return default
     host, _, port_text = text.rpartition(":")
     host = host.strip("[]")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        problems.add("openflow.listen", f"{host!r} is not an IP address")
+        problems.add("openflow.listen", f"{shown(host)} is not an IP address")
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        problems.add("openflow.listen", f"port {port_text!r} is not in 1..65535")
+        problems.add("openflow.listen", f"port {shown(port_text)} is not in 1..65535")
         return default
     return Listen(host, int(port_text))
 
@@ -168,13 +169,13 @@ def _parse_dpid(problems: _Problems, key: str, value: Any) -> int:
         try:
             value = int(value, 0)
         except ValueError:
-            problems.add(key, f"{value!r} is not an integer or hex string such as 0x1")
+            problems.add(key, f"{shown(value)} is not an integer or hex string such as 0x1")
             return 0
     if not _is_int(value):
         problems.add(key, "is required: an integer or hex string such as 0x1")
         return 0
     if not 0 < value <= MAX_DPID:
-        problems.add(key, f"{value} is out of range 1..2^64-1")
+        problems.add(key, f"{shown(value)} is out of range 1..2^64-1")
     return value
 
 
@@ -186,21 +187,24 @@ def _parse_addresses(problems: _Problems, key: str, value: Any) -> tuple[Interfa
         return ()
     result = []
     for i, text in enumerate(value):
+        where = f"{key}[{i}]"
         if not isinstance(text, str) or "/" not in text:
-            problems.add(f"{key}[{i}]", f"{text!r} is not a CIDR address such as 10.0.1.1/24")
+            problems.add(where, f"{shown(text)} is not a CIDR address such as 10.0.1.1/24")
             continue
         try:
             iface = ipaddress.ip_interface(text)
         except ValueError as exc:
-            problems.add(f"{key}[{i}]", f"{text!r} is not a CIDR address: {exc}")
+            # ipaddress's reason repeats the value: only worth showing when that is short.
+            reason = f": {exc}" if len(text) <= configyaml.SHOWN else ""
+            problems.add(where, f"{shown(text)} is not a CIDR address{reason}")
             continue
         ip = iface.ip
         if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
-            problems.add(f"{key}[{i}]", f"{text} cannot be a router interface address")
+            problems.add(where, f"{text} cannot be a router interface address")
             continue
         if iface.version == 4 and iface.network.prefixlen < 31 and ip in (
                 iface.network.network_address, iface.network.broadcast_address):
-            problems.add(f"{key}[{i}]", f"{text} is the network or broadcast address of its subnet")
+            problems.add(where, f"{text} is the network or broadcast address of its subnet")
             continue
         result.append(iface)
     return tuple(result)
@@ -210,7 +214,7 @@ def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> Port
     if isinstance(number, str) and number.isascii() and number.isdigit():
         number = int(number)
     if not _is_int(number) or not 0 < number <= MAX_PORT:
-        problems.add(f"{where}.{number}", "port numbers must be integers in 1..4294967039")
+        problems.add(child(where, number), "port numbers must be integers in 1..4294967039")
         return None
     key = f"{where}.{number}"
     if not isinstance(data, dict):
@@ -222,9 +226,9 @@ def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> Port
         problems.add(f"{key}.tap", "is required: the TAP interface name")
         tap = ""
     elif len(tap.encode()) > IFNAMSIZ:
-        problems.add(f"{key}.tap", f"{tap!r} is longer than Linux's {IFNAMSIZ}-character limit")
+        problems.add(f"{key}.tap", f"{shown(tap)} is longer than Linux's {IFNAMSIZ}-character limit")
     elif not _IFNAME_RE.match(tap) or tap in (".", ".."):
-        problems.add(f"{key}.tap", f"{tap!r} is not a valid interface name")
+        problems.add(f"{key}.tap", f"{shown(tap)} is not a valid interface name")
     addresses = _parse_addresses(problems, f"{key}.addresses", data.get("addresses"))
     return PortConfig(number, tap, addresses)
 
@@ -247,7 +251,7 @@ def _parse_bird(problems: _Problems, base: Path, key: str, data: Any) -> BirdCon
 
 
 def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> RouterConfig | None:
-    key = f"routers.{name}"
+    key = key_path("routers", name)
     if not isinstance(name, str) or not _NETNS_RE.match(name):
         problems.add(key, "router names must be letters, digits, '-', '_' or '.'")
         return None
@@ -258,7 +262,7 @@ def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> Rout
     dpid = _parse_dpid(problems, f"{key}.dpid", data.get("dpid"))
     netns = data.get("netns", name)
     if not isinstance(netns, str) or not _NETNS_RE.match(netns):
-        problems.add(f"{key}.netns", f"{netns!r} is not a valid network namespace name")
+        problems.add(f"{key}.netns", f"{shown(netns)} is not a valid network namespace name")
         netns = name
     ports_data = data.get("ports")
     ports: list[PortConfig] = []
@@ -267,8 +271,13 @@ def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> Rout
     else:
         for number, port_data in ports_data.items():
             port = _parse_port(problems, f"{key}.ports", number, port_data)
-            if port is not None:
-                ports.append(port)
+            if port is None:
+                continue
+            if any(p.number == port.number for p in ports):
+                # From a file the YAML reader has refused this already; parse() may get a dict.
+                problems.add(child(f"{key}.ports", number), f"port {port.number} is given twice")
+                continue
+            ports.append(port)
     bird = _parse_bird(problems, base, f"{key}.bird", data.get("bird"))
     return RouterConfig(name, dpid, netns, tuple(sorted(ports, key=lambda p: p.number)), bird)
 
@@ -304,7 +313,10 @@ def _check_unique(problems: _Problems, routers: list[RouterConfig]) -> None:
 
 def parse(data: Any, path: Path) -> Config:
     """Validate already-loaded YAML data; raise ConfigError listing every problem."""
-    problems = _Problems(path)
+    return _parse(data, path, _Problems(path))
+
+
+def _parse(data: Any, path: Path, problems: _Problems) -> Config:
     if not isinstance(data, dict):
         problems.add("(top)", "the file must be a mapping with 'openflow' and 'routers'")
         raise ConfigError(problems.items)
@@ -326,19 +338,13 @@ def parse(data: Any, path: Path) -> Config:
 
 
 def load(path: str | Path) -> Config:
-    """Read and validate a config file."""
+    """Read and validate a config file: every problem, or ConfigError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: byte {exc.start}: not UTF-8 text"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{path}: {where}: {problem}"]) from None
-    return parse(data, path.resolve())
+        document = configyaml.read(path)
+    except configyaml.FileProblem as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+    problems = _Problems(path.resolve())
+    for key, problem in document.problems:
+        problems.add(key, problem)
+    return _parse(document.data, path.resolve(), problems)

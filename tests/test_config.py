@@ -169,7 +169,7 @@ BAD = [
     ("ports-list", set_router("ports", ["r1-p1"]), "routers.r1.ports", ["is required"]),
     ("netns-bad", set_router("netns", "r1/x"), "routers.r1.netns", ["'r1/x' is not a valid network namespace"]),
     ("netns-too-long", set_router("netns", "n" * 65), "routers.r1.netns", ["not a valid network namespace"]),
-    ("router-name-bad", lambda d: d["routers"].update({"r 2": d["routers"].pop("r1")}), "routers.r 2",
+    ("router-name-bad", lambda d: d["routers"].update({"r 2": d["routers"].pop("r1")}), "routers.'r 2'",
      ["router names must be"]),
     ("router-not-mapping", lambda d: d["routers"].update(r1="dpid 1"), "routers.r1", ["must be a mapping"]),
     ("routers-missing", lambda d: d.pop("routers"), "routers", ["is required"]),
@@ -334,7 +334,7 @@ def test_port_number_superscript_digit_is_a_config_error(tmp_path):
     rename_port(2, "²")(data)
     with pytest.raises(ConfigError) as info:
         config.parse(data, tmp_path / "c.yaml")
-    assert info.value.problems[0].split(": ")[1] == "routers.r1.ports.²"
+    assert info.value.problems[0].split(": ")[1] == "routers.r1.ports.'²'"
 
 
 # --- good files ------------------------------------------------------------------------------------
