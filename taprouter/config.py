@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import configyaml
-from .configyaml import child, key_path, shown
+from . import configyaml, paths
+from .configyaml import child, key_path, kind, shown
 
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
 MAX_DPID = (1 << 64) - 1
 # OpenFlow 1.3 reserves 0xffffff00 and above for logical ports.
 MAX_PORT = 0xFFFFFF00 - 1
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_NETNS_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# Interface names a TAP cannot have: ones every netns has (lo; the fallback tunnel devices once
+# their module is loaded), and ones Linux refuses because /proc/sys/net/*/conf/ has them.
+RESERVED_IFNAMES = {
+    "lo": "every netns has its loopback interface by that name",
+    **dict.fromkeys(("sit0", "tunl0", "ip6tnl0", "gre0", "gretap0", "erspan0", "ip_vti0", "ip6_vti0",
+                     "ip6gre0"), "the kernel makes a tunnel device by that name in every netns"),
+    **dict.fromkeys(("all", "default"), "Linux refuses it: /proc/sys/net/ipv4/conf/ has an entry by "
+                                        "that name"),
+}
+_PLAIN_RULE = "use letters, digits, '_', '.' and '-', not starting with '.' or '-'"
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -101,6 +108,26 @@ def _unknown_keys(problems: _Problems, where: str, data: dict, allowed: Iterable
         if key not in allowed:
             problems.add(child(where, key),
                          f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _not_text(value: Any) -> str:
+    """The problem with a non-text value where a name belongs: YAML's reading, and the cure."""
+    what = kind(value)
+    if what == "boolean":
+        return ("must be a name (text), not a boolean: quote it (YAML reads yes, no, on, off, true "
+                "and false as booleans)")
+    if what in ("number", "date"):
+        return f"must be a name (text), not the {what} {shown(value)}: quote it"
+    return f"must be a name (text), not {what if what == 'null' else 'a ' + what}"
+
+
+def _name_problem(value: Any, what: str, max_length: int = paths.NAME_MAX) -> str | None:
+    """Why `value` cannot be a router, netns or TAP name (each becomes a path or an argument)."""
+    if not isinstance(value, str):
+        return _not_text(value)
+    if not paths.is_plain(value, max_length):
+        return f"{shown(value)} is not a valid {what}: {_PLAIN_RULE}, at most {max_length} characters"
+    return None
 
 
 def _beside(base: Path, text: str) -> Path:
@@ -210,6 +237,19 @@ def _parse_addresses(problems: _Problems, key: str, value: Any) -> tuple[Interfa
     return tuple(result)
 
 
+def _tap_problem(tap: Any) -> str | None:
+    if tap is None or tap == "":
+        return "is required: the TAP interface name"
+    if isinstance(tap, str) and len(tap.encode()) > IFNAMSIZ:
+        return f"{shown(tap)} is longer than Linux's {IFNAMSIZ}-character limit"
+    problem = _name_problem(tap, "interface name", IFNAMSIZ)
+    if problem:
+        return problem
+    if tap in RESERVED_IFNAMES:
+        return f"{shown(tap)} cannot be a TAP: {RESERVED_IFNAMES[tap]}"
+    return None
+
+
 def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> PortConfig | None:
     if isinstance(number, str) and number.isascii() and number.isdigit():
         number = int(number)
@@ -222,13 +262,10 @@ def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> Port
         return None
     _unknown_keys(problems, key, data, ("tap", "addresses"))
     tap = data.get("tap")
-    if not isinstance(tap, str) or not tap:
-        problems.add(f"{key}.tap", "is required: the TAP interface name")
-        tap = ""
-    elif len(tap.encode()) > IFNAMSIZ:
-        problems.add(f"{key}.tap", f"{shown(tap)} is longer than Linux's {IFNAMSIZ}-character limit")
-    elif not _IFNAME_RE.match(tap) or tap in (".", ".."):
-        problems.add(f"{key}.tap", f"{shown(tap)} is not a valid interface name")
+    problem = _tap_problem(tap)
+    if problem:
+        problems.add(f"{key}.tap", problem)
+        tap = tap if isinstance(tap, str) else ""
     addresses = _parse_addresses(problems, f"{key}.addresses", data.get("addresses"))
     return PortConfig(number, tap, addresses)
 
@@ -252,8 +289,10 @@ def _parse_bird(problems: _Problems, base: Path, key: str, data: Any) -> BirdCon
 
 def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> RouterConfig | None:
     key = key_path("routers", name)
-    if not isinstance(name, str) or not _NETNS_RE.match(name):
-        problems.add(key, "router names must be letters, digits, '-', '_' or '.'")
+    # The name becomes the router's run directory, and the netns /run/netns/NETNS.
+    problem = _name_problem(name, "router name")
+    if problem:
+        problems.add(key, problem)
         return None
     if not isinstance(data, dict):
         problems.add(key, "must be a mapping with dpid, netns and ports")
@@ -261,8 +300,9 @@ def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> Rout
     _unknown_keys(problems, key, data, ("dpid", "netns", "ports", "bird"))
     dpid = _parse_dpid(problems, f"{key}.dpid", data.get("dpid"))
     netns = data.get("netns", name)
-    if not isinstance(netns, str) or not _NETNS_RE.match(netns):
-        problems.add(f"{key}.netns", f"{shown(netns)} is not a valid network namespace name")
+    problem = _name_problem(netns, "network namespace name")
+    if problem:
+        problems.add(f"{key}.netns", problem)
         netns = name
     ports_data = data.get("ports")
     ports: list[PortConfig] = []

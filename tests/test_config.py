@@ -109,7 +109,7 @@ BAD = [
     ("tap-bad-chars", set_tap(1, "r1/p1"), "routers.r1.ports.1.tap", ["not a valid interface name"]),
     ("tap-dotdot", set_tap(1, ".."), "routers.r1.ports.1.tap", ["not a valid interface name"]),
     ("tap-missing", lambda d: port(d, 1).pop("tap"), "routers.r1.ports.1.tap", ["is required"]),
-    ("tap-not-string", set_tap(1, 7), "routers.r1.ports.1.tap", ["is required"]),
+    ("tap-not-string", set_tap(1, 7), "routers.r1.ports.1.tap", ["must be a name (text), not the number 7"]),
     ("tap-duplicate", set_tap(2, "r1-p1"), "routers.r1.ports.2.tap", ["'r1-p1'", "also the TAP of port 1"]),
     ("cidr-bad-octet", set_addresses(1, ["10.0.1.300/24"]), "routers.r1.ports.1.addresses[0]",
      ["'10.0.1.300/24'", "not a CIDR address"]),
@@ -170,7 +170,7 @@ BAD = [
     ("netns-bad", set_router("netns", "r1/x"), "routers.r1.netns", ["'r1/x' is not a valid network namespace"]),
     ("netns-too-long", set_router("netns", "n" * 65), "routers.r1.netns", ["not a valid network namespace"]),
     ("router-name-bad", lambda d: d["routers"].update({"r 2": d["routers"].pop("r1")}), "routers.'r 2'",
-     ["router names must be"]),
+     ["'r 2' is not a valid router name", "letters, digits"]),
     ("router-not-mapping", lambda d: d["routers"].update(r1="dpid 1"), "routers.r1", ["must be a mapping"]),
     ("routers-missing", lambda d: d.pop("routers"), "routers", ["is required"]),
     ("routers-empty", lambda d: d.update(routers={}), "routers", ["is required"]),
@@ -193,7 +193,7 @@ BAD = [
     ("router-default-netns-clash", compose(set_router("netns", "r2"), add_router("r2"),
                                            lambda d: d["routers"]["r2"].pop("netns")),
      "routers.r2.netns", ["'r2' is also the netns of router r1"]),
-    ("netns-not-string", set_router("netns", 5), "routers.r1.netns", ["5 is not a valid network namespace"]),
+    ("netns-not-string", set_router("netns", 5), "routers.r1.netns", ["must be a name (text), not the number 5"]),
 ]
 
 
