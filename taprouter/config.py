@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import configyaml, paths
+from . import configyaml, dpid as dpids, paths
 from .configyaml import child, key_path, kind, shown
 
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
-MAX_DPID = (1 << 64) - 1
+MAX_DPID = dpids.MAX_DPID
 # OpenFlow 1.3 reserves 0xffffff00 and above for logical ports.
 MAX_PORT = 0xFFFFFF00 - 1
 # Interface names a TAP cannot have: ones every netns has (lo; the fallback tunnel devices once
@@ -192,14 +192,20 @@ def _parse_listen(problems: _Problems, data: dict) -> Listen:
 
 
 def _parse_dpid(problems: _Problems, key: str, value: Any) -> int:
+    """From the file, a dpid comes as the text written (configyaml.RAW_TEXT); from parse()'s
+    callers, it may be an int."""
+    if value is None:
+        problems.add(key, f"is required: {dpids.FORMS}")
+        return 0
     if isinstance(value, str):
         try:
-            value = int(value, 0)
-        except ValueError:
-            problems.add(key, f"{shown(value)} is not an integer or hex string such as 0x1")
+            value = dpids.parse(value)
+        except dpids.DpidError as exc:
+            problems.add(key, f"{shown(value.strip())} {exc}")
             return 0
     if not _is_int(value):
-        problems.add(key, "is required: an integer or hex string such as 0x1")
+        what = shown(value) if kind(value) == "number" else f"a {kind(value)}"
+        problems.add(key, f"must be {dpids.FORMS}, not {what}")
         return 0
     if not 0 < value <= MAX_DPID:
         problems.add(key, f"{shown(value)} is out of range 1..2^64-1")

@@ -1,8 +1,8 @@
-"""Reading a config file's YAML: bounded size, nesting and values; duplicate keys found.
+"""Reading a config file's YAML: bounded size, nesting and values; duplicate keys found; dpids as written.
 
-yaml.safe_load is not used: it lets a second key silently replace the first, recurses once per
-level of nesting (a few KB of brackets raise RecursionError) and expands aliases in full (a few
-hundred bytes become millions of values).
+yaml.safe_load is not used: it lets a second key silently replace the first, reads an Open vSwitch
+dpid such as 0000000000000010 as octal, recurses once per level of nesting (a few KB of brackets
+raise RecursionError) and expands aliases in full (a few hundred bytes become millions of values).
 Instead the file is parsed once as events to bound its nesting (the parser is iterative), then
 composed into nodes, which keep each key's line and each scalar's text as written and share an
 aliased node rather than copy it, and the nodes are walked here with a budget of values.
@@ -31,11 +31,14 @@ Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
+_NULL = "tag:yaml.org,2002:null"
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; a taprouter config nests 6"
 
 ANY = object()  # matches any key in a path pattern
+# Scalars kept as the text the user wrote (None when empty or null): YAML 1.1 would misread a dpid.
+RAW_TEXT = (("routers", ANY, "dpid"),)
 # Mappings whose keys are numbers: 1 and "1" are the same key there.
 NUMBERED = (("routers", ANY, "ports"),)
 
@@ -224,6 +227,8 @@ class _Walk:
     def value(self, node: Node, path: tuple, depth: int) -> Any:
         self._count(node, depth)
         if isinstance(node, ScalarNode):
+            if _matches(path, RAW_TEXT):
+                return None if node.tag == _NULL else node.value
             return self._scalar(node)
         if isinstance(node, SequenceNode):
             self._tag(node, _SEQ, "a list")

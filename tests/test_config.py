@@ -150,13 +150,12 @@ BAD = [
     ("dpid-negative-hex", set_router("dpid", "-0x1"), "routers.r1.dpid", ["-1 is out of range"]),
     ("dpid-too-big", set_router("dpid", 1 << 64), "routers.r1.dpid", [f"{1 << 64} is out of range"]),
     ("dpid-hex-too-big", set_router("dpid", "0x1" + "0" * 16), "routers.r1.dpid", ["out of range"]),
-    ("dpid-word", set_router("dpid", "switch1"), "routers.r1.dpid",
-     ["'switch1' is not an integer or hex string"]),
-    ("dpid-colons", set_router("dpid", "00:00:00:00:00:00:00:01"), "routers.r1.dpid",
-     ["is not an integer or hex string"]),
+    ("dpid-word", set_router("dpid", "switch1"), "routers.r1.dpid", ["'switch1' is not a dpid"]),
+    ("dpid-colons-6", set_router("dpid", "00:00:00:00:00:01"), "routers.r1.dpid",
+     ["is not a dpid", "8 pairs of hex digits"]),
     ("dpid-missing", del_router("dpid"), "routers.r1.dpid", ["is required"]),
-    ("dpid-bool", set_router("dpid", True), "routers.r1.dpid", ["integer or hex string"]),
-    ("dpid-float", set_router("dpid", 1.0), "routers.r1.dpid", ["integer or hex string"]),
+    ("dpid-bool", set_router("dpid", True), "routers.r1.dpid", ["decimal integer", "not a boolean"]),
+    ("dpid-float", set_router("dpid", 1.0), "routers.r1.dpid", ["decimal integer", "not 1.0"]),
     ("port-zero", rename_port(2, 0), "routers.r1.ports.0", ["1..4294967039"]),
     ("port-string", rename_port(2, "eth0"), "routers.r1.ports.eth0", ["1..4294967039"]),
     ("port-huge", rename_port(2, 1 << 32), f"routers.r1.ports.{1 << 32}", ["1..4294967039"]),
@@ -391,6 +390,7 @@ def test_bird_config_relative_to_the_config_file_not_cwd(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,dpid", [
     ("0x1", 1), ('"0x1"', 1), ('"0xdeadbeef"', 0xDEADBEEF), ("42", 42), ('"42"', 42),
     ('"0xffffffffffffffff"', (1 << 64) - 1), (str((1 << 64) - 1), (1 << 64) - 1), ('"0o17"', 15),
+    ('"00:00:00:00:00:00:00:01"', 1),
 ])
 def test_dpid_forms(tmp_path, text, dpid):
     path = write(tmp_path, f"routers:\n  r1:\n    dpid: {text}\n    ports: {{1: {{tap: t1}}}}\n")
