@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import configyaml, dpid as dpids, paths
+from . import configaddr, configyaml, dpid as dpids, paths
 from .configyaml import child, key_path, kind, shown
 
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
@@ -25,7 +25,7 @@ RESERVED_IFNAMES = {
 }
 _PLAIN_RULE = "use letters, digits, '_', '.' and '-', not starting with '.' or '-'"
 
-Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Interface = configaddr.Interface
 
 
 class ConfigError(Exception):
@@ -84,6 +84,7 @@ class Config:
     listen: Listen
     routers: tuple[RouterConfig, ...]
     tls: TlsConfig | None = None  # switches connect over TLS, not TCP
+    warnings: tuple[str, ...] = ()  # "FILE: KEY: why": odd but working; `check --strict` refuses them
 
     def router_for_dpid(self, dpid: int) -> RouterConfig | None:
         for router in self.routers:
@@ -98,9 +99,13 @@ class _Problems:
     def __init__(self, path: Path):
         self.path = path
         self.items: list[str] = []
+        self.warnings: list[str] = []
 
     def add(self, key: str, problem: str) -> None:
         self.items.append(f"{self.path}: {key}: {problem}")
+
+    def warn(self, key: str, problem: str) -> None:
+        self.warnings.append(f"{self.path}: {key}: {problem}")
 
 
 def _unknown_keys(problems: _Problems, where: str, data: dict, allowed: Iterable[str]) -> None:
@@ -224,6 +229,10 @@ def _parse_addresses(problems: _Problems, key: str, value: Any) -> tuple[Interfa
         if not isinstance(text, str) or "/" not in text:
             problems.add(where, f"{shown(text)} is not a CIDR address such as 10.0.1.1/24")
             continue
+        if "%" in text:
+            problems.add(where, f"{shown(text)} has a zone (%...): the port is its zone; write the address "
+                                "alone")
+            continue
         try:
             iface = ipaddress.ip_interface(text)
         except ValueError as exc:
@@ -231,14 +240,13 @@ def _parse_addresses(problems: _Problems, key: str, value: Any) -> tuple[Interfa
             reason = f": {exc}" if len(text) <= configyaml.SHOWN else ""
             problems.add(where, f"{shown(text)} is not a CIDR address{reason}")
             continue
-        ip = iface.ip
-        if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
-            problems.add(where, f"{text} cannot be a router interface address")
+        refusal = configaddr.refusal(iface)
+        if refusal:
+            problems.add(where, f"{configyaml.clip(text)} {refusal}")
             continue
-        if iface.version == 4 and iface.network.prefixlen < 31 and ip in (
-                iface.network.network_address, iface.network.broadcast_address):
-            problems.add(where, f"{text} is the network or broadcast address of its subnet")
-            continue
+        oddity = configaddr.oddity(iface)
+        if oddity:
+            problems.warn(where, f"{configyaml.clip(text)} {oddity}")
         result.append(iface)
     return tuple(result)
 
@@ -343,18 +351,34 @@ def _check_unique(problems: _Problems, routers: list[RouterConfig]) -> None:
             problems.add(f"routers.{router.name}.netns",
                          f"{router.netns!r} is also the netns of router {seen_netns[router.netns]}")
         seen_netns.setdefault(router.netns, router.name)
-        seen_tap: dict[str, int] = {}
-        seen_addr: dict[Any, int] = {}
-        for port in router.ports:
-            where = f"routers.{router.name}.ports.{port.number}"
-            if port.tap in seen_tap:
-                problems.add(f"{where}.tap", f"{port.tap!r} is also the TAP of port {seen_tap[port.tap]}")
-            seen_tap.setdefault(port.tap, port.number)
-            for iface in port.addresses:
-                if iface.ip in seen_addr:
-                    problems.add(f"{where}.addresses",
-                                 f"{iface.ip} is also an address of port {seen_addr[iface.ip]}")
-                seen_addr.setdefault(iface.ip, port.number)
+        _check_ports(problems, router)
+
+
+def _check_ports(problems: _Problems, router: RouterConfig) -> None:
+    """Within one router (one netns, one routing table): TAPs, addresses and subnets apart."""
+    seen_tap: dict[str, int] = {}
+    seen_addr: dict[Any, int] = {}
+    distinct: list[tuple[int, Interface]] = []
+    for port in router.ports:
+        where = f"routers.{router.name}.ports.{port.number}"
+        if port.tap in seen_tap:
+            problems.add(f"{where}.tap", f"{port.tap!r} is also the TAP of port {seen_tap[port.tap]}")
+        seen_tap.setdefault(port.tap, port.number)
+        for iface in port.addresses:
+            if iface.ip in seen_addr:
+                problems.add(f"{where}.addresses",
+                             f"{iface.ip} is also an address of port {seen_addr[iface.ip]}")
+            else:
+                distinct.append((port.number, iface))
+            seen_addr.setdefault(iface.ip, port.number)
+    for overlap in configaddr.overlaps(distinct):
+        where = f"routers.{router.name}.ports.{overlap.port}.addresses"
+        if overlap.host:
+            problems.warn(where, f"{overlap.address} is inside the subnet {overlap.with_.network} of port "
+                                 f"{overlap.other}, whose TAP answers ARP and ND for it as well")
+        else:
+            problems.add(where, f"{overlap.address} overlaps {overlap.with_} of port {overlap.other}: "
+                                "one routing table cannot reach a subnet through two ports")
 
 
 def parse(data: Any, path: Path) -> Config:
@@ -380,7 +404,7 @@ def _parse(data: Any, path: Path, problems: _Problems) -> Config:
     _check_unique(problems, routers)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(path, listen, tuple(routers), tls)
+    return Config(path, listen, tuple(routers), tls, tuple(problems.warnings))
 
 
 def load(path: str | Path) -> Config:
