@@ -32,7 +32,7 @@ def cmd_check(args) -> int:
         try:
             context(config.tls)
         except TlsError as exc:
-            print(f"error: {args.config}: openflow.tls: {exc}", file=sys.stderr)
+            print(f"error: {args.config}: openflow.tls.{exc.which}: {exc}", file=sys.stderr)
             failed = True
     for router in config.routers:
         if router.bird is None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from . import configaddr, configyaml, dpid as dpids, paths
-from .configyaml import child, key_path, kind, shown
+from .configyaml import child, key_path, kind, shown, shown_path
 
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
 MAX_DPID = dpids.MAX_DPID
@@ -135,6 +137,28 @@ def _name_problem(value: Any, what: str, max_length: int = paths.NAME_MAX) -> st
     return None
 
 
+def _path_problem(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return f"is required: {what}"
+    if not isinstance(value, str):
+        return f"must be {what} (text), not {shown(value) if kind(value) == 'number' else 'a ' + kind(value)}"
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{shown_path(path)} does not exist"
+    except (OSError, ValueError) as exc:  # too long, not searchable, a NUL in it
+        return f"{shown_path(path)} cannot be used: {getattr(exc, 'strerror', None) or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"{shown_path(path)} is a directory, not a file"
+    return f"{shown_path(path)} is not a regular file"
+
+
 def _beside(base: Path, text: str) -> Path:
     """A path from the file: relative ones are relative to the config file's directory."""
     return Path(text) if Path(text).is_absolute() else base / text
@@ -168,12 +192,14 @@ def _parse_tls(problems: _Problems, base: Path, data: Any) -> TlsConfig | None:
         if text is None and name == "ca":
             files[name] = None
             continue
-        if not isinstance(text, str) or not text:
-            problems.add(f"openflow.tls.{name}", f"is required: the PEM file of {what}")
+        problem = _path_problem(text, f"the PEM file of {what}")
+        if problem:
+            problems.add(f"openflow.tls.{name}", problem)
             return None
         path = _beside(base, text)
-        if not path.is_file():
-            problems.add(f"openflow.tls.{name}", f"{path} does not exist")
+        problem = _file_problem(path)
+        if problem:
+            problems.add(f"openflow.tls.{name}", problem)
         files[name] = path
     return TlsConfig(files["key"], files["cert"], files["ca"])
 
@@ -292,12 +318,14 @@ def _parse_bird(problems: _Problems, base: Path, key: str, data: Any) -> BirdCon
         return None
     _unknown_keys(problems, key, data, ("config",))
     path = data.get("config")
-    if not isinstance(path, str) or not path:
-        problems.add(f"{key}.config", "is required: the path of a BIRD 2 config file")
+    problem = _path_problem(path, "the path of a BIRD 2 config file")
+    if problem:
+        problems.add(f"{key}.config", problem)
         return None
     resolved = _beside(base, path)
-    if not resolved.is_file():
-        problems.add(f"{key}.config", f"{resolved} does not exist")
+    problem = _file_problem(resolved)
+    if problem:
+        problems.add(f"{key}.config", problem)
     return BirdConfig(resolved)
 
 
