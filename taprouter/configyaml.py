@@ -35,6 +35,8 @@ _NULL = "tag:yaml.org,2002:null"
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; a taprouter config nests 6"
+_TOO_MANY = (f"more than {MAX_VALUES} values, counting each use of an alias; a taprouter config has a "
+             "few hundred")
 
 ANY = object()  # matches any key in a path pattern
 # Scalars kept as the text the user wrote (None when empty or null): YAML 1.1 would misread a dpid.
@@ -169,7 +171,8 @@ def _text(path: Path) -> str:
 
 
 def _bound_nesting(text: str) -> None:
-    depth = 0
+    """Nesting and values counted on the event stream, before any node is made."""
+    depth = values = 0
     try:
         for event in yaml.parse(text, Loader=Loader):
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
@@ -178,6 +181,12 @@ def _bound_nesting(text: str) -> None:
                     raise FileProblem(f"{_at(event.start_mark)}: {_TOO_DEEP}")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
+                continue
+            elif not isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
+                continue
+            values += 1
+            if values > MAX_VALUES:
+                raise FileProblem(f"{_at(event.start_mark)}: {_TOO_MANY}")
     except yaml.YAMLError as exc:
         raise FileProblem(_yaml_problem(exc, text)) from None
 
@@ -218,8 +227,7 @@ class _Walk:
     def _count(self, node: Node, depth: int) -> None:
         self.visits += 1
         if self.visits > MAX_VALUES:
-            raise FileProblem(f"{_at(node.start_mark)}: more than {MAX_VALUES} values, counting each use "
-                              "of an alias; a taprouter config has a few hundred")
+            raise FileProblem(f"{_at(node.start_mark)}: {_TOO_MANY}")
         if depth > MAX_DEPTH:  # aliases and merges can nest what the text does not
             raise FileProblem(f"{_at(node.start_mark)}: nested more than {MAX_DEPTH} levels deep "
                               "through aliases; a taprouter config nests 6")

@@ -192,3 +192,13 @@ def test_two_documents_are_a_config_error(tmp_path):
     path = write(tmp_path, HEAD + "    ports: {1: {tap: a}}\n---\nrouters: {}\n")
     assert problems_of(path) == [f"{path}: line 5, column 1: expected a single document in the stream "
                                  "(line 1, column 1): but found another document"]
+
+
+def test_a_file_of_too_many_values_is_refused_before_they_are_composed(tmp_path):
+    path = write(tmp_path, "x: [" + "1," * configyaml.MAX_VALUES + "1]\n")
+    problems, seconds, grown_kb = timed_problems(path)
+    # The value past the budget: the mapping, the key x and the list count as the first three.
+    column = 5 + 2 * (configyaml.MAX_VALUES - 3)
+    assert problems == [f"{path}: line 1, column {column}: more than {configyaml.MAX_VALUES} values, counting "
+                        "each use of an alias; a taprouter config has a few hundred"]
+    assert grown_kb < 50_000, grown_kb
