@@ -13,7 +13,9 @@ _LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def refusal(iface: Interface) -> str | None:
-    """Why a port cannot have this address, or None. Each of these was tried on this kernel."""
+    """Why a port cannot have this address, or None. Linux 6.18 takes a 0.0.0.0/8 or an
+    IPv4-mapped address on an interface, but a ping between two network namespaces found
+    neither reachable."""
     ip = iface.ip
     if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
         return "cannot be a router interface address"

@@ -33,8 +33,6 @@ LOG = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0  # seconds a switch may stay silent during its TLS handshake
 READ = 65536  # bytes asked of the socket per recv
 PEEK_TIMEOUT = 5.0  # seconds to wait for a switch's first bytes, to tell TLS from OpenFlow
-
-
 _CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
