@@ -21,13 +21,18 @@ def _load(path: str) -> config_mod.Config:
 def cmd_check(args) -> int:
     from .routing.bird import BirdConfigError, validate
     config = _load(args.config)
-    failed = False
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    failed = bool(args.strict and config.warnings)
+    if failed:
+        print(f"error: {args.config}: {len(config.warnings)} warning(s), and --strict refuses them",
+              file=sys.stderr)
     if config.tls is not None:
         from .controller.session.tls import TlsError, context
         try:
             context(config.tls)
         except TlsError as exc:
-            print(f"error: {args.config}: openflow.tls: {exc}", file=sys.stderr)
+            print(f"error: {args.config}: openflow.tls.{exc.which}: {exc}", file=sys.stderr)
             failed = True
     for router in config.routers:
         if router.bird is None:
@@ -81,6 +86,8 @@ def cmd_bird_config(args) -> int:
 def cmd_run(args) -> int:
     from .daemon import StartError, run
     config = _load(args.config)
+    for warning in config.warnings:
+        logging.getLogger("taprouter.config").warning("%s", warning)
     try:
         return run(config)
     except StartError as exc:
@@ -98,8 +105,11 @@ def cmd_status(args) -> int:
 def cmd_down(args) -> int:
     from .down import down
     for router in _load(args.config).routers:
-        removed = down(router)
-        print(f"router {router.name}: removed {', '.join(removed) if removed else 'nothing (already down)'}")
+        done = down(router)
+        print(f"router {router.name}: removed "
+              f"{', '.join(done.removed) if done.removed else 'nothing (already down)'}")
+        for note in done.kept:
+            print(f"router {router.name}: {note}")
     return 0
 
 
@@ -118,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         if name == "status":
             p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "check":
+            p.add_argument("--strict", action="store_true", help="fail (exit 2) on warnings as well")
         if name == "bird-config":
             p.add_argument("--router", help="which router (needed when the file has several)")
             p.add_argument("--ospf-hello", type=int, default=10, metavar="SECONDS",

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import ipaddress
-import re
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
+from . import configaddr, configyaml, dpid as dpids, paths
+from .configyaml import child, key_path, kind, shown, shown_path
 
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
-MAX_DPID = (1 << 64) - 1
+MAX_DPID = dpids.MAX_DPID
 # OpenFlow 1.3 reserves 0xffffff00 and above for logical ports.
 MAX_PORT = 0xFFFFFF00 - 1
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_NETNS_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# Interface names a TAP cannot have: ones every netns has (lo; the fallback tunnel devices once
+# their module is loaded), and ones Linux refuses because /proc/sys/net/*/conf/ has them.
+RESERVED_IFNAMES = {
+    "lo": "every netns has its loopback interface by that name",
+    **dict.fromkeys(("sit0", "tunl0", "ip6tnl0", "gre0", "gretap0", "erspan0", "ip_vti0", "ip6_vti0",
+                     "ip6gre0"), "the kernel makes a tunnel device by that name in every netns"),
+    **dict.fromkeys(("all", "default"), "Linux refuses it: /proc/sys/net/ipv4/conf/ has an entry by "
+                                        "that name"),
+}
+_PLAIN_RULE = "use letters, digits, '_', '.' and '-', not starting with '.' or '-'"
 
-Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Interface = configaddr.Interface
 
 
 class ConfigError(Exception):
@@ -63,12 +73,6 @@ class RouterConfig:
     ports: tuple[PortConfig, ...]
     bird: BirdConfig | None
 
-    def port(self, number: int) -> PortConfig | None:
-        for port in self.ports:
-            if port.number == number:
-                return port
-        return None
-
 
 @dataclass(frozen=True)
 class Config:
@@ -76,13 +80,7 @@ class Config:
     listen: Listen
     routers: tuple[RouterConfig, ...]
     tls: TlsConfig | None = None  # switches connect over TLS, not TCP
-
-    def router_for_dpid(self, dpid: int) -> RouterConfig | None:
-        for router in self.routers:
-            if router.dpid == dpid:
-                return router
-        return None
-
+    warnings: tuple[str, ...] = ()  # "FILE: KEY: why": odd but working; `check --strict` refuses them
 
 class _Problems:
     """Collects every problem in a file so the user fixes them in one pass."""
@@ -90,16 +88,62 @@ class _Problems:
     def __init__(self, path: Path):
         self.path = path
         self.items: list[str] = []
+        self.warnings: list[str] = []
 
     def add(self, key: str, problem: str) -> None:
         self.items.append(f"{self.path}: {key}: {problem}")
+
+    def warn(self, key: str, problem: str) -> None:
+        self.warnings.append(f"{self.path}: {key}: {problem}")
 
 
 def _unknown_keys(problems: _Problems, where: str, data: dict, allowed: Iterable[str]) -> None:
     for key in data:
         if key not in allowed:
-            problems.add(f"{where}.{key}" if where else str(key),
+            problems.add(child(where, key),
                          f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _not_text(value: Any) -> str:
+    """The problem with a non-text value where a name belongs: YAML's reading, and the cure."""
+    what = kind(value)
+    if what == "boolean":
+        return ("must be a name (text), not a boolean: quote it (YAML reads yes, no, on, off, true "
+                "and false as booleans)")
+    if what in ("number", "date"):
+        return f"must be a name (text), not the {what} {shown(value)}: quote it"
+    return f"must be a name (text), not {what if what == 'null' else 'a ' + what}"
+
+
+def _name_problem(value: Any, what: str, max_length: int = paths.NAME_MAX) -> str | None:
+    """Why `value` cannot be a router, netns or TAP name (each becomes a path or an argument)."""
+    if not isinstance(value, str):
+        return _not_text(value)
+    if not paths.is_plain(value, max_length):
+        return f"{shown(value)} is not a valid {what}: {_PLAIN_RULE}, at most {max_length} characters"
+    return None
+
+
+def _path_problem(value: Any, what: str) -> str | None:
+    if value is None or value == "":
+        return f"is required: {what}"
+    if not isinstance(value, str):
+        return f"must be {what} (text), not {shown(value) if kind(value) == 'number' else 'a ' + kind(value)}"
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{shown_path(path)} does not exist"
+    except (OSError, ValueError) as exc:  # too long, not searchable, a NUL in it
+        return f"{shown_path(path)} cannot be used: {getattr(exc, 'strerror', None) or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"{shown_path(path)} is a directory, not a file"
+    return f"{shown_path(path)} is not a regular file"
 
 
 def _beside(base: Path, text: str) -> Path:
@@ -135,12 +179,14 @@ def _parse_tls(problems: _Problems, base: Path, data: Any) -> TlsConfig | None:
         if text is None and name == "ca":
             files[name] = None
             continue
-        if not isinstance(text, str) or not text:
-            problems.add(f"openflow.tls.{name}", f"is required: the PEM file of {what}")
+        problem = _path_problem(text, f"the PEM file of {what}")
+        if problem:
+            problems.add(f"openflow.tls.{name}", problem)
             return None
         path = _beside(base, text)
-        if not path.is_file():
-            problems.add(f"openflow.tls.{name}", f"{path} does not exist")
+        problem = _file_problem(path)
+        if problem:
+            problems.add(f"openflow.tls.{name}", problem)
         files[name] = path
     return TlsConfig(files["key"], files["cert"], files["ca"])
 
@@ -149,32 +195,38 @@ def _parse_listen(problems: _Problems, data: dict) -> Listen:
     default = Listen("127.0.0.1", 6653)
     text = data.get("listen", "127.0.0.1:6653")
     if not isinstance(text, str) or ":" not in text:
-        problems.add("openflow.listen", f"must be HOST:PORT, got {text!r}")
+        problems.add("openflow.listen", f"must be HOST:PORT, got {shown(text)}")
         return default
     host, _, port_text = text.rpartition(":")
     host = host.strip("[]")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        problems.add("openflow.listen", f"{host!r} is not an IP address")
+        problems.add("openflow.listen", f"{shown(host)} is not an IP address")
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        problems.add("openflow.listen", f"port {port_text!r} is not in 1..65535")
+        problems.add("openflow.listen", f"port {shown(port_text)} is not in 1..65535")
         return default
     return Listen(host, int(port_text))
 
 
 def _parse_dpid(problems: _Problems, key: str, value: Any) -> int:
+    """From the file, a dpid comes as the text written (configyaml.RAW_TEXT); from parse()'s
+    callers, it may be an int."""
+    if value is None:
+        problems.add(key, f"is required: {dpids.FORMS}")
+        return 0
     if isinstance(value, str):
         try:
-            value = int(value, 0)
-        except ValueError:
-            problems.add(key, f"{value!r} is not an integer or hex string such as 0x1")
+            value = dpids.parse(value)
+        except dpids.DpidError as exc:
+            problems.add(key, f"{shown(value.strip())} {exc}")
             return 0
     if not _is_int(value):
-        problems.add(key, "is required: an integer or hex string such as 0x1")
+        what = shown(value) if kind(value) == "number" else f"a {kind(value)}"
+        problems.add(key, f"must be {dpids.FORMS}, not {what}")
         return 0
     if not 0 < value <= MAX_DPID:
-        problems.add(key, f"{value} is out of range 1..2^64-1")
+        problems.add(key, f"{shown(value)} is out of range 1..2^64-1")
     return value
 
 
@@ -186,31 +238,50 @@ def _parse_addresses(problems: _Problems, key: str, value: Any) -> tuple[Interfa
         return ()
     result = []
     for i, text in enumerate(value):
+        where = f"{key}[{i}]"
         if not isinstance(text, str) or "/" not in text:
-            problems.add(f"{key}[{i}]", f"{text!r} is not a CIDR address such as 10.0.1.1/24")
+            problems.add(where, f"{shown(text)} is not a CIDR address such as 10.0.1.1/24")
+            continue
+        if "%" in text:
+            problems.add(where, f"{shown(text)} has a zone (%...): the port is its zone; write the address "
+                                "alone")
             continue
         try:
             iface = ipaddress.ip_interface(text)
         except ValueError as exc:
-            problems.add(f"{key}[{i}]", f"{text!r} is not a CIDR address: {exc}")
+            # ipaddress's reason repeats the value: only worth showing when that is short.
+            reason = f": {exc}" if len(text) <= configyaml.SHOWN else ""
+            problems.add(where, f"{shown(text)} is not a CIDR address{reason}")
             continue
-        ip = iface.ip
-        if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
-            problems.add(f"{key}[{i}]", f"{text} cannot be a router interface address")
+        refusal = configaddr.refusal(iface)
+        if refusal:
+            problems.add(where, f"{configyaml.clip(text)} {refusal}")
             continue
-        if iface.version == 4 and iface.network.prefixlen < 31 and ip in (
-                iface.network.network_address, iface.network.broadcast_address):
-            problems.add(f"{key}[{i}]", f"{text} is the network or broadcast address of its subnet")
-            continue
+        oddity = configaddr.oddity(iface)
+        if oddity:
+            problems.warn(where, f"{configyaml.clip(text)} {oddity}")
         result.append(iface)
     return tuple(result)
+
+
+def _tap_problem(tap: Any) -> str | None:
+    if tap is None or tap == "":
+        return "is required: the TAP interface name"
+    if isinstance(tap, str) and len(tap.encode()) > IFNAMSIZ:
+        return f"{shown(tap)} is longer than Linux's {IFNAMSIZ}-character limit"
+    problem = _name_problem(tap, "interface name", IFNAMSIZ)
+    if problem:
+        return problem
+    if tap in RESERVED_IFNAMES:
+        return f"{shown(tap)} cannot be a TAP: {RESERVED_IFNAMES[tap]}"
+    return None
 
 
 def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> PortConfig | None:
     if isinstance(number, str) and number.isascii() and number.isdigit():
         number = int(number)
     if not _is_int(number) or not 0 < number <= MAX_PORT:
-        problems.add(f"{where}.{number}", "port numbers must be integers in 1..4294967039")
+        problems.add(child(where, number), "port numbers must be integers in 1..4294967039")
         return None
     key = f"{where}.{number}"
     if not isinstance(data, dict):
@@ -218,13 +289,10 @@ def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> Port
         return None
     _unknown_keys(problems, key, data, ("tap", "addresses"))
     tap = data.get("tap")
-    if not isinstance(tap, str) or not tap:
-        problems.add(f"{key}.tap", "is required: the TAP interface name")
-        tap = ""
-    elif len(tap.encode()) > IFNAMSIZ:
-        problems.add(f"{key}.tap", f"{tap!r} is longer than Linux's {IFNAMSIZ}-character limit")
-    elif not _IFNAME_RE.match(tap) or tap in (".", ".."):
-        problems.add(f"{key}.tap", f"{tap!r} is not a valid interface name")
+    problem = _tap_problem(tap)
+    if problem:
+        problems.add(f"{key}.tap", problem)
+        tap = tap if isinstance(tap, str) else ""
     addresses = _parse_addresses(problems, f"{key}.addresses", data.get("addresses"))
     return PortConfig(number, tap, addresses)
 
@@ -237,19 +305,23 @@ def _parse_bird(problems: _Problems, base: Path, key: str, data: Any) -> BirdCon
         return None
     _unknown_keys(problems, key, data, ("config",))
     path = data.get("config")
-    if not isinstance(path, str) or not path:
-        problems.add(f"{key}.config", "is required: the path of a BIRD 2 config file")
+    problem = _path_problem(path, "the path of a BIRD 2 config file")
+    if problem:
+        problems.add(f"{key}.config", problem)
         return None
     resolved = _beside(base, path)
-    if not resolved.is_file():
-        problems.add(f"{key}.config", f"{resolved} does not exist")
+    problem = _file_problem(resolved)
+    if problem:
+        problems.add(f"{key}.config", problem)
     return BirdConfig(resolved)
 
 
 def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> RouterConfig | None:
-    key = f"routers.{name}"
-    if not isinstance(name, str) or not _NETNS_RE.match(name):
-        problems.add(key, "router names must be letters, digits, '-', '_' or '.'")
+    key = key_path("routers", name)
+    # The name becomes the router's run directory, and the netns /run/netns/NETNS.
+    problem = _name_problem(name, "router name")
+    if problem:
+        problems.add(key, problem)
         return None
     if not isinstance(data, dict):
         problems.add(key, "must be a mapping with dpid, netns and ports")
@@ -257,8 +329,9 @@ def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> Rout
     _unknown_keys(problems, key, data, ("dpid", "netns", "ports", "bird"))
     dpid = _parse_dpid(problems, f"{key}.dpid", data.get("dpid"))
     netns = data.get("netns", name)
-    if not isinstance(netns, str) or not _NETNS_RE.match(netns):
-        problems.add(f"{key}.netns", f"{netns!r} is not a valid network namespace name")
+    problem = _name_problem(netns, "network namespace name")
+    if problem:
+        problems.add(f"{key}.netns", problem)
         netns = name
     ports_data = data.get("ports")
     ports: list[PortConfig] = []
@@ -267,8 +340,13 @@ def _parse_router(problems: _Problems, base: Path, name: Any, data: Any) -> Rout
     else:
         for number, port_data in ports_data.items():
             port = _parse_port(problems, f"{key}.ports", number, port_data)
-            if port is not None:
-                ports.append(port)
+            if port is None:
+                continue
+            if any(p.number == port.number for p in ports):
+                # From a file the YAML reader has refused this already; parse() may get a dict.
+                problems.add(child(f"{key}.ports", number), f"port {port.number} is given twice")
+                continue
+            ports.append(port)
     bird = _parse_bird(problems, base, f"{key}.bird", data.get("bird"))
     return RouterConfig(name, dpid, netns, tuple(sorted(ports, key=lambda p: p.number)), bird)
 
@@ -288,23 +366,42 @@ def _check_unique(problems: _Problems, routers: list[RouterConfig]) -> None:
             problems.add(f"routers.{router.name}.netns",
                          f"{router.netns!r} is also the netns of router {seen_netns[router.netns]}")
         seen_netns.setdefault(router.netns, router.name)
-        seen_tap: dict[str, int] = {}
-        seen_addr: dict[Any, int] = {}
-        for port in router.ports:
-            where = f"routers.{router.name}.ports.{port.number}"
-            if port.tap in seen_tap:
-                problems.add(f"{where}.tap", f"{port.tap!r} is also the TAP of port {seen_tap[port.tap]}")
-            seen_tap.setdefault(port.tap, port.number)
-            for iface in port.addresses:
-                if iface.ip in seen_addr:
-                    problems.add(f"{where}.addresses",
-                                 f"{iface.ip} is also an address of port {seen_addr[iface.ip]}")
-                seen_addr.setdefault(iface.ip, port.number)
+        _check_ports(problems, router)
+
+
+def _check_ports(problems: _Problems, router: RouterConfig) -> None:
+    """Within one router (one netns, one routing table): TAPs, addresses and subnets apart."""
+    seen_tap: dict[str, int] = {}
+    seen_addr: dict[Any, int] = {}
+    distinct: list[tuple[int, Interface]] = []
+    for port in router.ports:
+        where = f"routers.{router.name}.ports.{port.number}"
+        if port.tap in seen_tap:
+            problems.add(f"{where}.tap", f"{port.tap!r} is also the TAP of port {seen_tap[port.tap]}")
+        seen_tap.setdefault(port.tap, port.number)
+        for iface in port.addresses:
+            if iface.ip in seen_addr:
+                problems.add(f"{where}.addresses",
+                             f"{iface.ip} is also an address of port {seen_addr[iface.ip]}")
+            else:
+                distinct.append((port.number, iface))
+            seen_addr.setdefault(iface.ip, port.number)
+    for overlap in configaddr.overlaps(distinct):
+        where = f"routers.{router.name}.ports.{overlap.port}.addresses"
+        if overlap.host:
+            problems.warn(where, f"{overlap.address} is inside the subnet {overlap.with_.network} of port "
+                                 f"{overlap.other}, whose TAP answers ARP and ND for it as well")
+        else:
+            problems.add(where, f"{overlap.address} overlaps {overlap.with_} of port {overlap.other}: "
+                                "one routing table cannot reach a subnet through two ports")
 
 
 def parse(data: Any, path: Path) -> Config:
     """Validate already-loaded YAML data; raise ConfigError listing every problem."""
-    problems = _Problems(path)
+    return _parse(data, path, _Problems(path))
+
+
+def _parse(data: Any, path: Path, problems: _Problems) -> Config:
     if not isinstance(data, dict):
         problems.add("(top)", "the file must be a mapping with 'openflow' and 'routers'")
         raise ConfigError(problems.items)
@@ -322,23 +419,17 @@ def parse(data: Any, path: Path) -> Config:
     _check_unique(problems, routers)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(path, listen, tuple(routers), tls)
+    return Config(path, listen, tuple(routers), tls, tuple(problems.warnings))
 
 
 def load(path: str | Path) -> Config:
-    """Read and validate a config file."""
+    """Read and validate a config file: every problem, or ConfigError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: byte {exc.start}: not UTF-8 text"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{path}: {where}: {problem}"]) from None
-    return parse(data, path.resolve())
+        document = configyaml.read(path)
+    except configyaml.FileProblem as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+    problems = _Problems(path.resolve())
+    for key, problem in document.problems:
+        problems.add(key, problem)
+    return _parse(document.data, path.resolve(), problems)

@@ -43,7 +43,7 @@ def run(config: Config) -> int:
     try:
         tls_context = tls.context(config.tls) if config.tls is not None else None
     except tls.TlsError as exc:
-        raise StartError(f"openflow.tls: {exc}") from None
+        raise StartError(f"openflow.tls.{exc.which}: {exc}") from None
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", config.listen.host)
     cfg.CONF.set_override("ofp_tcp_listen_port", config.listen.port)

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+# A name that becomes a path component (/run/taprouter/ROUTER, /run/netns/NETNS) or an argument
+# to `ip`: never "." or "..", no "/", no leading "-" (an option to `ip`) or "." (a hidden file).
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+NAME_MAX = 64
+
+
+def is_plain(name: object, max_length: int = NAME_MAX) -> bool:
+    return (isinstance(name, str) and 0 < len(name) <= max_length
+            and PLAIN_NAME.fullmatch(name) is not None)
 
 
 def run_root() -> Path:
@@ -11,4 +22,9 @@ def run_root() -> Path:
 
 
 def router_dir(router: str) -> Path:
+    """The router's own directory under the run root. The config refuses names that are not
+    plain; refusing them here as well keeps a bad name from ever reaching a path."""
+    if not is_plain(router):
+        shown = router[:40] + "…" if isinstance(router, str) and len(router) > 40 else router
+        raise ValueError(f"router name {shown!r} is not a plain name; it cannot name a directory")
     return run_root() / router

@@ -109,7 +109,7 @@ BAD = [
     ("tap-bad-chars", set_tap(1, "r1/p1"), "routers.r1.ports.1.tap", ["not a valid interface name"]),
     ("tap-dotdot", set_tap(1, ".."), "routers.r1.ports.1.tap", ["not a valid interface name"]),
     ("tap-missing", lambda d: port(d, 1).pop("tap"), "routers.r1.ports.1.tap", ["is required"]),
-    ("tap-not-string", set_tap(1, 7), "routers.r1.ports.1.tap", ["is required"]),
+    ("tap-not-string", set_tap(1, 7), "routers.r1.ports.1.tap", ["must be a name (text), not the number 7"]),
     ("tap-duplicate", set_tap(2, "r1-p1"), "routers.r1.ports.2.tap", ["'r1-p1'", "also the TAP of port 1"]),
     ("cidr-bad-octet", set_addresses(1, ["10.0.1.300/24"]), "routers.r1.ports.1.addresses[0]",
      ["'10.0.1.300/24'", "not a CIDR address"]),
@@ -150,13 +150,12 @@ BAD = [
     ("dpid-negative-hex", set_router("dpid", "-0x1"), "routers.r1.dpid", ["-1 is out of range"]),
     ("dpid-too-big", set_router("dpid", 1 << 64), "routers.r1.dpid", [f"{1 << 64} is out of range"]),
     ("dpid-hex-too-big", set_router("dpid", "0x1" + "0" * 16), "routers.r1.dpid", ["out of range"]),
-    ("dpid-word", set_router("dpid", "switch1"), "routers.r1.dpid",
-     ["'switch1' is not an integer or hex string"]),
-    ("dpid-colons", set_router("dpid", "00:00:00:00:00:00:00:01"), "routers.r1.dpid",
-     ["is not an integer or hex string"]),
+    ("dpid-word", set_router("dpid", "switch1"), "routers.r1.dpid", ["'switch1' is not a dpid"]),
+    ("dpid-colons-6", set_router("dpid", "00:00:00:00:00:01"), "routers.r1.dpid",
+     ["is not a dpid", "8 pairs of hex digits"]),
     ("dpid-missing", del_router("dpid"), "routers.r1.dpid", ["is required"]),
-    ("dpid-bool", set_router("dpid", True), "routers.r1.dpid", ["integer or hex string"]),
-    ("dpid-float", set_router("dpid", 1.0), "routers.r1.dpid", ["integer or hex string"]),
+    ("dpid-bool", set_router("dpid", True), "routers.r1.dpid", ["decimal integer", "not a boolean"]),
+    ("dpid-float", set_router("dpid", 1.0), "routers.r1.dpid", ["decimal integer", "not 1.0"]),
     ("port-zero", rename_port(2, 0), "routers.r1.ports.0", ["1..4294967039"]),
     ("port-string", rename_port(2, "eth0"), "routers.r1.ports.eth0", ["1..4294967039"]),
     ("port-huge", rename_port(2, 1 << 32), f"routers.r1.ports.{1 << 32}", ["1..4294967039"]),
@@ -169,8 +168,8 @@ BAD = [
     ("ports-list", set_router("ports", ["r1-p1"]), "routers.r1.ports", ["is required"]),
     ("netns-bad", set_router("netns", "r1/x"), "routers.r1.netns", ["'r1/x' is not a valid network namespace"]),
     ("netns-too-long", set_router("netns", "n" * 65), "routers.r1.netns", ["not a valid network namespace"]),
-    ("router-name-bad", lambda d: d["routers"].update({"r 2": d["routers"].pop("r1")}), "routers.r 2",
-     ["router names must be"]),
+    ("router-name-bad", lambda d: d["routers"].update({"r 2": d["routers"].pop("r1")}), "routers.'r 2'",
+     ["'r 2' is not a valid router name", "letters, digits"]),
     ("router-not-mapping", lambda d: d["routers"].update(r1="dpid 1"), "routers.r1", ["must be a mapping"]),
     ("routers-missing", lambda d: d.pop("routers"), "routers", ["is required"]),
     ("routers-empty", lambda d: d.update(routers={}), "routers", ["is required"]),
@@ -193,7 +192,7 @@ BAD = [
     ("router-default-netns-clash", compose(set_router("netns", "r2"), add_router("r2"),
                                            lambda d: d["routers"]["r2"].pop("netns")),
      "routers.r2.netns", ["'r2' is also the netns of router r1"]),
-    ("netns-not-string", set_router("netns", 5), "routers.r1.netns", ["5 is not a valid network namespace"]),
+    ("netns-not-string", set_router("netns", 5), "routers.r1.netns", ["must be a name (text), not the number 5"]),
 ]
 
 
@@ -334,7 +333,7 @@ def test_port_number_superscript_digit_is_a_config_error(tmp_path):
     rename_port(2, "²")(data)
     with pytest.raises(ConfigError) as info:
         config.parse(data, tmp_path / "c.yaml")
-    assert info.value.problems[0].split(": ")[1] == "routers.r1.ports.²"
+    assert info.value.problems[0].split(": ")[1] == "routers.r1.ports.'²'"
 
 
 # --- good files ------------------------------------------------------------------------------------
@@ -358,10 +357,6 @@ def test_design_example_loads(tmp_path):
             bird=BirdConfig((tmp_path / "bird" / "r1.conf").resolve()),
         ),),
     )
-    assert loaded.router_for_dpid(1) is loaded.routers[0]
-    assert loaded.router_for_dpid(2) is None
-    assert loaded.routers[0].port(2).tap == "r1-p2"
-    assert loaded.routers[0].port(3) is None
 
 
 def test_design_example_without_bird(tmp_path):
@@ -391,6 +386,7 @@ def test_bird_config_relative_to_the_config_file_not_cwd(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,dpid", [
     ("0x1", 1), ('"0x1"', 1), ('"0xdeadbeef"', 0xDEADBEEF), ("42", 42), ('"42"', 42),
     ('"0xffffffffffffffff"', (1 << 64) - 1), (str((1 << 64) - 1), (1 << 64) - 1), ('"0o17"', 15),
+    ('"00:00:00:00:00:00:00:01"', 1),
 ])
 def test_dpid_forms(tmp_path, text, dpid):
     path = write(tmp_path, f"routers:\n  r1:\n    dpid: {text}\n    ports: {{1: {{tap: t1}}}}\n")

@@ -18,8 +18,8 @@ import pytest
 import taprouter
 
 ROOT = Path(taprouter.__file__).parent
-BASE = {"taprouter.prefix", "taprouter.mac", "taprouter.netns", "taprouter.paths", "taprouter.gctune",
-        "taprouter.config"}
+BASE = {"taprouter.prefix", "taprouter.mac", "taprouter.netns", "taprouter.paths", "taprouter.gctune", "taprouter.dpid",
+        "taprouter.config", "taprouter.configyaml", "taprouter.configaddr"}
 VALUES = {"taprouter.prefix", "taprouter.mac"}
 IO_MODULES = {"socket", "subprocess", "os", "select", "threading", "ssl", "time", "io", "shutil", "fcntl",
               "signal", "asyncio", "os_ken", "pyroute2", "pytun", "pybird"}

@@ -94,6 +94,7 @@ class HolderClient:
         self.run_dir = run_dir
         self.sock_path = run_dir / "holder.sock"
         self.pid_path = run_dir / "holder.pid"
+        self.log_path = run_dir / "holder.log"
 
     def _request(self, request: dict, fds: list[int] = (), timeout: float = 5.0):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -133,7 +134,7 @@ class HolderClient:
         if pid:
             return pid
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.run_dir / "holder.log", "ab")
+        log = open(self.log_path, "ab")
         # A new session: Ctrl-C or SIGTERM to the daemon's process group must not reach it.
         proc = subprocess.Popen([sys.executable, "-m", "taprouter.bridge.holder", str(self.sock_path)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -145,7 +146,7 @@ class HolderClient:
             if self.alive():
                 return proc.pid
             if proc.poll() is not None:
-                raise HolderError(f"TAP holder exited with {proc.returncode}; see {self.run_dir}/holder.log")
+                raise HolderError(f"TAP holder exited with {proc.returncode}; see {self.log_path}")
             time.sleep(0.02)
         raise HolderError("TAP holder did not start within 5 s")
 

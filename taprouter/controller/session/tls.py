@@ -20,9 +20,11 @@ lock from encrypting to sending, so that records go out in the order they were m
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 import threading
+from pathlib import Path
 
 from ...config import TlsConfig
 
@@ -31,10 +33,17 @@ LOG = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0  # seconds a switch may stay silent during its TLS handshake
 READ = 65536  # bytes asked of the socket per recv
 PEEK_TIMEOUT = 5.0  # seconds to wait for a switch's first bytes, to tell TLS from OpenFlow
+_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 class TlsError(Exception):
-    """The TLS files cannot be used; the message says which one and why."""
+    """The TLS files cannot be used; the message says which one and why, and `which` is its key
+    under openflow.tls: "key", "cert" or "ca"."""
+
+    def __init__(self, which: str, message: str):
+        super().__init__(message)
+        self.which = which
 
 
 def context(files: TlsConfig) -> ssl.SSLContext:
@@ -42,23 +51,50 @@ def context(files: TlsConfig) -> ssl.SSLContext:
     certificates required and checked when a CA is given."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # OpenSSL's error for a bad certificate or key names neither ("PEM lib"): look at each file
+    # first, so that the message can name the one that is wrong.
+    _certificates("cert", files.cert, "certificate")
+    key = _read("key", files.key)
+    if not _PRIVATE_KEY.search(key):
+        raise TlsError("key", f"{files.key} holds no PEM private key")
+    if "ENCRYPTED" in key:  # OpenSSL would ask for its passphrase on the terminal
+        raise TlsError("key", f"{files.key} is an encrypted private key; taprouter needs it unencrypted")
     try:
         ctx.load_cert_chain(str(files.cert), str(files.key))
     except ssl.SSLError as exc:
         if exc.reason in ("KEY_VALUES_MISMATCH", "NO_CERTIFICATE_ASSIGNED"):
-            raise TlsError(f"{files.key} is not the private key of {files.cert}") from None
-        raise TlsError(f"{files.cert} and {files.key} are not a PEM certificate and its private "
-                       f"key ({exc.reason or exc})") from None
+            raise TlsError("key", f"{files.key} is not the private key of {files.cert}") from None
+        raise TlsError("key", f"{files.key} is not a usable PEM private key ({exc.reason or exc})") from None
     except OSError as exc:
-        raise TlsError(f"cannot read {files.cert} or {files.key}: {exc.strerror or exc}") from None
+        raise TlsError("key", f"cannot read {files.key}: {exc.strerror or exc}") from None
     if files.ca is not None:
+        _certificates("ca", files.ca, "CA certificate")
         try:
             ctx.load_verify_locations(cafile=str(files.ca))
         except (ssl.SSLError, OSError) as exc:
-            raise TlsError(f"cannot load {files.ca} as PEM CA certificates: "
-                           f"{getattr(exc, 'reason', None) or exc}") from None
+            raise TlsError("ca", f"cannot load {files.ca} as PEM CA certificates: "
+                                 f"{getattr(exc, 'reason', None) or exc}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def _read(which: str, path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise TlsError(which, f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _certificates(which: str, path: Path, what: str) -> None:
+    """Raise TlsError unless the file holds certificates that OpenSSL can read."""
+    blocks = _CERTIFICATE.findall(_read(which, path))
+    if not blocks:
+        raise TlsError(which, f"{path} holds no PEM {what}")
+    try:
+        ssl.create_default_context(cadata="\n".join(blocks))
+    except ssl.SSLError as exc:
+        raise TlsError(which, f"{path} holds a PEM {what} that OpenSSL cannot read "
+                              f"({exc.reason or exc})") from None
 
 
 def accept(ctx: ssl.SSLContext, sock: socket.socket, address) -> TlsStream | None:
