@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 
 import yaml
 
+import ofctl
 from conftest import RouterLab, pid_alive, run, running_lab, wait_until
 from taprouter.lab import Host
 
@@ -288,53 +289,34 @@ class BirdLab(RouterLab):
         routes = json.loads(self.in_router("ip", "-j", "route", "show", "exact", prefix).stdout or "[]")
         return routes[0] if routes else None
 
-    def fib_flows(self, table: int = FIB4) -> dict[str, dict]:
-        """The FIB entries of a table, by destination prefix (as ovs-ofctl prints it)."""
-        out = run("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.bridge, f"table={table}",
-                  check=False).stdout
-        flows = {}
-        for line in out.splitlines():
-            head, _, actions = line.strip().partition(" actions=")
-            if not actions:
-                continue
-            fields = dict(p.partition("=")[::2] for p in re.split(r",\s*", head))
-            dst = fields.get("nw_dst") or fields.get("ipv6_dst")
-            if dst:
-                flows[dst] = {**fields, "actions": actions, "n_packets": int(fields.get("n_packets", 0))}
-        return flows
+    def fib_flows(self, table: int = FIB4) -> dict[ipaddress.IPv4Network | ipaddress.IPv6Network, ofctl.Flow]:
+        """The FIB entries of a table, by destination prefix."""
+        return {flow.destination: flow for flow in self.flows(table) if flow.destination is not None}
 
-    def fib_flow(self, prefix: str) -> dict | None:
-        net = ipaddress.ip_network(prefix)
-        # ovs-ofctl prints a /32 as a bare address.
-        return self.fib_flows().get(str(net.network_address) if net.prefixlen == 32 else str(net))
+    def fib_flow(self, prefix: str) -> ofctl.Flow | None:
+        return self.fib_flows().get(ipaddress.ip_network(prefix))
 
-    def wait_fib_group_flow(self, prefix: str, timeout: float = 15) -> dict:
+    def wait_fib_group_flow(self, prefix: str, timeout: float = 15) -> ofctl.Flow:
         """Wait for a FIB entry for `prefix` whose action is a next-hop group; returns it."""
-        prio = str(FIB_PRIORITY_BASE + ipaddress.ip_network(prefix).prefixlen)
+        prio = FIB_PRIORITY_BASE + ipaddress.ip_network(prefix).prefixlen
 
         def check():
             flow = self.fib_flow(prefix)
-            return flow if flow and re.fullmatch(r"group:\d+", flow["actions"]) and \
-                flow.get("priority") == prio else None
+            return flow if flow and flow.group is not None and flow.priority == prio else None
         return wait_until(check, timeout=timeout, message=lambda: f"a FIB entry for {prefix} with a "
-                          f"group action (priority {prio}) in table {FIB4}:\n{self.dump_table(FIB4)}")
-
-    def dump_table(self, table: int) -> str:
-        return run("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.bridge, f"table={table}",
-                   check=False).stdout
+                          f"group action (priority {prio}) in table {FIB4}:\n{self.dump_flows(FIB4)}")
 
     def flow_count(self, table: int = FIB4) -> int:
-        out = run("ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", self.bridge, f"table={table}").stdout
-        return int(re.search(r"flow_count=(\d+)", out).group(1))
+        return ofctl.aggregate(self.bridge, table).flow_count
 
     def assert_switched(self, host: Host, address: str, prefix: str, count: int = 5) -> None:
         """`host` pings `address`, and the FIB entry for `prefix` counts the echo requests."""
-        before = self.wait_fib_group_flow(prefix)["n_packets"]
+        before = self.wait_fib_group_flow(prefix).n_packets
         self.assert_ping(host, address, count=count)
         # Open vSwitch pushes datapath statistics to its flows periodically: poll.
-        wait_until(lambda: (self.fib_flow(prefix) or {}).get("n_packets", 0) >= before + count, timeout=5,
-                   message=lambda: f"{prefix}'s FIB entry counting {count} more packets than {before}:\n"
-                                   f"{self.dump_table(FIB4)}")
+        wait_until(lambda: (flow := self.fib_flow(prefix)) is not None and flow.n_packets >= before + count,
+                   timeout=5, message=lambda: f"{prefix}'s FIB entry counting {count} more packets than "
+                                              f"{before}:\n{self.dump_flows(FIB4)}")
 
     # -- diagnostics ------------------------------------------------------------------------
 
@@ -357,7 +339,7 @@ class BirdLab(RouterLab):
             parts.append(f"peer BIRD in {peer.host.name} ({state}) `show protocols`:\n{shown}"
                          f"log (tail):\n{_tail(peer.log)}")
         parts.append("router `ip route`:\n" + self.in_router("ip", "route", check=False).stdout)
-        parts.append(f"table {FIB4}:\n" + self.dump_table(FIB4)[-4000:])
+        parts.append(f"table {FIB4}:\n" + self.dump_flows(FIB4)[-4000:])
         return "\n".join(parts)
 
     # -- teardown ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Callable, TypeVar
 import pytest
 import yaml
 
+import ofctl
 from taprouter.bridge.holder import pid_alive  # noqa: F401  (re-exported for the tests)
 from taprouter.lab import Host, Lab, make_pki
 
@@ -246,13 +247,25 @@ class RouterLab:
 
     # -- switch and router state ------------------------------------------------------------
 
-    def dump_flows(self) -> str:
-        return run("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.bridge, check=False).stdout
+    def dump_flows(self, table: int | None = None) -> str:
+        """The switch's flows as ovs-ofctl prints them (for messages); "" if it cannot say."""
+        return ofctl.dump_flows(self.bridge, table, check=False)
+
+    def flows(self, table: int | None = None) -> list[ofctl.Flow]:
+        return ofctl.parse_flows(self.dump_flows(table))
+
+    def groups(self) -> dict[int, ofctl.Group]:
+        return ofctl.groups(self.bridge)
 
     def punt_flows_installed(self) -> bool:
-        flows = self.dump_flows()
-        return all(f"arp_tpa=10.0.{n}.1" in flows and f"in_port={n}" in flows
-                   for n in self.taps) and "CONTROLLER" in flows
+        return self.punt_flows_for(self.taps)
+
+    def punt_flows_for(self, ports) -> bool:
+        """Flows for each port's in_port and ARP for its address, and flows to the controller."""
+        flows = self.flows()
+        return all(any(f.match.get("arp_tpa") == f"10.0.{n}.1" for f in flows)
+                   and any(f.match.get("in_port") == str(n) for f in flows)
+                   for n in ports) and any("CONTROLLER" in f.actions for f in flows)
 
     def switch_mac(self, port: int) -> str:
         return run("ovs-vsctl", "get", "interface", self.lab.switch_veth(port),

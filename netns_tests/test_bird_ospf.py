@@ -54,7 +54,7 @@ def test_ospf_adjacency_route_flow_and_switched_ping(lab):
     print(f"route in the kernel after {watch():.1f} s: {text.strip()}")
 
     flow = lab.wait_fib_group_flow(STUB)
-    print(f"FIB entry with a group after {watch():.1f} s: {flow['actions']}")
+    print(f"FIB entry with a group after {watch():.1f} s: {flow.actions}")
 
     lab.assert_switched(lab.host(1), "10.20.0.1", STUB)
     ospf = lab.protocol("ospf4")

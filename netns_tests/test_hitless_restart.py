@@ -11,6 +11,8 @@ import signal
 import subprocess
 import time
 
+import ofctl
+
 COUNT = 2000
 INTERVAL = 0.01  # 100 pps: 20 s of pinging
 PAIRS = {"ipv4": ("10.0.1.2", "10.0.2.2"), "ipv6": ("2001:db8:1::2", "2001:db8:2::2")}
@@ -18,21 +20,13 @@ RECONCILE = re.compile(r"reconciled (\d+) flows, (\d+) groups in [\d.]+ ms: (\d+
                        r"(\d+) deleted, (\d+) group changes")
 
 
-def host_flow(lab, address: str) -> dict | None:
-    """The host entry for an address if it forwards to a group: {'group', 'duration', 'line'}."""
-    field = "ipv6_dst" if ":" in address else "nw_dst"
-    for line in lab.dump_flows().splitlines():
-        m = re.search(rf",{field}={re.escape(address)} actions=group:(\d+)\s*$", line)
-        if m:
-            return {"group": int(m.group(1)), "duration": float(re.search(r"duration=([\d.]+)s", line).group(1)),
-                    "line": line.strip()}
-    return None
+def host_flow(lab, address: str) -> ofctl.Flow | None:
+    """The host entry for an address if it forwards to a group."""
+    return next((f for f in ofctl.with_destination(lab.flows(), address) if f.group is not None), None)
 
 
 def group_durations(lab) -> dict[int, float]:
-    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-group-stats", lab.bridge], capture_output=True,
-                         text=True, check=True).stdout
-    return {int(m.group(1)): float(m.group(2)) for m in re.finditer(r"group_id=(\d+),duration=([\d.]+)s", out)}
+    return {gid: stats.duration for gid, stats in ofctl.group_stats(lab.bridge).items()}
 
 
 def warm_up(lab, families) -> list[str]:
@@ -133,11 +127,11 @@ def test_kill_and_sigterm_restart_lose_no_packet_and_change_nothing(router_lab):
     for address in addresses:
         flow = host_flow(lab, address)
         assert flow, f"the host entry for {address} is gone:\n{lab.dump_flows()}"
-        assert flow["duration"] > since_first_restart, (
-            f"the host entry for {address} was re-added (duration {flow['duration']} s, first restart "
-            f"{since_first_restart:.1f} s ago): {flow['line']}")
-        assert durations.get(flow["group"], 0) > since_first_restart, (
-            f"group {flow['group']} for {address} was re-added: {durations}")
+        assert flow.duration > since_first_restart, (
+            f"the host entry for {address} was re-added (duration {flow.duration} s, first restart "
+            f"{since_first_restart:.1f} s ago): {flow.line}")
+        assert durations.get(flow.group, 0) > since_first_restart, (
+            f"group {flow.group} for {address} was re-added: {durations}")
 
 
 def test_restart_after_ipv6_resolved_first_changes_nothing(router_lab):
@@ -147,7 +141,7 @@ def test_restart_after_ipv6_resolved_first_changes_nothing(router_lab):
     every host entry."""
     lab = router_lab
     addresses = warm_up(lab, ("ipv6", "ipv4"))
-    before = {a: host_flow(lab, a)["group"] for a in addresses}
+    before = {a: host_flow(lab, a).group for a in addresses}
     lab.restart(signal.SIGTERM)
     assert_reconciled_nothing(lab.log_since_start(), "SIGTERM-restarted")
-    assert {a: host_flow(lab, a)["group"] for a in addresses} == before
+    assert {a: host_flow(lab, a).group for a in addresses} == before

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+import ofctl
 from conftest import run
 
 DESTINATIONS = 20
@@ -32,7 +33,7 @@ def test_transit_to_many_destinations_is_one_datapath_flow(router_lab, family):
     # h2 answers for every address of the network.
     h2.run("ip", f"-{family}", "route", "add", "local", network, "dev", "lo")
     lab.in_router("ip", f"-{family}", "route", "add", network, "via", via)
-    lab.wait_until(lambda: f"_dst={network} " in lab.dump_flows(), timeout=15,
+    lab.wait_until(lambda: ofctl.with_destination(lab.flows(), network), timeout=15,
                    message=lambda: f"a FIB entry for {network}:\n{lab.dump_flows()}")
     lab.assert_ping(h1, via, count=2)  # the next hop resolved: the route is on a group
     targets = [address.format(i) for i in range(1, DESTINATIONS + 1)]

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.inject import inject, prefixes  # noqa: E402
-from taprouter import netns  # noqa: E402
+from taprouter import netns, prefix  # noqa: E402
 from taprouter.routing.mirror import KernelMirror  # noqa: E402
 from taprouter.routing.netlink import Watcher, dump_routes  # noqa: E402
 
@@ -70,7 +70,8 @@ def test_overflow_during_load_and_withdrawal_resyncs_to_exactly_the_kernel(route
     finally:
         watcher.stop()
     assert watcher.resyncs > 0, "the test did not overflow the socket; it proves nothing"
-    routes = mirror.typed_routes()
+    # A route per (destination, metric): the mirror keeps a prefix's routes as metric, hops pairs.
+    routes = [(prefix.to_network(pk), entry[i]) for pk, entry in mirror.items() for i in range(0, len(entry), 2)]
     assert loaded >= ROUTES
     injected = ipaddress.ip_network("20.0.0.0/8")
-    assert sum(1 for key in routes if key.dst.subnet_of(injected)) == 1234
+    assert sum(1 for dst, _metric in routes if dst.subnet_of(injected)) == 1234

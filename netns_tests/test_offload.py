@@ -7,28 +7,25 @@ import re
 
 import pytest
 
+import ofctl
+
 FIB_TABLES = {4: 2, 6: 3}
 HOST_PRIORITY = {4: 10 + 32, 6: 10 + 128}
 COUNT = 200
 
 
-def host_flow(lab, address: str) -> dict | None:
-    """The FIB's host entry for an address, as {'n_packets', 'actions', 'line'}; None if absent."""
+def host_flow(lab, address: str) -> ofctl.Flow | None:
+    """The FIB's host entry for an address; None if absent."""
     version = 6 if ":" in address else 4
-    field = "ipv6_dst" if version == 6 else "nw_dst"
-    found = []
-    for line in lab.dump_flows().splitlines():
-        if (f"table={FIB_TABLES[version]}," in line and f"priority={HOST_PRIORITY[version]}," in line
-                and re.search(rf",{field}={re.escape(address)} actions=", line)):
-            found.append({"n_packets": int(re.search(r"n_packets=(\d+)", line).group(1)),
-                          "actions": line.split(" actions=", 1)[1].strip(), "line": line.strip()})
+    found = [f for f in ofctl.with_destination(lab.flows(FIB_TABLES[version]), address)
+             if f.priority == HOST_PRIORITY[version]]
     assert len(found) <= 1, f"more than one host entry for {address}: {found}"
     return found[0] if found else None
 
 
-def switched(lab, address: str) -> dict | None:
+def switched(lab, address: str) -> ofctl.Flow | None:
     flow = host_flow(lab, address)
-    return flow if flow and flow["actions"].startswith("group:") else None
+    return flow if flow and flow.actions.startswith("group:") else None
 
 
 @pytest.mark.parametrize("version", [4, 6], ids=["ipv4", "ipv6"])
@@ -43,7 +40,7 @@ def test_transit_traffic_is_forwarded_by_the_switch_alone(router_lab, version):
                    message=lambda: f"host entries with groups for {src} and {dst}:\n{lab.dump_flows()}")
 
     before_to_tap = lab.fresh_daemon_status()["relay"]["to_tap"]
-    before = {a: switched(lab, a)["n_packets"] for a in (src, dst)}
+    before = {a: switched(lab, a).n_packets for a in (src, dst)}
 
     result = lab.ping(h1, dst, count=COUNT, deadline=None, extra=("-i", "0.005", "-q"))
     assert result.returncode == 0, f"ping {dst} failed:\n{result.stdout}{result.stderr}"
@@ -56,7 +53,7 @@ def test_transit_traffic_is_forwarded_by_the_switch_alone(router_lab, version):
     def grown():
         after = {a: switched(lab, a) for a in (src, dst)}
         assert all(after.values()), f"a host entry left the switch during the test: {after}"
-        return {a: after[a]["n_packets"] - before[a] for a in (src, dst)}
+        return {a: after[a].n_packets - before[a] for a in (src, dst)}
 
     # Requests h1 -> h2 match h2's entry, replies h2 -> h1 match h1's: >= 2 * COUNT in all.
     lab.wait_until(lambda: (g := grown())[dst] >= COUNT and g[src] >= received, timeout=10,

@@ -7,17 +7,15 @@ from __future__ import annotations
 import re
 import subprocess
 
+import ofctl
 
-def flows_for(lab, address: str) -> list[str]:
-    field = "ipv6_dst" if ":" in address else "nw_dst"
-    return [line.strip() for line in lab.dump_flows().splitlines()
-            if re.search(rf",{field}={re.escape(address)} actions=", line)]
+
+def flows_for(lab, address: str) -> list[ofctl.Flow]:
+    return ofctl.with_destination(lab.flows(), address)
 
 
 def groups(lab) -> dict[int, str]:
-    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", lab.bridge], capture_output=True,
-                         text=True, check=True).stdout
-    return {int(m.group(1)): m.group(2) for m in re.finditer(r"group_id=(\d+),(\S+)", out)}
+    return {gid: group.line for gid, group in lab.groups().items()}
 
 
 def groups_to_port(lab, port: int) -> dict[int, str]:
@@ -25,7 +23,7 @@ def groups_to_port(lab, port: int) -> dict[int, str]:
 
 
 def offloaded(lab, address: str) -> bool:
-    return any(re.search(r"actions=group:\d+$", flow) for flow in flows_for(lab, address))
+    return any(flow.group is not None for flow in flows_for(lab, address))
 
 
 def tap_flags(lab, port: int) -> list[str]:

@@ -5,60 +5,28 @@ from __future__ import annotations
 
 import itertools
 import re
-import subprocess
 
 import pytest
+
+import ofctl
 
 FIB4, FIB6 = 2, 3
 FIB_PRIORITY_BASE = 10  # priority = 10 + prefix length
 
 
-# --- reading the switch (ovs-ofctl's text) ---------------------------------------------------
+# --- reading the switch --------------------------------------------------------------------
 
-def parse_flow(line: str) -> dict:
-    """One line of `ovs-ofctl dump-flows` as a dict; bare words (ip, ipv6, ...) map to True."""
-    head, _, actions = line.strip().partition(" actions=")
-    flow: dict = {"actions": actions}
-    for part in re.split(r",\s*", head):
-        key, sep, value = part.partition("=")
-        flow[key] = value if sep else True
-    return flow
-
-
-def dump_flows(lab, table: int | None = None) -> list[dict]:
-    flows = [parse_flow(line) for line in lab.dump_flows().splitlines() if " actions=" in line]
-    return [f for f in flows if table is None or f.get("table") == str(table)]
-
-
-def dump_groups(lab) -> dict[int, str]:
-    """group id -> the rest of its description (type and buckets)."""
-    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", lab.bridge], capture_output=True,
-                         text=True, check=True).stdout
-    groups = {}
-    for line in out.splitlines():
-        m = re.match(r"\s*group_id=(\d+),(.*)$", line)
-        if m:
-            groups[int(m.group(1))] = m.group(2)
-    return groups
-
-
-def host_entry(lab, address: str) -> dict | None:
+def host_entry(lab, address: str) -> ofctl.Flow | None:
     """The FIB flow for a host address (/32 or /128), or None."""
     v6 = ":" in address
-    table, field, prio = (FIB6, "ipv6_dst", FIB_PRIORITY_BASE + 128) if v6 else \
-                         (FIB4, "nw_dst", FIB_PRIORITY_BASE + 32)
-    found = [f for f in dump_flows(lab, table) if f.get(field) == address]
+    table, prio = (FIB6, FIB_PRIORITY_BASE + 128) if v6 else (FIB4, FIB_PRIORITY_BASE + 32)
+    found = ofctl.with_destination(lab.flows(table), address)
     assert len(found) <= 1, f"more than one FIB entry for {address}: {found}"
     if not found:
         return None
     flow = found[0]
-    assert flow.get("priority") == str(prio), f"host entry {address} has the wrong priority: {flow}"
+    assert flow.priority == prio, f"host entry {address} has the wrong priority: {flow}"
     return flow
-
-
-def group_of(flow: dict) -> int | None:
-    m = re.fullmatch(r"group:(\d+)", flow["actions"])
-    return int(m.group(1)) if m else None
 
 
 # --- the test ------------------------------------------------------------------------------------
@@ -81,23 +49,24 @@ def test_hosts_reach_each_other_and_the_switch_holds_host_entries(router_lab, fa
 
     def all_entries():
         entries = {h.port: host_entry(lab, address(h.port, family)) for h in lab.hosts}
-        return entries if all(e is not None and group_of(e) is not None for e in entries.values()) else None
+        return entries if all(e is not None and e.group is not None for e in entries.values()) else None
 
     entries = lab.wait_until(all_entries, timeout=10,
                              message=lambda: f"{family} host entries with a group action in\n"
                                              f"{lab.dump_flows()}")
-    groups = dump_groups(lab)
-    group_ids = {n: group_of(e) for n, e in entries.items()}
+    groups = lab.groups()
+    group_ids = {n: e.group for n, e in entries.items()}
     assert len(set(group_ids.values())) == len(group_ids), f"hosts share a group: {group_ids}"
     for host in lab.hosts:
         n = host.port
         gid = group_ids[n]
-        assert gid in groups, f"h{n}'s host entry points at group {gid}, which is not on the switch: {groups}"
-        desc = groups[gid]
-        assert desc.startswith("type=indirect,"), f"h{n}'s group is not indirect: {desc}"
-        buckets = desc.split(",bucket=")[1:] if ",bucket=" in desc else []
-        assert len(buckets) == 1, f"h{n}'s group has {len(buckets)} buckets: {desc}"
-        actions = buckets[0].removeprefix("actions=").split(",")
+        assert gid in groups, (f"h{n}'s host entry points at group {gid}, which is not on the switch: "
+                               f"{[g.line for g in groups.values()]}")
+        group = groups[gid]
+        desc = group.line
+        assert group.type == "indirect", f"h{n}'s group is not indirect: {desc}"
+        assert len(group.buckets) == 1, f"h{n}'s group has {len(group.buckets)} buckets: {desc}"
+        actions = group.buckets[0].removeprefix("actions=").split(",")
         # TTL first (an expiring packet reaches the kernel as it arrived), out of the host's port last,
         # and on the way the MACs: the switch port's as source, the host's as destination.
         assert actions[0] == "dec_ttl", f"h{n}'s group {gid} does not start with dec_ttl: {desc}"

@@ -3,8 +3,7 @@ h2 becomes a FIB entry with a group; deleting the route removes the entry and th
 
 from __future__ import annotations
 
-import re
-import subprocess
+import ofctl
 
 NETWORK = "10.99.0.0/24"
 BEHIND_H2 = "10.99.0.1"
@@ -12,21 +11,16 @@ VIA = "10.0.2.2"
 PRIORITY = 10 + 24
 
 
-def route_flow(lab) -> dict | None:
-    """Table 2's entry for the network: {'actions', 'n_packets', 'line'}, or None."""
-    found = []
-    for line in lab.dump_flows().splitlines():
-        if "table=2," in line and re.search(rf",nw_dst={re.escape(NETWORK)} actions=", line):
-            found.append({"actions": line.split(" actions=", 1)[1].strip(), "line": line.strip(),
-                          "priority": int(re.search(r"priority=(\d+)", line).group(1)),
-                          "n_packets": int(re.search(r"n_packets=(\d+)", line).group(1))})
+def route_flow(lab) -> ofctl.Flow | None:
+    """Table 2's entry for the network, or None."""
+    found = ofctl.with_destination(lab.flows(2), NETWORK)
     assert len(found) <= 1, f"more than one FIB entry for {NETWORK}: {found}"
     return found[0] if found else None
 
 
-def group_flow(lab) -> dict | None:
+def group_flow(lab) -> ofctl.Flow | None:
     flow = route_flow(lab)
-    return flow if flow and re.fullmatch(r"group:\d+", flow["actions"]) else None
+    return flow if flow and flow.group is not None else None
 
 
 def test_static_route_via_a_host_is_offloaded_and_withdrawn(router_lab):
@@ -44,16 +38,16 @@ def test_static_route_via_a_host_is_offloaded_and_withdrawn(router_lab):
     # and the entry moves from the kernel (controller) onto a group.
     flow = lab.wait_until(lambda: group_flow(lab), timeout=15,
                           message=lambda: f"a group entry for {NETWORK} in table 2:\n{lab.dump_flows()}")
-    assert flow["priority"] == PRIORITY, flow
-    group_id = int(flow["actions"].split(":")[1])
-    desc = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups", lab.bridge, str(group_id)],
-                          capture_output=True, text=True, check=True).stdout
+    assert flow.priority == PRIORITY, flow
+    group_id = flow.group
+    group = lab.groups().get(group_id)
+    desc = group.line if group else "(not on the switch)"
     assert (f"set_field:{lab.host_mac(h2)}->eth_dst" in desc and f"set_field:{lab.switch_mac(2)}->eth_src"
             in desc and "output:2" in desc and "dec_ttl" in desc), f"group {group_id}:\n{desc}"
 
-    before = flow["n_packets"]
+    before = flow.n_packets
     lab.assert_ping(h1, BEHIND_H2, count=5)
-    lab.wait_until(lambda: (f := group_flow(lab)) and f["n_packets"] >= before + 5, timeout=10,
+    lab.wait_until(lambda: (f := group_flow(lab)) and f.n_packets >= before + 5, timeout=10,
                    message=lambda: f"{NETWORK}'s entry did not count the pings: {before} -> {route_flow(lab)}")
 
     lab.in_router("ip", "route", "del", NETWORK, "via", VIA)

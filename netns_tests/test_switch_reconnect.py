@@ -16,6 +16,7 @@ import re
 import socket
 import threading
 
+import ofctl
 from conftest import run
 
 GONE, KEPT, ADDED = "10.99.0.0/24", "10.97.0.0/24", "10.98.0.0/24"
@@ -88,10 +89,8 @@ class FreezableRelay:
 
 def route_actions(lab, network: str) -> str | None:
     """Table 2's actions for the network, or None."""
-    for line in lab.dump_flows().splitlines():
-        if "table=2," in line and re.search(rf",nw_dst={re.escape(network)} actions=", line):
-            return line.split(" actions=", 1)[1].strip()
-    return None
+    found = ofctl.with_destination(lab.flows(2), network)
+    return found[0].actions if found else None
 
 
 def on_a_group(lab, network: str) -> bool:

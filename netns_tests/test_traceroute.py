@@ -7,21 +7,20 @@ import re
 
 import pytest
 
+import ofctl
+
 FAMILIES = {
     "ipv4": {"src": "10.0.1.2", "dst": "10.0.2.2", "gateway": "10.0.1.1", "table": 2, "priority": 42,
-             "field": "nw_dst", "flag": "-4"},
+             "flag": "-4"},
     "ipv6": {"src": "2001:db8:1::2", "dst": "2001:db8:2::2", "gateway": "2001:db8:1::1", "table": 3,
-             "priority": 138, "field": "ipv6_dst", "flag": "-6"},
+             "priority": 138, "flag": "-6"},
 }
 
 
-def host_flow(lab, family: dict, address: str) -> dict | None:
-    """The host entry for an address if it forwards to a group: {'n_packets', 'line'}."""
-    for line in lab.dump_flows().splitlines():
-        if (f"table={family['table']}," in line and f"priority={family['priority']}," in line
-                and re.search(rf",{family['field']}={re.escape(address)} actions=group:\d+\s*$", line)):
-            return {"n_packets": int(re.search(r"n_packets=(\d+)", line).group(1)), "line": line.strip()}
-    return None
+def host_flow(lab, family: dict, address: str) -> ofctl.Flow | None:
+    """The host entry for an address if it forwards to a group."""
+    return next((f for f in ofctl.with_destination(lab.flows(family["table"]), address)
+                 if f.priority == family["priority"] and f.group is not None), None)
 
 
 def time_exceeded_sent(lab, name: str) -> int:
@@ -57,7 +56,7 @@ def test_traceroute_through_an_offloaded_route(router_lab, name, method):
     lab.wait_until(lambda: host_flow(lab, family, family["dst"]) and host_flow(lab, family, family["src"]),
                    timeout=10, message=lambda: f"host entries for {family['dst']} and {family['src']}:\n"
                                                f"{lab.dump_flows()}")
-    before = host_flow(lab, family, family["dst"])["n_packets"]
+    before = host_flow(lab, family, family["dst"]).n_packets
     to_tap_before = lab.fresh_daemon_status()["relay"]["to_tap"]
 
     exceeded_before = time_exceeded_sent(lab, name)
@@ -73,7 +72,7 @@ def test_traceroute_through_an_offloaded_route(router_lab, name, method):
 
     # The probes crossed the switch's host entry: the TTL-1 probe expired in its group's dec_ttl
     # (so it reached the kernel as a PacketIn) and the TTL-2 probe was forwarded by the switch.
-    lab.wait_until(lambda: host_flow(lab, family, family["dst"])["n_packets"] >= before + 2, timeout=10,
+    lab.wait_until(lambda: host_flow(lab, family, family["dst"]).n_packets >= before + 2, timeout=10,
                    message=lambda: f"the host entry for {family['dst']} did not count the probes: "
                                    f"{before} -> {host_flow(lab, family, family['dst'])}")
     assert lab.fresh_daemon_status()["relay"]["to_tap"] > to_tap_before, \
