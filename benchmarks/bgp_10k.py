@@ -7,7 +7,7 @@ bridge, hosts h1..h3, `taprouter run` with BIRD in the router netns, and a peer 
 (eBGP, AS 65003) whose static protocol `bulk` holds N /24 routes, disabled. Each round:
 
   announce: `birdc enable bulk` on the peer, then poll until the router's BIRD has imported all N,
-            the router's kernel has N routes from BIRD, and table 2 holds N more flows;
+            the router's kernel has N routes from BIRD, and the IPv4 FIB table holds N more flows;
   withdraw: `birdc disable bulk`, then poll until all three are back to where they started.
 
 Prints the times (from the birdc command) at which each stage was complete; asserts nothing
@@ -116,7 +116,7 @@ def main() -> int:
         probe = Probe(lab)
         base = {"imported": probe.imported(), "kernel": probe.kernel(), "flows": probe.flows()}
         print(f"lab {lab.prefix}: BGP Established; before: {base}", flush=True)
-        print(f"{'round':>5} {'stage':>9} {'BIRD imported':>14} {'kernel routes':>14} {'table 2 flows':>14}")
+        print(f"{'round':>5} {'stage':>9} {'BIRD imported':>14} {'kernel routes':>14} {'the IPv4 FIB table flows':>14}")
         for n in range(1, args.rounds + 1):
             row = {}
             for stage, command, delta in (("announce", "enable bulk", args.routes),
@@ -131,7 +131,7 @@ def main() -> int:
         for stage in ("announce", "withdraw"):
             times = [r[stage]["flows"] for r in results["rounds"]]
             median = results[f"{stage}_flows_median_s"] = statistics.median(times)
-            print(f"{stage}: {args.routes} prefixes to/from table 2 in median {median:.2f} s "
+            print(f"{stage}: {args.routes} prefixes to/from the IPv4 FIB table in median {median:.2f} s "
                   f"(min {min(times):.2f}, max {max(times):.2f}; {args.routes / median:,.0f} routes/s)")
         status = lab.fresh_daemon_status()
         results["groups_installed"] = status.get("groups_installed")

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.dataplane_lab import log, machine_busy, ratio, run, wait_until  # noqa: E402
 from benchmarks.dataplane_punt import PuntBench  # noqa: E402
 from benchmarks.dataplane_report import report  # noqa: E402
+from taprouter.controller.openflow.pipeline import Table  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "dataplane.json"
 
@@ -98,11 +99,11 @@ class Bench(PuntBench):
             run("ping", "-n", "-c", 3, "-i", 0.2, "-W", 2, target, netns=host.name, timeout=20)
 
         def host_flows():
-            flows = self.dump_flows(2)
+            flows = self.dump_flows(Table.FIB4)
             return all(re.search(rf"nw_dst={ip}[ ,].*group:", flows) for ip in ("10.0.1.2", "10.0.2.2"))
         present = True
         try:
-            wait_until(host_flows, 15, "the /32 host flows with next-hop groups in table 2")
+            wait_until(host_flows, 15, "the /32 host flows with next-hop groups in the IPv4 FIB table")
         except TimeoutError:
             present = False
         info = {"host_flows_present": present,
@@ -113,15 +114,15 @@ class Bench(PuntBench):
             info["diagnostics"] = {
                 "router_neighbours": run("ip", "-n", self.router_ns, "neigh", "show").stdout.splitlines(),
                 "router_routes": run("ip", "-n", self.router_ns, "route", "show").stdout.splitlines(),
-                "table_2": self.dump_flows(2).splitlines()[1:],
+                "fib4": self.dump_flows(Table.FIB4).splitlines()[1:],
                 "status": {k: status.get(k) for k in ("flows_installed", "groups_installed",
                                                       "kernel_routes", "last_reconcile",
                                                       "switch_errors", "netlink_resyncs")},
                 "daemon_log_tail": self.log_path.read_text().splitlines()[-15:],
             }
-            self.notes.append("the /32 host flows did not appear in table 2 within 15 s of the warm-up "
+            self.notes.append("the /32 host flows did not appear in the IPv4 FIB table within 15 s of the warm-up "
                               "pings: the routed run went through the kernel (see routed_path.diagnostics)")
-            log("WARNING: no /32 host flows in table 2:\n" + json.dumps(info["diagnostics"], indent=1))
+            log("WARNING: no /32 host flows in the IPv4 FIB table:\n" + json.dumps(info["diagnostics"], indent=1))
         self.results["routed_path"] = info
 
     def bench_throughput(self) -> None:

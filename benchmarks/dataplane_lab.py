@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from taprouter.controller.openflow.pipeline import Table
 from taprouter.lab import Lab, make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +192,7 @@ class BenchLab:
             return "reconciled" in self.log_path.read_text()
 
         wait_until(reconciled, 30, "the daemon to log 'reconciled'")
-        wait_until(lambda: "arp_tpa=10.0.1.1" in self.dump_flows(1), 15, "the punt flows")
+        wait_until(lambda: "arp_tpa=10.0.1.1" in self.dump_flows(Table.PUNT), 15, "the punt flows")
         # Our cookie-0x1 flows are not taprouter's: its reconciler must leave them alone.
         if self.l2_flow_count() != 2:
             self.notes.append("the L2 baseline flows were removed when taprouter reconciled; re-added")
@@ -256,9 +257,9 @@ class BenchLab:
         return run("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", self.lab.bridge, f"table={table}").stdout
 
     def controller_flow_packets(self) -> dict[str, int]:
-        """n_packets of every CONTROLLER flow in the FIB tables (2 and 3), keyed by its match."""
+        """n_packets of every CONTROLLER flow in the FIB tables, keyed by its match."""
         result = {}
-        for table in (2, 3):
+        for table in (Table.FIB4, Table.FIB6):
             for line in self.dump_flows(table).splitlines():
                 if "CONTROLLER" not in line:
                     continue
@@ -266,7 +267,7 @@ class BenchLab:
                 prio = re.search(r"priority=(\d+)", line)
                 match = line.split("priority=")[1].split(" actions=")[0] if prio else "(miss)"
                 match = re.sub(r"^\d+,?", "", match) or "table-miss"
-                result[f"table {table} prio {prio.group(1) if prio else 0} {match}"] = n
+                result[f"table {int(table)} prio {prio.group(1) if prio else 0} {match}"] = n
         return result
 
     def port_stats(self) -> dict[int, dict[str, int]]:

@@ -16,6 +16,7 @@ import time
 
 from benchmarks.dataplane_lab import ROOT, BenchLab, cpu_snap, cpu_ticks, log, percentile, ratio, run
 from benchmarks.dataplane_report import relay_loss
+from taprouter.controller.openflow.pipeline import Table
 
 PYTHON = sys.executable
 UDP_PORT = 9  # discard; closed on both ends, which is fine: we count frames, not replies
@@ -151,7 +152,7 @@ class PuntBench(BenchLab):
                 quiet = self.wait_quiet(5)
                 ports0 = self.port_stats()
                 tap0 = self.netdev(self.router_ns, self.taps[1])
-                punt0 = self.flow_packets(1, punt_flow) if punt_flow else 0
+                punt0 = self.flow_packets(Table.PUNT, punt_flow) if punt_flow else 0
                 step = self.flood(ns, dst, rate, seconds, count_rx, port, "10.0.1.2")
                 ports1 = self.port_stats()
                 tap1 = self.netdev(self.router_ns, self.taps[1])
@@ -163,10 +164,10 @@ class PuntBench(BenchLab):
                 step["ovs_port_1"] = self.port_delta(ports0, ports1, (1,)).get(1, {})
                 if punt_flow:
                     # The userspace datapath's flow stats reach OpenFlow a little late: read until still.
-                    count, last = self.flow_packets(1, punt_flow), None
+                    count, last = self.flow_packets(Table.PUNT, punt_flow), None
                     while count != last:
                         time.sleep(0.3)
-                        count, last = self.flow_packets(1, punt_flow), count
+                        count, last = self.flow_packets(Table.PUNT, punt_flow), count
                     step["ovs_punt_flow_n_packets"] = count - punt0
                 # Sustained: (almost) nothing lost, and delivered about as fast as offered, not
                 # merely absorbed by queues and trickled out after the sender stopped.

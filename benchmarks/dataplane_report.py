@@ -42,7 +42,7 @@ def report(meta: dict, res: dict, notes: list[str], out: Path) -> None:
               f"{r['lost_in_ovs']:>10} ({r['lost_in_ovs'] / max(1, rx):.1%})")
     print(f"   {'ratio routed / L2':<28} {tp['ratio_routed_over_l2']:14.3f}")
     rp = res.get("routed_path", {})
-    print(f"   routed path offloaded (/32 host flows with groups in table 2): "
+    print(f"   routed path offloaded (/32 host flows with groups in the IPv4 FIB table): "
           f"{'yes' if rp.get('host_flows_present') else 'NO, it went through the kernel'}, "
           f"checked {rp.get('seconds_from_first_ping')} s after the first warm-up ping")
     pi = res["packet_ins_during_routed_run"]

@@ -3,7 +3,7 @@
 
 Builds its own lab (one bridge, two hosts, a taprouter daemon), then measures in one run:
 - load: BENCH_ROUTES /24 routes via one next hop, injected with benchmarks/inject.py (raw
-  netlink, batched, no ACKs), until all are flows in table 2; and the withdrawal;
+  netlink, batched, no ACKs), until all are flows in the IPv4 FIB table; and the withdrawal;
 - the same load produced by `ip -batch`, against `ip`'s own time;
 - restart: a daemon started against a kernel and switch already holding the routes, until
   it has read both back and reconciled (which must change nothing);
@@ -45,7 +45,7 @@ from benchmarks import fulltable, steal  # noqa: E402
 from benchmarks.flowprobe import FlowProbe  # noqa: E402
 from benchmarks.inject import ORDER, arrival, build, inject, prefixes, send  # noqa: E402
 from taprouter import netns  # noqa: E402
-from taprouter.controller.openflow.pipeline import Owner, cookie  # noqa: E402
+from taprouter.controller.openflow.pipeline import Owner, Table, cookie  # noqa: E402
 from taprouter import prefix  # noqa: E402
 from taprouter.routing.netlink import dump_routes  # noqa: E402
 from taprouter.lab import Lab, make_pki, sh  # noqa: E402
@@ -63,7 +63,7 @@ PROBE_PAUSE = 0.0005  # between a single change's questions to the switch (singl
 FLOW_LINE = re.compile(r"priority=\d+,ipv?6?(?:,(?:nw|ipv6)_dst=(?P<dst>[\da-f.:/]+))?")
 
 
-def flow_count(bridge: str, table: int = 2) -> int:
+def flow_count(bridge: str, table: int = Table.FIB4) -> int:
     """How many flows the table holds, from the switch's table statistics.
 
     Not dump-aggregate: that walks every flow, and polling it at a million flows would take
@@ -73,7 +73,7 @@ def flow_count(bridge: str, table: int = 2) -> int:
         return probe.table_count(table)
 
 
-def wait_count(bridge: str, predicate, what: str, interval: float = 0.005, tables: tuple = (2,)) -> float:
+def wait_count(bridge: str, predicate, what: str, interval: float = 0.005, tables: tuple = (Table.FIB4,)) -> float:
     """Until predicate(*counts), the flow count of each of `tables`, holds."""
     start = time.monotonic()
     with FlowProbe(bridge) as probe:
@@ -192,7 +192,7 @@ class RouteBench:
     def counts(self) -> tuple[int, int]:
         """The FIB tables' flow counts, IPv4 and IPv6."""
         with FlowProbe(self.lab.bridge) as probe:
-            return probe.table_count(2), probe.table_count(3)
+            return probe.table_count(Table.FIB4), probe.table_count(Table.FIB6)
 
     @staticmethod
     def stage_figures(got: dict, routes: int, done_key: str) -> dict:
@@ -201,7 +201,7 @@ class RouteBench:
                 "routes_per_s": round(routes / got["done_s"]), **got["cpu"], **got["steal"]}
 
     def burst(self, batches: list[bytes], done_when, what: str, routes: int | None = None,
-               tables: tuple = (2,)) -> dict:
+               tables: tuple = (Table.FIB4,)) -> dict:
         """Send the producer's batches and wait until the switch's flow counts say done. The CPU
         the daemon and ovs-vswitchd used meanwhile, per route: with the kernel's own share
         (the producer's time) it shows which of them bounds the burst on two cores."""
@@ -269,7 +269,7 @@ class RouteBench:
         """One route at a time on an idle router that holds the full table, timed until the
         switch holds its flow.
 
-        The switch is asked for table 2's flow count over one OpenFlow connection of the
+        The switch is asked for the IPv4 FIB table's flow count over one OpenFlow connection of the
         harness's own: each new route is one more flow. A round trip is a fraction of a
         millisecond whatever the table holds (0.19 ms at 1M flows), and the time is not
         quantised by starting ovs-ofctl. Asking for the route's flow by match, as this did
@@ -285,11 +285,11 @@ class RouteBench:
         index = self.ifindex()
         latencies = []
         with steal.Meter() as meter, FlowProbe(self.lab.bridge) as probe:
-            before = probe.table_count(2)
+            before = probe.table_count(Table.FIB4)
             for i, dst in enumerate(prefixes(count, "40.0.0.0")):
                 t0 = time.monotonic()
                 inject(self.router, index, self.GATEWAY4, [dst])
-                while probe.table_count(2) < before + i + 1:
+                while probe.table_count(Table.FIB4) < before + i + 1:
                     if time.monotonic() - t0 > 30:
                         raise TimeoutError(f"{dst} not on the switch within 30 s")
                     time.sleep(PROBE_PAUSE)
@@ -308,7 +308,7 @@ class RouteBench:
     def route_flows(self) -> tuple[set[str], int]:
         """The destinations of the route flows in both FIB tables, and how many go to the kernel."""
         dsts, punted = set(), 0
-        for table, default in ((2, "0.0.0.0/0"), (3, "::/0")):
+        for table, default in ((Table.FIB4, "0.0.0.0/0"), (Table.FIB6, "::/0")):
             out = sh("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", self.lab.bridge,
                      f"table={table},cookie={ROUTE_COOKIE:#x}/-1")
             for line in out.splitlines():

@@ -24,10 +24,11 @@ import yaml
 
 import ofctl
 from conftest import RouterLab, pid_alive, run, running_lab, wait_until
+from taprouter.controller.openflow.pipeline import Table
 from taprouter.lab import Host
 
 ROUTER_AS = 65000
-FIB4 = 2
+FIB4 = int(Table.FIB4)
 FIB_PRIORITY_BASE = 10  # a FIB entry's priority is 10 + its prefix length
 
 # Short BGP timers so that sessions come up and recover in seconds, not minutes

@@ -8,8 +8,9 @@ import re
 import pytest
 
 import ofctl
+from taprouter.controller.openflow.pipeline import Table
 
-FIB_TABLES = {4: 2, 6: 3}
+FIB_TABLES = {4: int(Table.FIB4), 6: int(Table.FIB6)}
 HOST_PRIORITY = {4: 10 + 32, 6: 10 + 128}
 COUNT = 200
 

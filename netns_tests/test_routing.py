@@ -9,8 +9,9 @@ import re
 import pytest
 
 import ofctl
+from taprouter.controller.openflow.pipeline import Table
 
-FIB4, FIB6 = 2, 3
+FIB4, FIB6 = int(Table.FIB4), int(Table.FIB6)
 FIB_PRIORITY_BASE = 10  # priority = 10 + prefix length
 
 

@@ -4,6 +4,7 @@ h2 becomes a FIB entry with a group; deleting the route removes the entry and th
 from __future__ import annotations
 
 import ofctl
+from taprouter.controller.openflow.pipeline import Table
 
 NETWORK = "10.99.0.0/24"
 BEHIND_H2 = "10.99.0.1"
@@ -12,8 +13,8 @@ PRIORITY = 10 + 24
 
 
 def route_flow(lab) -> ofctl.Flow | None:
-    """Table 2's entry for the network, or None."""
-    found = ofctl.with_destination(lab.flows(2), NETWORK)
+    """The IPv4 FIB's entry for the network, or None."""
+    found = ofctl.with_destination(lab.flows(Table.FIB4), NETWORK)
     assert len(found) <= 1, f"more than one FIB entry for {NETWORK}: {found}"
     return found[0] if found else None
 
@@ -37,7 +38,7 @@ def test_static_route_via_a_host_is_offloaded_and_withdrawn(router_lab):
     # Nobody has sent traffic to 10.0.2.2 yet: the daemon has the kernel resolve the next hop,
     # and the entry moves from the kernel (controller) onto a group.
     flow = lab.wait_until(lambda: group_flow(lab), timeout=15,
-                          message=lambda: f"a group entry for {NETWORK} in table 2:\n{lab.dump_flows()}")
+                          message=lambda: f"a group entry for {NETWORK} in the IPv4 FIB table:\n{lab.dump_flows()}")
     assert flow.priority == PRIORITY, flow
     group_id = flow.group
     group = lab.groups().get(group_id)

@@ -17,6 +17,7 @@ import socket
 import threading
 
 import ofctl
+from taprouter.controller.openflow.pipeline import Table
 from conftest import run
 
 GONE, KEPT, ADDED = "10.99.0.0/24", "10.97.0.0/24", "10.98.0.0/24"
@@ -88,8 +89,8 @@ class FreezableRelay:
 
 
 def route_actions(lab, network: str) -> str | None:
-    """Table 2's actions for the network, or None."""
-    found = ofctl.with_destination(lab.flows(2), network)
+    """The IPv4 FIB's actions for the network, or None."""
+    found = ofctl.with_destination(lab.flows(Table.FIB4), network)
     return found[0].actions if found else None
 
 

@@ -8,11 +8,12 @@ import re
 import pytest
 
 import ofctl
+from taprouter.controller.openflow.pipeline import Table
 
 FAMILIES = {
-    "ipv4": {"src": "10.0.1.2", "dst": "10.0.2.2", "gateway": "10.0.1.1", "table": 2, "priority": 42,
+    "ipv4": {"src": "10.0.1.2", "dst": "10.0.2.2", "gateway": "10.0.1.1", "table": int(Table.FIB4), "priority": 42,
              "flag": "-4"},
-    "ipv6": {"src": "2001:db8:1::2", "dst": "2001:db8:2::2", "gateway": "2001:db8:1::1", "table": 3,
+    "ipv6": {"src": "2001:db8:1::2", "dst": "2001:db8:2::2", "gateway": "2001:db8:1::1", "table": int(Table.FIB6),
              "priority": 138, "flag": "-6"},
 }
 

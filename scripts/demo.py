@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from taprouter.controller.openflow.pipeline import Table  # noqa: E402
 from taprouter.lab import Lab, sh  # noqa: E402
 
 CONFIG = ROOT / "examples" / "demo.yaml"
@@ -107,8 +108,8 @@ def main() -> int:
         time.sleep(1.2)  # the daemon refreshes its status file every second
         punted = relay_counters().get("to_tap", 0) - counters_before.get("to_tap", 0)
         say("transit traffic is switched, not punted: the FIB flows and their packet counters")
-        print(sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", lab.bridge, "table=2").strip())
-        print(sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", lab.bridge, "table=3").strip())
+        print(sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", lab.bridge, f"table={int(Table.FIB4)}").strip())
+        print(sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", lab.bridge, f"table={int(Table.FIB6)}").strip())
         print(f"\n  120 transit echo requests and their 120 replies cost {punted} PacketIns in all "
               "(ARP/ND and the packets sent before a neighbour was resolved); the rest never left "
               "the switch.")
@@ -121,7 +122,7 @@ def main() -> int:
             if "cookie=" in line:
                 table = line.split("table=")[1].split(",")[0] if "table=" in line else "0"
                 per_table[table] = per_table.get(table, 0) + 1
-        say("flows per table (0 ingress, 1 punt, 2 IPv4 FIB, 3 IPv6 FIB): "
+        say("flows per table (" + ", ".join(f"{t.value} {t.name.lower()}" for t in Table) + "): "
             + ", ".join(f"table {t}: {n}" for t, n in sorted(per_table.items())))
         if oneshot:
             say("DEMO_ONESHOT=1: done" + (f", {failures} ping(s) FAILED" if failures else ", all pings answered"))

@@ -186,7 +186,7 @@ def owned_groups(table: OFTable) -> dict[int, GroupSpec]:
 ROUTE_COOKIE = pipeline.cookie(pipeline.Owner.ROUTE)
 
 
-def read_back(table: OFTable) -> ReadBack:
+def read_back(table: OFTable, meters: dict | None = None) -> ReadBack:
     """What the daemon reads back: route flows in the form taprouter writes them as prefix -> target,
     everything else of ours as flows (readback.decode_all does this on the wire; tests/test_readback.py),
     groups in our range; meters as they would be (the table model has none)."""
@@ -195,8 +195,8 @@ def read_back(table: OFTable) -> ReadBack:
         if not pipeline.is_ours(flow.cookie):
             continue
         dst = [m for m in flow.match.fields if m.name in ("ipv4_dst", "ipv6_dst")]
-        if flow.cookie == ROUTE_COOKIE and flow.table in (2, 3):
-            version = 4 if flow.table == 2 else 6
+        if flow.cookie == ROUTE_COOKIE and flow.table in (pipeline.Table.FIB4, pipeline.Table.FIB6):
+            version = 4 if flow.table == pipeline.Table.FIB4 else 6
             bits = 32 if version == 4 else 128
             length = 0 if not dst else bits if dst[0].mask is None else bin(dst[0].mask).count("1")
             pk = pfx.pack(version, dst[0].value if dst else 0, length)
@@ -208,7 +208,7 @@ def read_back(table: OFTable) -> ReadBack:
                 others.add(flow)
         else:
             others.add(flow)
-    return ReadBack(routes, frozenset(others), owned_groups(table), dict(pipeline.METERS))
+    return ReadBack(routes, frozenset(others), owned_groups(table), dict(pipeline.METERS) if meters is None else meters)
 
 
 def flow_ops(plan: Pass) -> list[FlowOp]:
@@ -217,11 +217,17 @@ def flow_ops(plan: Pass) -> list[FlowOp]:
     return plan.early + routes + plan.late
 
 
-def apply(table: OFTable, plan: Pass) -> None:
-    """A pass applied as a switch applies what the daemon writes, in order (meters are not modelled)."""
+def apply(table: OFTable, plan: Pass, meters: dict | None = None) -> None:
+    """A pass applied as a switch applies what the daemon writes, in order; meters into `meters`
+    (the table model has none) when given."""
+    if meters is not None:
+        meters.update((op.meter_id, op.spec) for op in plan.meters)
     table.apply(plan.group_upserts)
     table.apply(flow_ops(plan))
     table.apply(plan.group_deletes)
+    if meters is not None:
+        for op in plan.meter_deletes:
+            meters.pop(op.meter_id, None)
 
 
 @dataclass
@@ -234,12 +240,13 @@ class Switch:
     seen: tuple = ({}, None)  # the kernel routes and state of the last sync
     passes: list[int] = field(default_factory=list)  # how many prefixes each pass of the last sync took
     last: Pass | None = None  # the last pass planned
+    meters: dict = field(default_factory=dict)  # the switch's meters, by id (the table model has none)
 
     @property
     def fib(self):
         return self.planner.fib
 
-    def sync(self, kernel: Kernel, adopt: bool = False, check_restart: bool = True) -> Sync:
+    def sync(self, kernel: Kernel, adopt: bool = False, check_restart: bool = True, policies=()) -> Sync:
         """Planner.plan, as the daemon's reconcile thread calls it, until its backlog is drained (the
         last pass's Sync; `passes` has each one's size). The changes are what the mirror would hand
         over since the last sync; with `adopt` (or the first time), the switch is read back first."""
@@ -247,7 +254,7 @@ class Switch:
         read = None
         if adopt or self.planner is None:
             self.planner = Planner(self.pass_routes)
-            read = read_back(self.table)
+            read = read_back(self.table, self.meters)
             self.seen = ({}, None)
         last_routes, last_state = self.seen
         dirty = {pk: entry for pk, entry in routes.items() if entry != last_routes.get(pk)}
@@ -261,24 +268,26 @@ class Switch:
         while True:
             before = len(self.planner.backlog) + len(dirty) + len(gone)
             view = KernelView(changes, routes, lambda: list(routes.items()), state)
-            plan = self.planner.plan(view, SwitchView(kernel.port_inputs(), read), now=0.0)
+            plan = self.planner.plan(view, SwitchView(kernel.port_inputs(), read), now=0.0, policies=policies)
             self.passes.append(before - len(self.planner.backlog))
             done = not len(self.planner.backlog)
-            result = self._check(kernel, plan, check_restart and done)
+            result = self._check(kernel, plan, check_restart and done, policies)
             if done:
                 return result
             read, dirty, gone = None, {}, []
             changes = MirrorChanges({}, False, False, False, [])
 
-    def _check(self, kernel: Kernel, plan: Pass, check_restart: bool) -> Sync:
+    def _check(self, kernel: Kernel, plan: Pass, check_restart: bool, policies=()) -> Sync:
         # The log's figures are counted where the ops are made: they must agree with the ops.
         assert plan.route_counts == tuple(sum(1 for op, _pk, _t in plan.routes if op is kind)
                                           for kind in (Op.ADD, Op.MODIFY, Op.DELETE))
         self.last = plan
-        apply(self.table, plan)
+        apply(self.table, plan, self.meters)
         fib = self.planner.fib
         route_flows = {pipeline.route_flow(pk, t if type(t) is int else pipeline.KERNEL) for pk, t in fib.targets.items()}
-        want = Want(self.planner.base_flows | route_flows, dict(fib.switch_groups))
+        policy_flows = frozenset().union(*self.planner.policy_table.installed.values())
+        want = Want(self.planner.base_flows | route_flows | policy_flows,
+                    {**fib.switch_groups, **self.planner.policy_table.groups})
         assert {f for f in self.table.snapshot() if pipeline.is_ours(f.cookie)} == want.flows
         assert owned_groups(self.table) == want.groups
         if check_restart:
@@ -286,7 +295,8 @@ class Switch:
             fresh = Planner()
             routes, state = kernel.mirror(), kernel.state()
             view = KernelView(MirrorChanges({}, True, True, False, []), routes, lambda: list(routes.items()), state)
-            again = fresh.plan(view, SwitchView(kernel.port_inputs(), read_back(self.table)), now=0.0)
+            again = fresh.plan(view, SwitchView(kernel.port_inputs(), read_back(self.table, self.meters)), now=0.0,
+                               policies=policies)
             assert not again, f"a restart would change things: {again}"
         targets = {pfx.to_network(pk): (t if type(t) is int else pipeline.KERNEL) for pk, t in fib.targets.items()}
         return Sync(want, plan.group_upserts, flow_ops(plan), plan.group_deletes, fib.unresolved, targets)

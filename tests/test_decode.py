@@ -207,13 +207,13 @@ APPLY = ofp.OFPIT_APPLY_ACTIONS
 
 @pytest.mark.parametrize("stats", [
     _stats(parser.OFPMatch(vlan_vid=0x1005), []),
-    _stats(parser.OFPMatch(udp_dst=53, ip_proto=17, eth_type=ETH_TYPE_IPV4), []),
+    _stats(parser.OFPMatch(tcp_flags=2, ip_proto=6, eth_type=ETH_TYPE_IPV4), []),
     _stats(parser.OFPMatch(), [parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS,
                                                             [parser.OFPActionOutput(1, 0)])]),
     _stats(parser.OFPMatch(), [parser.OFPInstructionActions(ofp.OFPIT_CLEAR_ACTIONS, [])]),
     _stats(parser.OFPMatch(), [parser.OFPInstructionActions(APPLY, [parser.OFPActionPopVlan()])]),
     _stats(parser.OFPMatch(), [parser.OFPInstructionWriteMetadata(1, 1)]),
-], ids=["vlan-match", "udp-match", "write-actions", "clear-actions", "pop-vlan", "metadata"])
+], ids=["vlan-match", "tcp-flags-match", "write-actions", "clear-actions", "pop-vlan", "metadata"])
 def test_flows_taprouter_cannot_express_raise_value_error(stats):
     with pytest.raises(ValueError):
         decode.flow_from_stats(stats)

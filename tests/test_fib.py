@@ -69,7 +69,7 @@ def test_no_route_goes_to_the_kernel_through_the_fib_miss():
     sw = installed(gateways().route("10.9.0.0/16", via(GW1, P1)))
     assert sw.send("192.0.2.1") == KERNEL
     assert sw.send("2001:db8:77::1") == KERNEL
-    misses = [f for f in sw.table.snapshot() if f.priority == 0 and f.table in (2, 3)]
+    misses = [f for f in sw.table.snapshot() if f.priority == 0 and f.table in (pipeline.Table.FIB4, pipeline.Table.FIB6)]
     assert len(misses) == 2
     assert all(f.actions == (to_controller(),) and f.meter == pipeline.SLOW_PATH_METER for f in misses)
 

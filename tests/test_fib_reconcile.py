@@ -125,7 +125,7 @@ def test_plan_does_not_depend_on_dict_order():
 
 
 FOREIGN_COOKIES = [0, 0x1234, 0x7A71 << 48, (1 << 64) - 1]
-FOREIGN_GROUP_IDS = [1, 2, 77, pipeline.GROUP_MIN - 1, pipeline.GROUP_MAX + 1, 0xFFFFFF00]
+FOREIGN_GROUP_IDS = [1, 2, 77, pipeline.POLICY_GROUP_MIN - 1, pipeline.GROUP_MAX + 1, 0xFFFFFF00]
 
 
 def _random_spec(rng: random.Random) -> GroupSpec:
@@ -140,7 +140,8 @@ def _random_spec(rng: random.Random) -> GroupSpec:
 
 def _route_flow(dst: str, actions, cookie=pipeline.cookie(pipeline.Owner.ROUTE), priority=None) -> Flow:
     net = ipaddress.ip_network(dst)
-    table, eth, name = (2, ETH_TYPE_IPV4, "ipv4_dst") if net.version == 4 else (3, ETH_TYPE_IPV6, "ipv6_dst")
+    table, eth, name = ((pipeline.Table.FIB4, ETH_TYPE_IPV4, "ipv4_dst") if net.version == 4
+                        else (pipeline.Table.FIB6, ETH_TYPE_IPV6, "ipv6_dst"))
     return Flow(table, pipeline.FIB_PRIORITY_BASE + net.prefixlen if priority is None else priority,
                 Match.of(exact("eth_type", eth), prefix_match(name, net)), tuple(actions),
                 meter=pipeline.SLOW_PATH_METER if to_controller() in actions else None, cookie=cookie)

@@ -21,6 +21,7 @@ ROOT = Path(taprouter.__file__).parent
 BASE = {"taprouter.prefix", "taprouter.mac", "taprouter.netns", "taprouter.paths", "taprouter.gctune", "taprouter.dpid",
         "taprouter.config", "taprouter.configyaml", "taprouter.configaddr"}
 VALUES = {"taprouter.prefix", "taprouter.mac"}
+POLICY_VALUES = {"taprouter.policy", "taprouter.policy.model", "taprouter.policy.ranges"}  # pure: see below
 IO_MODULES = {"socket", "subprocess", "os", "select", "threading", "ssl", "time", "io", "shutil", "fcntl",
               "signal", "asyncio", "os_ken", "pyroute2", "pytun", "pybird"}
 
@@ -84,7 +85,7 @@ def test_the_planner_does_no_io(module):
     io = {m for m in imports if m.split(".")[0] in IO_MODULES}
     assert not io, f"{module} imports {sorted(io)}"
     allowed = VALUES | {"taprouter", "taprouter.controller", "taprouter.gctune", "taprouter.routing",
-                        "taprouter.routing.model"}
+                        "taprouter.routing.model"} | POLICY_VALUES
     outside = {m for m in _taprouter_imports(module)
                if not _in(m, "taprouter.controller.planner") and not _in(m, "taprouter.controller.openflow")}
     assert outside <= allowed, f"{module} imports {sorted(outside - allowed)}"
@@ -102,6 +103,13 @@ def test_the_session_does_not_reach_into_the_wiring(module):
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "taprouter.routing") or _in(m, "taprouter.bridge")))
 def test_routing_and_bridge_never_import_the_controller(module):
     assert not {m for m in MODULES[module] if _in(m, "taprouter.controller")}
+
+
+@pytest.mark.parametrize("module", sorted(POLICY_VALUES))
+def test_the_policy_model_is_pure(module):
+    """The planner reads policies as values: their model does no I/O and imports nothing above it."""
+    assert not {m for m in MODULES[module] if m.split(".")[0] in IO_MODULES}
+    assert _taprouter_imports(module) <= POLICY_VALUES | {"taprouter"}
 
 
 def test_the_checks_see_a_violation():

@@ -11,6 +11,7 @@ from oftable import Fate, OFTable
 from taprouter.controller.openflow import pipeline
 from taprouter.controller.openflow.flows import (ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, IPPROTO_ICMPV6, Match, Output, exact, to_controller)
 from taprouter.mac import mac_to_int
+from taprouter.controller.planner.baseflows import policy_table_flows
 from taprouter.controller.planner.punt import PortView, plan
 from taprouter.controller.openflow.ops import FlowOp, Op
 from taprouter.controller.planner.diff import diff
@@ -30,9 +31,15 @@ PORTS = (
 MAC = {p.number: p.mac for p in PORTS}
 
 
+def pipeline_flows(ports) -> frozenset:
+    """The punt plan with the policy table in front of the punt table, as every frame passes it (no
+    policy, no FIB: what is not punted here goes nowhere)."""
+    return plan(ports) | frozenset(policy_table_flows(list(ports)))
+
+
 @pytest.fixture(scope="module")
 def table() -> OFTable:
-    return OFTable(plan(PORTS))
+    return OFTable(pipeline_flows(PORTS))
 
 
 def v4(dst: str) -> int:
@@ -184,18 +191,18 @@ def test_every_flow_is_ours_and_fits_the_schema():
 
 def test_no_ports_no_flows():
     assert plan([]) == frozenset()
-    assert OFTable(plan([])).process(arp(1, "10.0.1.1")).dropped
+    assert OFTable(pipeline_flows([])).process(arp(1, "10.0.1.1")).dropped
 
 
 def test_port_without_addresses_still_accepts_control_traffic():
-    table = OFTable(plan([PortView(5, P1_MAC, ())]))
+    table = OFTable(pipeline_flows([PortView(5, P1_MAC, ())]))
     ns = ipv6(5, "ff02::1:ff00:1", eth_dst=multicast_mac_v6("ff02::1:ff00:1"), icmpv6_type=135)
     assert punted(table.process(ns), ns)
     assert table.process(arp(5, "10.0.1.1")).dropped
 
 
 def test_point_to_point_has_no_subnet_broadcast():
-    table = OFTable(plan([PortView(1, P1_MAC, (ip_interface("10.9.0.0/31"),))]))
+    table = OFTable(pipeline_flows([PortView(1, P1_MAC, (ip_interface("10.9.0.0/31"),))]))
     assert punted(table.process(ipv4(1, "10.9.0.0")), ipv4(1, "10.9.0.0"))
     assert table.process(ipv4(1, "10.9.0.1")).dropped
 
@@ -206,7 +213,7 @@ def test_plan_is_order_independent():
 
 def test_removing_an_address_stops_punting_it():
     fewer = (PORTS[0], PortView(2, P2_MAC, (ip_interface("2001:db8:2::1/64"),)))
-    table = OFTable(plan(fewer))
+    table = OFTable(pipeline_flows(fewer))
     assert table.process(ipv4(2, "10.0.2.1")).dropped
     assert table.process(arp(2, "10.0.2.1")).dropped
     assert table.process(ipv4(2, "10.0.2.255", eth_dst=BROADCAST)).dropped
@@ -228,7 +235,7 @@ def test_diff_of_plan_with_itself_is_empty():
 
 
 def test_plan_a_then_plan_b_gives_exactly_plan_b():
-    plan_a, plan_b = plan(PORTS), plan(PLAN_B_PORTS)
+    plan_a, plan_b = pipeline_flows(PORTS), pipeline_flows(PLAN_B_PORTS)
     assert plan_a != plan_b
     table = OFTable()
     table.apply(diff(plan_a, frozenset()))

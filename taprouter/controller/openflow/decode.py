@@ -11,7 +11,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from .flows import FIELDS, Action, DecTtl, FieldMatch, Flow, Match, Output, SetField, ToGroup, from_text
 from .groups import Bucket, GroupSpec, GroupType
 from .meters import MeterSpec
-from .wire import METER_FLAGS
+from .wire import METER_FLAGS, METER_FLAGS_KBPS
 
 
 def match_from_ofp(match: parser.OFPMatch) -> Match:
@@ -56,7 +56,9 @@ def flow_from_stats(stats: parser.OFPFlowStats) -> Flow:
         else:
             raise ValueError(f"instruction {inst!r} is not one taprouter installs")
     return Flow(table=stats.table_id, priority=stats.priority, match=match_from_ofp(stats.match),
-                actions=tuple(actions), goto=goto, meter=meter, cookie=stats.cookie)
+                actions=tuple(actions), goto=goto, meter=meter, cookie=stats.cookie,
+                idle_timeout=getattr(stats, "idle_timeout", None) or 0,
+                hard_timeout=getattr(stats, "hard_timeout", None) or 0, flags=getattr(stats, "flags", None) or 0)
 
 
 _GROUP_TYPES = {ofp.OFPGT_INDIRECT: GroupType.INDIRECT, ofp.OFPGT_SELECT: GroupType.SELECT}
@@ -75,9 +77,10 @@ def group_from_desc(stats) -> GroupSpec:
 def meter_from_stats(stats) -> MeterSpec | None:
     """A meter read back from a meter-config reply; None for one not in the form taprouter writes."""
     bands = stats.bands
-    if len(bands) != 1 or not isinstance(bands[0], parser.OFPMeterBandDrop) or stats.flags != METER_FLAGS:
+    if len(bands) != 1 or not isinstance(bands[0], parser.OFPMeterBandDrop) or \
+            stats.flags not in (METER_FLAGS, METER_FLAGS_KBPS):
         return None
-    return MeterSpec(bands[0].rate, bands[0].burst_size)
+    return MeterSpec(bands[0].rate, bands[0].burst_size, stats.flags == METER_FLAGS_KBPS)
 
 
 # --- PacketIn ------------------------------------------------------------------------------------

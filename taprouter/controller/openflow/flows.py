@@ -33,11 +33,18 @@ FIELDS: dict[str, tuple[Kind, int]] = {
     "arp_op": (Kind.INT, 16),
     "arp_tpa": (Kind.IPV4, 32),
     "ip_proto": (Kind.INT, 8),
+    "ipv4_src": (Kind.IPV4, 32),
     "ipv4_dst": (Kind.IPV4, 32),
+    "ipv6_src": (Kind.IPV6, 128),
     "ipv6_dst": (Kind.IPV6, 128),
+    "icmpv4_type": (Kind.INT, 8),
     "icmpv6_type": (Kind.INT, 8),
     "tcp_src": (Kind.INT, 16),
     "tcp_dst": (Kind.INT, 16),
+    "udp_src": (Kind.INT, 16),
+    "udp_dst": (Kind.INT, 16),
+    "sctp_src": (Kind.INT, 16),
+    "sctp_dst": (Kind.INT, 16),
     # Nicira's 16-bit in_port: Open vSwitch refuses an OpenFlow 1.3 set-field of in_port but
     # takes this one, which a next-hop group needs to send a packet back out of its ingress port.
     "in_port_nxm": (Kind.INT, 16),
@@ -173,7 +180,8 @@ def to_controller() -> Output:
 
 @dataclass(frozen=True, order=True)
 class Flow:
-    """One flow entry; (table, priority, match) is its identity on the switch."""
+    """One flow entry; (table, priority, match) is its identity on the switch. No actions and no
+    goto drops the frame."""
 
     table: int
     priority: int
@@ -182,6 +190,9 @@ class Flow:
     goto: int | None = None
     meter: int | None = None
     cookie: int = 0
+    idle_timeout: int = 0  # seconds; 0: none
+    hard_timeout: int = 0
+    flags: int = 0  # OFPFF_*: pipeline.OFPFF_SEND_FLOW_REM on a flow whose end must be reported
 
     @property
     def key(self) -> tuple[int, int, Match]:
@@ -193,6 +204,6 @@ class Flow:
             return self.__dict__["_hash"]
         except KeyError:
             value = hash((self.table, self.priority, self.match, self.actions, self.goto, self.meter,
-                          self.cookie))
+                          self.cookie, self.idle_timeout, self.hard_timeout, self.flags))
             object.__setattr__(self, "_hash", value)
             return value

@@ -7,12 +7,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class MeterSpec:
-    """A meter in packets per second (OFPMF_PKTPS | OFPMF_BURST) with one drop band."""
+    """A meter with one drop band, in packets per second or, with `kbps`, kilobits per second
+    (OFPMF_PKTPS or OFPMF_KBPS, with OFPMF_BURST)."""
 
-    rate: int  # packets per second
-    burst: int  # packets
+    rate: int  # packets per second, or kbit/s
+    burst: int  # packets, or kbit
+    kbps: bool = False
 
     @staticmethod
     def pps(rate: int) -> "MeterSpec":
         """A tenth of a second's worth of burst: a frame train keeps its head, a flood does not."""
-        return MeterSpec(rate, rate // 10)
+        return MeterSpec(rate, max(1, rate // 10))
+
+    @staticmethod
+    def kbps_rate(rate: int) -> "MeterSpec":
+        return MeterSpec(rate, max(1, rate // 10), kbps=True)

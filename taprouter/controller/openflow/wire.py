@@ -29,11 +29,18 @@ OXM_FIELD_NUMBERS: dict[str, int] = {
     "eth_src": 4,
     "eth_type": 5,
     "ip_proto": 10,
+    "ipv4_src": 11,
     "ipv4_dst": 12,
     "tcp_src": 13,
     "tcp_dst": 14,
+    "udp_src": 15,
+    "udp_dst": 16,
+    "sctp_src": 17,
+    "sctp_dst": 18,
+    "icmpv4_type": 19,
     "arp_op": 21,
     "arp_tpa": 23,
+    "ipv6_src": 26,
     "ipv6_dst": 27,
     "icmpv6_type": 29,
     "in_port_nxm": 0,  # in class NXM_OF, not OPENFLOW_BASIC
@@ -205,8 +212,8 @@ def encode_flow_mod(op: FlowOp, xid: int = 0) -> bytes:
     if goto is not None:
         body += _GOTO_INSTRUCTION(OFPIT_GOTO_TABLE, 8, goto)
     return _FLOW_MOD(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_BEFORE_OXMS + len(body), xid,
-                     flow.cookie, 0, flow.table, command, 0, 0, flow.priority,
-                     NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, OFPMT_OXM, match_len) + body
+                     flow.cookie, 0, flow.table, command, flow.idle_timeout, flow.hard_timeout, flow.priority,
+                     NO_BUFFER, OFPP_ANY, OFPG_ANY, flow.flags, OFPMT_OXM, match_len) + body
 
 
 def encode_group_mod(op: GroupOp, xid: int = 0) -> bytes:
@@ -357,15 +364,17 @@ def is_bundle_message(data: bytes) -> bool:
 _METER_MOD = struct.Struct("!BBHIHHI").pack
 _DROP_BAND = struct.Struct("!HHII4x").pack
 METER_FLAGS = ofp.OFPMF_PKTPS | ofp.OFPMF_BURST
+METER_FLAGS_KBPS = ofp.OFPMF_KBPS | ofp.OFPMF_BURST
 _METER_COMMANDS = {Op.ADD: ofp.OFPMC_ADD, Op.MODIFY: ofp.OFPMC_MODIFY, Op.DELETE: ofp.OFPMC_DELETE}
 
 
 def encode_meter_mod(op: MeterOp, xid: int = 0) -> bytes:
-    """A packet-rate meter with one drop band (MeterSpec)."""
+    """A meter with one drop band (MeterSpec)."""
     spec: MeterSpec = op.spec
     band = b"" if op.op is Op.DELETE else _DROP_BAND(ofp.OFPMBT_DROP, 16, spec.rate, spec.burst)
-    return _METER_MOD(VERSION, ofp.OFPT_METER_MOD, 16 + len(band), xid, _METER_COMMANDS[op.op],
-                      0 if op.op is Op.DELETE else METER_FLAGS, op.meter_id) + band
+    flags = 0 if op.op is Op.DELETE else METER_FLAGS_KBPS if spec.kbps else METER_FLAGS
+    return _METER_MOD(VERSION, ofp.OFPT_METER_MOD, 16 + len(band), xid, _METER_COMMANDS[op.op], flags,
+                      op.meter_id) + band
 
 
 # --- PacketOut ----------------------------------------------------------------------------------

@@ -60,13 +60,13 @@ def protocol_flows(v4: list, v6: list) -> list[Flow]:
 
 
 def ingress_flows(port: PortView) -> list[Flow]:
-    """Frames on a known port pass on only when addressed to the router."""
+    """Frames on a known port pass on, to the policies, only when addressed to the router."""
     in_port = exact("in_port", port.number)
     return [
-        _flow(Table.INGRESS, 100, in_port, exact("eth_dst", port.mac), goto=Table.PUNT),
-        _flow(Table.INGRESS, 100, in_port, exact("eth_dst", BROADCAST_MAC), goto=Table.PUNT),
+        _flow(Table.INGRESS, 100, in_port, exact("eth_dst", port.mac), goto=Table.POLICY),
+        _flow(Table.INGRESS, 100, in_port, exact("eth_dst", BROADCAST_MAC), goto=Table.POLICY),
         _flow(Table.INGRESS, 90, in_port, FieldMatch("eth_dst", MULTICAST_BIT, MULTICAST_BIT),
-              goto=Table.PUNT),
+              goto=Table.POLICY),
     ]
 
 

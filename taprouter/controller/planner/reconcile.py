@@ -13,17 +13,19 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Callable, Mapping, Sequence
 
+from ...policy.model import Policy, State
 from ...routing.model import KernelState, MirrorChanges, NeighbourKey
 from ..openflow.flows import Flow
 from ..openflow.groups import GroupSpec
 from ..openflow.meters import MeterSpec
 from ..openflow.ops import FlowOp, GroupOp, MeterOp, Op, RouteOp
-from ..openflow.pipeline import METERS, Table
+from ..openflow.pipeline import GROUP_MAX, GROUP_MIN, METERS, Owner, Table, owner_of
 from . import baseflows, punt
 from .backlog import PASS_ROUTES, Backlog
 from .diff import diff
 from .fib import PortBinding
 from .fibstate import FibState
+from .policies import PolicyTable
 
 FIB_TABLES = (Table.FIB4, Table.FIB6)
 _PREFIX = itemgetter(1)  # of a RouteOp
@@ -54,9 +56,9 @@ class ReadBack:
     """What a switch was found holding of ours when it connected (or was read again after an error)."""
 
     routes: dict[int, int]  # route flows: prefix -> group id or pipeline.KERNEL
-    flows: frozenset[Flow]  # our other flows
-    groups: dict[int, GroupSpec | None]  # our groups; None: in a form we do not write
-    meters: dict[int, MeterSpec | None]  # our meters; likewise
+    flows: frozenset[Flow]  # our other flows, policies' included
+    groups: dict[int, GroupSpec | None]  # our groups, both ranges; None: in a form we do not write
+    meters: dict[int, MeterSpec | None]  # our meters, both ranges; likewise
 
 
 @dataclass(frozen=True)
@@ -81,15 +83,17 @@ class Pass:
     routes: list[RouteOp] = field(default_factory=list)
     late: list[FlowOp] = field(default_factory=list)
     group_deletes: list[GroupOp] = field(default_factory=list)
+    meter_deletes: list[MeterOp] = field(default_factory=list)
     route_counts: tuple[int, int, int] = (0, 0, 0)  # adds, modifies, deletes in `routes`
     deleted_with_groups: int = 0  # route flows the group deletes take with them (not in `routes`)
     full: bool = False  # every prefix was looked at (a read-back, a re-dump, new ports)
     adopted: bool = False  # the pass started from a read-back
     unresolved: frozenset[NeighbourKey] = frozenset()  # next hops the kernel should resolve
+    policy_states: dict[int, tuple[State, str]] = field(default_factory=dict)  # policies replanned, by id
 
     def __bool__(self) -> bool:
         return bool(self.meters or self.group_upserts or self.early or self.routes or self.late
-                    or self.group_deletes)
+                    or self.group_deletes or self.meter_deletes)
 
     def counts(self) -> dict[str, int]:
         """Flow adds, modifies and deletes (route and base) and group changes: the log's figures."""
@@ -98,7 +102,8 @@ class Pass:
         return {"add": adds + sum(1 for o in flow_ops if o.op is Op.ADD),
                 "modify": modifies + sum(1 for o in flow_ops if o.op is Op.MODIFY),
                 "delete": deletes + self.deleted_with_groups + sum(1 for o in flow_ops if o.op is Op.DELETE),
-                "groups": len(self.group_upserts) + len(self.group_deletes)}
+                "groups": len(self.group_upserts) + len(self.group_deletes),
+                "meters": len(self.meters) + len(self.meter_deletes)}
 
 
 class Planner:
@@ -109,13 +114,16 @@ class Planner:
         self.backlog = Backlog(pass_routes)
         self._base: frozenset[Flow] = frozenset()  # our base flows on the switch
         self._base_for: list[punt.PortView] | None = None  # the ports _base was planned for
+        self._bound: dict[int, PortBinding] | None = None  # the port bindings policies were planned for
         self._meters: dict[int, MeterSpec | None] = {}
+        self.policy_table = PolicyTable()
 
-    def plan(self, kernel: KernelView, switch: SwitchView, now: float) -> Pass:
-        """Bring the switch to the kernel: returns what to send. Call with a read-back first after
-        every (re)connection; then every pass's operations must reach the switch before the next
-        pass is planned, or the switch be read back again. `now` (monotonic seconds) is for
-        entries that expire; the FIB has none."""
+    def plan(self, kernel: KernelView, switch: SwitchView, now: float, policies: Sequence[Policy] = ()) -> Pass:
+        """Bring the switch to the kernel and to `policies` (the enabled, unexpired ones, each with its
+        store id): returns what to send. Call with a read-back first after every (re)connection;
+        then every pass's operations must reach the switch before the next pass is planned, or the
+        switch be read back again. `now` (monotonic seconds) is not needed yet: policies' timeouts
+        run on the switch."""
         adopted = switch.read_back is not None
         if adopted:
             self._adopt(switch.read_back)
@@ -134,19 +142,29 @@ class Planner:
             want = baseflows.build(views)
             early, late = _split(diff(want, self._base))
             self._base, self._base_for = want, views
+        everything = adopted or bindings != self._bound
+        self._bound = bindings
+        table = self.policy_table
+        policy = table.sync(policies, bindings, kernel.state, everything, taken.other)
+        policy_early, policy_late = _split(policy.flows)
         adds, modifies, _ = changes.counts
         routes = changes.routes
-        return Pass(meters=self._meter_ops(), group_upserts=changes.group_upserts, early=early,
+        return Pass(meters=self._meter_ops() + policy.meter_upserts,
+                    group_upserts=changes.group_upserts + policy.group_upserts, early=early + policy_early,
                     routes=(sorted(routes[:adds], key=_PREFIX) + sorted(routes[adds:adds + modifies], key=_PREFIX)
                             + sorted(routes[adds + modifies:], key=_PREFIX)),
-                    late=late, group_deletes=changes.group_deletes, route_counts=changes.counts,
+                    late=late + policy_late, group_deletes=changes.group_deletes + policy.group_deletes,
+                    meter_deletes=policy.meter_deletes, route_counts=changes.counts,
                     deleted_with_groups=changes.deleted_with_groups, full=changes.full, adopted=adopted,
-                    unresolved=self.fib.unresolved)
+                    unresolved=self.fib.unresolved | table.unresolved(), policy_states=table.states())
 
     def _adopt(self, read_back: ReadBack) -> None:
-        self.fib.adopt(read_back.routes, read_back.groups)
-        self._base, self._base_for = read_back.flows, None
-        self._meters = dict(read_back.meters)
+        fib_groups = {gid: spec for gid, spec in read_back.groups.items() if GROUP_MIN <= gid <= GROUP_MAX}
+        self.fib.adopt(read_back.routes, fib_groups)
+        policy_flows = {f for f in read_back.flows if owner_of(f.cookie) == Owner.POLICY}
+        self._base, self._base_for = read_back.flows - policy_flows, None
+        self._meters = {mid: spec for mid, spec in read_back.meters.items() if mid in METERS}
+        self.policy_table.adopt(policy_flows, read_back.groups, read_back.meters)
         self.backlog.clear()  # the full pass that follows looks at every route
 
     def _meter_ops(self) -> list[MeterOp]:
@@ -167,11 +185,12 @@ class Planner:
         return self._base
 
     def flows_planned(self) -> int:
-        """Our flows on the switch as planned: base flows and route flows."""
-        return len(self.base_flows) + len(self.fib.targets)
+        """Our flows on the switch as planned: base flows, route flows and policy flows."""
+        return (len(self.base_flows) + len(self.fib.targets)
+                + sum(len(f) for f in self.policy_table.installed.values()))
 
     def groups_planned(self) -> int:
-        return len(self.fib.switch_groups)
+        return len(self.fib.switch_groups) + len(self.policy_table.groups)
 
     def offload(self, kernel_routes: int) -> dict[str, int]:
         """Kernel routes against FIB entries, for status; from per-group counts, not a walk."""

@@ -43,6 +43,7 @@ def encode(plan: Pass, bundles: bool = True) -> list[bytes]:
         messages.append(wire.encode_bundle_control(wire.BUNDLE_COMMIT, bundle_id))
     messages += [wire.encode_flow_mod(op) for op in plan.late]
     messages += [wire.encode_group_mod(op) for op in plan.group_deletes]
+    messages += [wire.encode_meter_mod(op) for op in plan.meter_deletes]
     return messages
 
 
