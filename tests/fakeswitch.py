@@ -58,6 +58,7 @@ class FakeSwitch:
         self.refuse_bundles = False  # answer every ONF bundle message with an error
         self.refuse_prefix: int | None = None  # answer an add of this route flow with an error
         self.silent: set[int] = set()  # multipart types left unanswered
+        self.counts: dict[tuple, tuple[int, int]] = {}  # a flow's key -> its packet and byte counts
         self._rng = random.Random(7)
 
     # --- what os-ken's Datapath offers the daemon ----------------------------------------------
@@ -107,7 +108,7 @@ class FakeSwitch:
         elif kind == ofp.OFPT_BARRIER_REQUEST:
             self.core.barrier_reply(self, xid)
         elif kind == ofp.OFPT_MULTIPART_REQUEST:
-            self._multipart(msg)
+            self._multipart(msg, xid)
 
     def _error(self, msg: bytes, xid: int, kind: int = ofp.OFPET_BAD_REQUEST, code: int = 0) -> None:
         self.core.switch_error(self, Error(kind, code, xid, msg[:ERROR_QUOTE]))
@@ -135,7 +136,8 @@ class FakeSwitch:
         if kind == ofp.OFPT_FLOW_MOD:
             mod = parser.OFPFlowMod.parser(self, ofp.OFP_VERSION, kind, len(msg), xid, msg)
             stats = SimpleNamespace(table_id=mod.table_id, priority=mod.priority, cookie=mod.cookie, match=mod.match,
-                                    instructions=mod.instructions)
+                                    instructions=mod.instructions, idle_timeout=mod.idle_timeout,
+                                    hard_timeout=mod.hard_timeout, flags=mod.flags)
             flow = decode.flow_from_stats(stats)
             op = _FLOW_OPS[mod.command]
             if op is not Op.DELETE:
@@ -166,7 +168,7 @@ class FakeSwitch:
         if len(self.table.errors) > errors:
             self._error(msg, xid, ofp.OFPET_BAD_ACTION)
 
-    def _multipart(self, msg: bytes) -> None:
+    def _multipart(self, msg: bytes, xid: int) -> None:
         kind = struct.unpack_from("!H", msg, 8)[0]
         if kind in self.silent:
             return
@@ -178,8 +180,24 @@ class FakeSwitch:
             self.core.groups_read(self, [group_desc(gid, spec) for gid, spec in self.table.groups.items()])
         elif kind == ofp.OFPMP_FLOW:
             ours = [f for f in sorted(self.table.snapshot()) if pipeline.is_ours(f.cookie)]
-            block = b"".join(entry(f, self._rng) for f in ours)
-            self.core.flows_read(self, [readback.RawFlowStats(block)] if block else [])
+            table, = struct.unpack_from("!B", msg, 16)
+            if table != ofp.OFPTT_ALL:
+                ours = [f for f in ours if f.table == table]
+            block = b"".join(self._entry(f) for f in ours)
+            self.core.flows_read(self, [readback.RawFlowStats(block)] if block else [], xid)
+
+
+    def _entry(self, flow) -> bytes:
+        """The flow's flow-stats entry, with its counts from `counts` (none: zero)."""
+        data = bytearray(entry(flow, self._rng))
+        struct.pack_into("!QQ", data, 32, *self.counts.get(flow.key, (0, 0)))
+        return bytes(data)
+
+    def expire(self, cookie: int, reason: int = ofp.OFPRR_HARD_TIMEOUT) -> None:
+        """One flow with this cookie times out: it goes, and the switch reports it."""
+        flow = next(f for f in sorted(self.table.snapshot()) if f.cookie == cookie)
+        self.table.apply([FlowOp(Op.DELETE, flow)])
+        self.core.flow_removed(self, cookie, reason)
 
 
 def _target(flow) -> int:

@@ -70,7 +70,7 @@ def read(core_: RouterCore, dp: Recorder, blocks: list[bytes]) -> None:
 
     def run() -> None:
         try:
-            core_.flows_read(dp, [readback.RawFlowStats(b) for b in blocks])
+            core_.flows_read(dp, [readback.RawFlowStats(b) for b in blocks], 1)
         except BaseException as exc:  # handed to the test below
             failure.append(exc)
         done.set()

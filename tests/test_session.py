@@ -219,3 +219,57 @@ def test_a_pass_that_fails_while_sending_is_followed_by_a_read_back(core, monkey
     monkeypatch.undo()
     run(core, sw, now=router.session.resync_at + 0.01)
     assert router.session.synced and prefixes(3) <= on_switch(sw).keys()
+
+
+# --- policies: expiry and counters ----------------------------------------------------------------
+
+def policies(*fields_by_name):
+    from dataclasses import replace
+    from taprouter.policy.model import parse
+    return tuple(replace(parse("r1", name, fields), id=i + 1) for i, (name, fields) in enumerate(fields_by_name))
+
+
+def test_a_policy_whose_timeout_fired_is_expired_not_put_back_and_back_when_reenabled(core):
+    from taprouter.policy.model import State
+    router = core.routers[DPID]
+    sw = FakeSwitch(core, DPID, PORTS)
+    connect(core, sw)
+    brief = policies(("brief", {"dst": "10.9.0.0/16", "action": "drop", "hard_timeout": "60"}),
+                     ("other", {"dst": "10.8.0.0/16", "action": "drop"}))
+    router.set_policies(brief)
+    run(core, sw, now=1.0)
+    cookie = pipeline.policy_cookie(1)
+    ours = [f for f in sw.table.snapshot() if f.cookie == cookie]
+    assert len(ours) == 1 and ours[0].hard_timeout == 60
+    assert router.policy_report.states[1] == (State.INSTALLED, "")
+    sw.expire(cookie)
+    run(core, sw, now=2.0)
+    assert router.policy_report.states[1][0] is State.EXPIRED and 1 in router.policy_report.expired
+    assert router.policy_report.states[2][0] is State.INSTALLED
+    # Neither a reconnection nor the same policies again put it back.
+    again = FakeSwitch(core, DPID, PORTS, table=sw.table)
+    again.meters = sw.meters
+    assert core.switch_down(sw)
+    connect(core, again, now=3.0)
+    router.set_policies(brief)
+    run(core, again, now=4.0)
+    assert not [f for f in again.table.snapshot() if f.cookie == cookie]
+    router.set_policies(brief, reenabled={1})
+    run(core, again, now=5.0)
+    assert [f for f in again.table.snapshot() if f.cookie == cookie]
+    assert router.policy_report.states[1] == (State.INSTALLED, "")
+
+
+def test_policy_counters_are_polled_and_summed_over_a_policys_flows(core):
+    router = core.routers[DPID]
+    sw = FakeSwitch(core, DPID, PORTS)
+    connect(core, sw)
+    router.set_policies(policies(("web", {"proto": "tcp", "dport": "80-81", "action": "drop"})))
+    run(core, sw, now=10.0)
+    flows = [f for f in sw.table.snapshot() if f.cookie == pipeline.policy_cookie(1)]
+    assert len(flows) == 2  # both families: 80-81 is one block
+    sw.counts = {flows[0].key: (5, 500), flows[1].key: (7, 900)}
+    run(core, sw, now=12.5)  # the poll after COUNT_INTERVAL
+    assert router.policy_report.counters == {1: (12, 1400)}
+    # A read-back's flow-stats reply is not taken for counters, nor the other way round.
+    assert not router.count_xids

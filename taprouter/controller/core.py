@@ -26,13 +26,13 @@ from ..bridge.relay import Relay
 from ..config import Config
 from ..routing.bird import BirdConfigError
 from . import status_file
-from .openflow import decode, readback, wire
-from .openflow.pipeline import METERS, owns_group
+from .openflow import decode, pipeline, readback, wire
+from .openflow.pipeline import owns_group, owns_meter
 from .planner.backlog import PASS_ROUTES
 from .router import Router
 from .session import connection, packetin
-from .session.switch import (Answered, Connected, Described, Disconnected, Errored, FlowsRead, GroupsRead,
-                             MetersRead, PortChanged)
+from .session.switch import (Answered, Connected, Counted, Described, Disconnected, Errored, FlowRemoved,
+                             FlowsRead, GroupsRead, MetersRead, PortChanged)
 
 LOG = logging.getLogger("taprouter.core")
 
@@ -117,10 +117,21 @@ class RouterCore:
         router.taps.port_ready(PortState(port.number, port.mac, False) if removed else port)
         router.hand_over(PortChanged(dp, port, removed))
 
-    def flows_read(self, dp, stats: list) -> None:
-        """Flow stats as readback.RawFlowStats: route flows decode narrowly, a million of them."""
+    def flows_read(self, dp, stats: list, xid: int) -> None:
+        """Flow stats as readback.RawFlowStats: the policy table's counters when `xid` is a poll's,
+        else a read-back, whose route flows decode narrowly, a million of them."""
+        router = self.routers[dp.id]
+        if xid in router.count_xids:
+            router.count_xids.discard(xid)
+            router.hand_over(Counted(dp, {c & 0xFFFFFFFF: n for c, n in readback.counters(stats).items()
+                                          if pipeline.owner_of(c) == pipeline.Owner.POLICY}))
+            return
         routes, others, unreadable = readback.decode_all(stats)
-        self.routers[dp.id].hand_over(FlowsRead(dp, routes, tuple(others), tuple(raw.data for raw in unreadable)))
+        router.hand_over(FlowsRead(dp, routes, tuple(others), tuple(raw.data for raw in unreadable)))
+
+    def flow_removed(self, dp, cookie: int, reason: int) -> None:
+        if pipeline.is_ours(cookie) and pipeline.owner_of(cookie) == pipeline.Owner.POLICY:
+            self.routers[dp.id].hand_over(FlowRemoved(dp, cookie, reason))
 
     def groups_read(self, dp, stats: list) -> None:
         router = self.routers[dp.id]
@@ -137,7 +148,7 @@ class RouterCore:
         router.hand_over(GroupsRead(dp, groups))
 
     def meters_read(self, dp, stats: list) -> None:
-        meters = {m.meter_id: decode.meter_from_stats(m) for m in stats if m.meter_id in METERS}
+        meters = {m.meter_id: decode.meter_from_stats(m) for m in stats if owns_meter(m.meter_id)}
         self.routers[dp.id].hand_over(MetersRead(dp, meters))
 
     def barrier_reply(self, dp, xid: int) -> None:

@@ -3,9 +3,11 @@
 Who owns what (each is written down in its own module too):
 - the netlink watcher's thread writes the mirror, which has its own lock;
 - os-ken's receive thread sets up TAPs (TapSet, its own lock) and hands every other switch
-  event to `events`, a deque, for the reconcile thread;
-- the reconcile thread alone runs `step`: it owns the session and the planner, and publishes
-  `status`, a dict it replaces whole, for the status thread to write out;
+  event to `events`, a deque, for the reconcile thread; it also takes the xids of counter polls
+  out of `count_xids` (set operations are atomic);
+- the policy source's thread replaces `policies` whole (a tuple) and wakes the reconcile thread;
+- the reconcile thread alone runs `step`: it owns the session, the planner, expiry and counters,
+  and publishes `status` and `policy_report`, each replaced whole, for the threads that read them;
 - the resolver's thread runs `ip neigh` for the next hops a pass hands it.
 """
 
@@ -14,7 +16,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from .. import gctune, paths
 from ..bridge.holder import HolderClient
@@ -25,14 +30,26 @@ from ..mac import mac_to_int
 from ..routing import kernel
 from ..routing.bird import BirdSupervisor
 from ..routing.mirror import KernelMirror
+from ..policy.model import Policy, State
 from ..routing.netlink import Watcher
 from .planner.reconcile import KernelView, Pass, Planner, PortInput, SwitchView
-from .session.switch import SessionEvent, SwitchSession
+from .session.switch import Counted, FlowRemoved, SessionEvent, SwitchSession
 from .session.tls import peer
 
 LOG = logging.getLogger("taprouter.core")
 
 OFFLOAD_RECOUNT = 1.0  # seconds between recounts of the FIB for status (a walk over the hop sets)
+COUNT_INTERVAL = 2.0  # seconds between polls of the policy table's counters
+
+
+@dataclass(frozen=True)
+class PolicyReport:
+    """Where a router's policies stand, for the store, the control socket and /metrics: per policy
+    id its state and error, when it expired (wall clock), and its switch counters."""
+
+    states: dict[int, tuple[State, str]]
+    expired: dict[int, float]
+    counters: dict[int, tuple[int, int]]
 
 
 class Router:
@@ -49,6 +66,14 @@ class Router:
         self.planner = Planner(pass_routes)
         self.session = SwitchSession(config.name)
         self.events: deque[SessionEvent] = deque()
+        self.count_xids: set[int] = set()
+        self._reenabled: deque[int] = deque()
+        self.policies: tuple[Policy, ...] = ()  # this router's, from the store
+        self.expired: dict[int, float] = {}  # policy id -> when its timeout fired (wall clock)
+        self.counters: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes on the switch
+        self.policy_report = PolicyReport({}, {}, {})
+        self._policy_states: dict[int, tuple[State, str]] = {}
+        self._counted_at = 0.0
         self._wake = wake
         self._planned = False  # a pass has gone out since the last read-back: counts are the switch's
         self._offload: dict[str, int] = {}
@@ -86,13 +111,20 @@ class Router:
         changes are left for another pass (the rest of a table load)."""
         session = self.session
         events = self.events
+        while self._reenabled:
+            self.expired.pop(self._reenabled.popleft(), None)
         while events:
             event = events.popleft()
-            session.handle(event, now)
+            if isinstance(event, (FlowRemoved, Counted)):
+                if event.dp is session.dp:
+                    self._policy_event(event)
+            else:
+                session.handle(event, now)
         session.tick(now)
         if not session.synced:
             self._planned = False
             self.status = self._status()
+            self._report()
             return False
         if not self.watcher.ready.is_set():
             return False  # the dump is not in yet; planning now would delete every route flow
@@ -103,7 +135,8 @@ class Router:
         mirror = self.mirror
         state = mirror.snapshot()
         kernel_view = KernelView(mirror.take_changes(), mirror.routes, mirror.items, state)
-        plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now)
+        policies = [p for p in self.policies if p.enabled and p.id not in self.expired]
+        plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
         planned = time.monotonic()
         if plan:
             session.send(plan)
@@ -112,9 +145,48 @@ class Router:
         self.resolver.request(plan.unresolved, state.links)
         self._log(plan, started, planned, written)
         self.status = self._status()
+        if plan.policy_states is not None:
+            self._policy_states = plan.policy_states
+        if policies and now - self._counted_at >= COUNT_INTERVAL:
+            self.count_xids.add(session.count())
+            self._counted_at = now
+        self._report()
         if plan.full:
             gctune.release()  # a read-back's or a re-dump's memory, back to the system
         return len(self.planner.backlog) > 0
+
+    def _policy_event(self, event: FlowRemoved | Counted) -> None:
+        """A policy's timeout fired: it is expired, and not planned again until it is re-enabled;
+        or its counters came."""
+        if isinstance(event, Counted):
+            self.counters = event.counters
+            return
+        pid = event.cookie & 0xFFFFFFFF
+        if pid not in self.expired and event.reason in (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT):
+            self.expired[pid] = time.time()
+            LOG.info("router %s: policy %d expired (%s timeout); its other flows go", self.name, pid,
+                     "idle" if event.reason == ofp.OFPRR_IDLE_TIMEOUT else "hard")
+
+    def _report(self) -> None:
+        synced = self.session.synced
+        states = {}
+        for p in self.policies:
+            if not p.enabled:
+                states[p.id] = (State.DISABLED, "")
+            elif p.id in self.expired:
+                states[p.id] = (State.EXPIRED, "")
+            elif synced and p.id in self._policy_states:
+                states[p.id] = self._policy_states[p.id]
+            else:
+                states[p.id] = (State.PENDING, "" if synced else "the switch is not connected")
+        self.policy_report = PolicyReport(states, dict(self.expired), dict(self.counters))
+
+    def set_policies(self, policies: tuple[Policy, ...], reenabled: Iterable[int] = ()) -> None:
+        """From the policy source's thread: this router's policies, and those re-enabled since
+        (their expiry is forgotten), handed over by replacing the tuple and a queue; then a pass."""
+        self._reenabled.extend(reenabled)
+        self.policies = policies
+        self._wake()
 
     def _ports(self) -> list[PortInput]:
         ports = self.session.ports

@@ -266,3 +266,22 @@ def decode_all(blocks: Iterable[RawFlowStats]) -> tuple[dict[int, int], list[Flo
             except ValueError:
                 bad.append(RawFlowStats(entry))
     return routes, flows, bad
+
+
+_COUNTERS = struct.Struct("!H22xQQQ")  # length; cookie, packet count, byte count
+
+
+def counters(blocks: Iterable[RawFlowStats]) -> dict[int, tuple[int, int]]:
+    """Packets and bytes per cookie, summed over the entries (a policy's flows share its cookie)."""
+    totals: dict[int, tuple[int, int]] = {}
+    unpack = _COUNTERS.unpack_from
+    for block in blocks:
+        data, offset = block.data, 0
+        while offset + _COUNTERS.size <= len(data):
+            length, flow_cookie, packets, octets = unpack(data, offset)
+            if length < _COUNTERS.size:
+                break
+            was = totals.get(flow_cookie, (0, 0))
+            totals[flow_cookie] = (was[0] + packets, was[1] + octets)
+            offset += length
+    return totals

@@ -203,7 +203,7 @@ class PolicyTable:
                                                             if p.group is not None}, GroupOp)
         meter_upserts, meter_deletes = _books(self.meters, {p.meter[0]: p.meter[1] for p in self.planned.values()
                                                             if p.meter is not None}, MeterOp)
-        return PolicyChanges(flow_ops, group_upserts, group_deletes, meter_upserts, meter_deletes)
+        return PolicyChanges(flow_ops, group_upserts, group_deletes, meter_upserts, meter_deletes, bool(dirty))
 
     def states(self) -> dict[int, tuple[State, str]]:
         return {pid: (p.state, p.error) for pid, p in self.planned.items()}
@@ -219,6 +219,7 @@ class PolicyChanges:
     group_deletes: list[GroupOp]
     meter_upserts: list[MeterOp]
     meter_deletes: list[MeterOp]
+    replanned: bool = False  # some policy was planned again: its state may have changed
 
     def __bool__(self) -> bool:
         return bool(self.flows or self.group_upserts or self.group_deletes or self.meter_upserts

@@ -89,7 +89,8 @@ class Pass:
     full: bool = False  # every prefix was looked at (a read-back, a re-dump, new ports)
     adopted: bool = False  # the pass started from a read-back
     unresolved: frozenset[NeighbourKey] = frozenset()  # next hops the kernel should resolve
-    policy_states: dict[int, tuple[State, str]] = field(default_factory=dict)  # policies replanned, by id
+    # Every policy's state by id when some policy was planned again; None when none was.
+    policy_states: dict[int, tuple[State, str]] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.meters or self.group_upserts or self.early or self.routes or self.late
@@ -156,7 +157,8 @@ class Planner:
                     late=late + policy_late, group_deletes=changes.group_deletes + policy.group_deletes,
                     meter_deletes=policy.meter_deletes, route_counts=changes.counts,
                     deleted_with_groups=changes.deleted_with_groups, full=changes.full, adopted=adopted,
-                    unresolved=self.fib.unresolved | table.unresolved(), policy_states=table.states())
+                    unresolved=self.fib.unresolved | table.unresolved(),
+                    policy_states=table.states() if policy.replanned else None)
 
     def _adopt(self, read_back: ReadBack) -> None:
         fib_groups = {gid: spec for gid, spec in read_back.groups.items() if GROUP_MIN <= gid <= GROUP_MAX}

@@ -21,11 +21,11 @@ from enum import Enum
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ...bridge.ports import PortState
-from ..openflow import readback, wire
+from ..openflow import pipeline, readback, wire
 from ..openflow.flows import Flow
 from ..openflow.groups import GroupSpec
 from ..openflow.meters import MeterSpec
-from ..openflow.pipeline import COOKIE_MAGIC, COOKIE_MASK
+from ..openflow.pipeline import COOKIE_MAGIC, COOKIE_MASK, Owner, Table
 from ..planner.reconcile import Pass, ReadBack
 from . import sending
 from .inflight import InFlight
@@ -108,8 +108,25 @@ class Disconnected:
     dp: object
 
 
+@dataclass(frozen=True)
+class FlowRemoved:
+    """A flow that asked to report its end (a policy's, with a timeout) ended by one."""
+
+    dp: object
+    cookie: int
+    reason: int  # OFPRR_IDLE_TIMEOUT or OFPRR_HARD_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Counted:
+    """The policy table's counters, as polled: policy id -> (packets, bytes), summed over its flows."""
+
+    dp: object
+    counters: dict[int, tuple[int, int]]
+
+
 SessionEvent = (Connected | Described | PortChanged | FlowsRead | GroupsRead | MetersRead | Answered | Errored
-                | Disconnected)
+                | Disconnected | FlowRemoved | Counted)
 
 
 class SwitchSession:
@@ -276,6 +293,17 @@ class SwitchSession:
         self._since_read.add(xid)
         return xid
 
+    def count(self) -> int:
+        """Ask for the policy table's counters (Counted follows); returns the request's xid, by which
+        the reply is told from a read-back's."""
+        dp = self.dp
+        request = dp.ofproto_parser.OFPFlowStatsRequest(
+            dp, 0, int(Table.POLICY), ofp.OFPP_ANY, ofp.OFPG_ANY, pipeline.cookie(Owner.POLICY),
+            COOKIE_MASK | 0xFFFF << 32, dp.ofproto_parser.OFPMatch())
+        dp.set_xid(request)
+        dp.send_msg(request)
+        return request.xid
+
 
 def read_back_requests(dp) -> list:
     """What a switch is sent before it is read back: its config, the asynchronous messages we want,
@@ -286,7 +314,10 @@ def read_back_requests(dp) -> list:
     # OpenFlow 1.3 leaves that to the asynchronous configuration.
     packet_in = 1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION | 1 << ofp.OFPR_INVALID_TTL
     status = 1 << ofp.OFPPR_ADD | 1 << ofp.OFPPR_DELETE | 1 << ofp.OFPPR_MODIFY
-    set_async = parser.OFPSetAsync(dp, [packet_in, 0], [status, status], [0, 0])
+    # A policy's timeout firing must reach us (it is shown as expired, and not put back); the flows
+    # we delete ourselves need not.
+    removed = 1 << ofp.OFPRR_IDLE_TIMEOUT | 1 << ofp.OFPRR_HARD_TIMEOUT
+    set_async = parser.OFPSetAsync(dp, [packet_in, 0], [status, status], [removed, 0])
     return [set_config, set_async,
             parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL),
             parser.OFPGroupDescStatsRequest(dp, 0),
