@@ -14,10 +14,11 @@ Who owns what (each is written down in its own module too):
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -33,7 +34,7 @@ from ..routing.mirror import KernelMirror
 from ..policy.model import Policy, State
 from ..routing.netlink import Watcher
 from .planner.reconcile import KernelView, Pass, Planner, PortInput, SwitchView
-from .session.switch import Counted, FlowRemoved, SessionEvent, SwitchSession
+from .session.switch import Answered, Counted, FlowRemoved, SessionEvent, SwitchSession
 from .session.tls import peer
 
 LOG = logging.getLogger("taprouter.core")
@@ -67,7 +68,10 @@ class Router:
         self.session = SwitchSession(config.name)
         self.events: deque[SessionEvent] = deque()
         self.count_xids: set[int] = set()
-        self._reenabled: deque[int] = deque()
+        self._expiry: deque[tuple[str, int, float]] = deque()  # from the policy source, in order
+        self._applied = threading.Condition()  # guards the tickets below
+        self._ticket = self._policies_ticket = self._applied_ticket = 0
+        self._ticket_of: dict[int, int] = {}  # barrier xid -> the policies' ticket it carries
         self.policies: tuple[Policy, ...] = ()  # this router's, from the store
         self.expired: dict[int, float] = {}  # policy id -> when its timeout fired (wall clock)
         self.counters: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes on the switch
@@ -111,15 +115,21 @@ class Router:
         changes are left for another pass (the rest of a table load)."""
         session = self.session
         events = self.events
-        while self._reenabled:
-            self.expired.pop(self._reenabled.popleft(), None)
+        while self._expiry:
+            what, pid, when = self._expiry.popleft()
+            if what == "expired":
+                self.expired[pid] = when
+            else:
+                self.expired.pop(pid, None)
         while events:
             event = events.popleft()
             if isinstance(event, (FlowRemoved, Counted)):
                 if event.dp is session.dp:
                     self._policy_event(event)
-            else:
-                session.handle(event, now)
+                continue
+            if isinstance(event, Answered) and event.xid in self._ticket_of:
+                self._mark_applied(self._ticket_of.pop(event.xid))
+            session.handle(event, now)
         session.tick(now)
         if not session.synced:
             self._planned = False
@@ -135,11 +145,14 @@ class Router:
         mirror = self.mirror
         state = mirror.snapshot()
         kernel_view = KernelView(mirror.take_changes(), mirror.routes, mirror.items, state)
+        ticket = self._policies_ticket
         policies = [p for p in self.policies if p.enabled and p.id not in self.expired]
         plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
         planned = time.monotonic()
         if plan:
-            session.send(plan)
+            self._ticket_of[session.send(plan)] = ticket
+        else:
+            self._mark_applied(ticket)  # nothing to send: the switch has them already
         written = time.monotonic()
         self._planned = True
         self.resolver.request(plan.unresolved, state.links)
@@ -181,12 +194,34 @@ class Router:
                 states[p.id] = (State.PENDING, "" if synced else "the switch is not connected")
         self.policy_report = PolicyReport(states, dict(self.expired), dict(self.counters))
 
-    def set_policies(self, policies: tuple[Policy, ...], reenabled: Iterable[int] = ()) -> None:
-        """From the policy source's thread: this router's policies, and those re-enabled since
-        (their expiry is forgotten), handed over by replacing the tuple and a queue; then a pass."""
-        self._reenabled.extend(reenabled)
-        self.policies = policies
+    def set_policies(self, policies: tuple[Policy, ...], reenabled: Iterable[int] = (),
+                     expired: Mapping[int, float] | None = None) -> int:
+        """From the policy source's thread: this router's policies, those re-enabled since (their
+        expiry is forgotten) and, at start, those the store has as expired; handed over by replacing
+        the tuple and through a queue, then a pass. Returns a ticket for wait_applied."""
+        with self._applied:
+            self._ticket += 1
+            ticket = self._ticket
+            self._expiry.extend(("expired", pid, when) for pid, when in (expired or {}).items())
+            self._expiry.extend(("reenabled", pid, 0.0) for pid in reenabled)
+            self.policies = policies
+            self._policies_ticket = ticket
         self._wake()
+        return ticket
+
+    def wait_applied(self, ticket: int, timeout: float) -> bool:
+        """Whether a pass planned with the policies of `ticket` (or later) reached the switch, and
+        the switch answered its barrier, within `timeout` seconds."""
+        with self._applied:
+            return self._applied.wait_for(lambda: self._applied_ticket >= ticket, timeout)
+
+    def _mark_applied(self, ticket: int) -> None:
+        with self._applied:
+            if ticket > self._applied_ticket:
+                self._applied_ticket = ticket
+                self._applied.notify_all()
+        # Passes of older policies whose barriers went unanswered (a lost connection) wait no more.
+        self._ticket_of = {xid: t for xid, t in self._ticket_of.items() if t > ticket}
 
     def _ports(self) -> list[PortInput]:
         ports = self.session.ports

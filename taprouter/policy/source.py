@@ -1,0 +1,212 @@
+"""The daemon's side of the policy store: each router's policies kept equal to the database, and
+their states and counters written back.
+
+One thread owns the store (Django's connections are per thread). It reads every policy at start;
+a writer's notification (the control socket's POST /v1/policies/changed) re-reads the policies it
+names at once, and waits until the switch has them; and a change of the store's generation (rows
+written by plain SQL, behind our back) re-reads everything, checked every GENERATION_POLL seconds.
+Nothing polls the policy table itself.
+
+Counters: the switch counts per flow, from when the flow went in. A policy's total is what the
+store held when the daemon started, plus what the switch counted since; when a policy's count
+on the switch goes back (its flows were put in again: a switch restart, a change of the policy),
+what it had counted is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Mapping, Protocol
+
+from .model import Policy, State, Status
+
+LOG = logging.getLogger("taprouter.policy")
+
+GENERATION_POLL = 2.0  # seconds: plain-SQL changes show within this, well inside the 5 s promised
+WRITE_EVERY = 2.0  # seconds between writes of states and counters (and at once when a state changes)
+APPLY_WAIT = 5.0  # seconds a notification waits for the switch to take the change
+
+
+class PolicyRouter(Protocol):
+    """What the source needs of a router (controller/router.py's Router)."""
+
+    name: str
+
+    policy_report: object  # a PolicyReport: states, expired, counters by policy id
+
+    def set_policies(self, policies: tuple[Policy, ...], reenabled: Iterable[int] = (),
+                     expired: Mapping[int, float] | None = None) -> int: ...
+    def wait_applied(self, ticket: int, timeout: float) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Changed:
+    router: str
+    names: tuple[str, ...] | None  # None: all of the router's
+    done: threading.Event
+    result: dict
+
+
+class PolicySource:
+    def __init__(self, open_store: Callable[[], object], routers: Mapping[str, PolicyRouter]) -> None:
+        self._open_store = open_store
+        self.routers = dict(routers)
+        self._requests: queue.Queue[Changed | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="policies", daemon=True)
+        self._policies: dict[str, dict[int, Policy]] = {name: {} for name in self.routers}
+        self._offsets: dict[int, tuple[int, int]] = {}  # policy id -> what its total adds to the switch's
+        self._last_seen: dict[int, tuple[int, int]] = {}  # policy id -> the switch's count last time
+        self._written: dict[int, Status] = {}
+        self.totals: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes (replaced whole)
+        self.error: str | None = None  # why the store cannot be read, while it cannot
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._requests.put(None)
+
+    def changed(self, router: str, names: Iterable[str] | None, wait: float = APPLY_WAIT) -> dict:
+        """A writer changed these policies (None: any of the router's): re-read them, and return once
+        the switch has them (or `wait` passed), saying which."""
+        if router not in self.routers:
+            raise KeyError(router)
+        request = Changed(router, None if names is None else tuple(names), threading.Event(), {})
+        self._requests.put(request)
+        request.done.wait(wait + 1.0)
+        return request.result or {"router": router, "applied": False, "error": "the policy source did not answer"}
+
+    # --- the thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        store = None
+        generation = None
+        last_write = 0.0
+        while True:
+            try:
+                if store is None:
+                    store = self._open_store()
+                    generation = self._load_all(store, first=True)
+                    self.error = None
+                request = self._requests.get(timeout=min(GENERATION_POLL, WRITE_EVERY))
+            except queue.Empty:
+                request = False
+            except Exception as exc:  # the database is gone, locked, or not migrated: keep trying
+                self._fail(f"{exc}")
+                time.sleep(GENERATION_POLL)
+                continue
+            if request is None:
+                return
+            try:
+                if request:
+                    self._answer(store, request)
+                now_generation = store.generation()
+                if now_generation != generation:
+                    generation = self._load_all(store) if now_generation is not None else generation
+                if time.monotonic() - last_write >= WRITE_EVERY:
+                    self._write(store)
+                    last_write = time.monotonic()
+            except Exception as exc:
+                self._fail(f"{exc}")
+                if request:
+                    request.result.update(router=request.router, applied=False, error=str(exc))
+                    request.done.set()
+                store = None  # open it again: a server may have restarted
+                time.sleep(GENERATION_POLL)
+
+    def _fail(self, why: str) -> None:
+        if self.error != why:
+            LOG.error("policies: cannot read the policy store (%s); the switch keeps what it has", why)
+        self.error = why
+
+    def _load_all(self, store, first: bool = False) -> int:
+        """Every router's policies afresh; on the first load, their expiry and counters too."""
+        generation = store.generation()
+        everything = store.policies()
+        statuses = store.statuses() if first else {}
+        for name, router in self.routers.items():
+            mine = {p.id: p for p in everything if p.router == name}
+            if first:
+                expired = {pid: s.expired_at.timestamp() for pid, s in statuses.items()
+                           if pid in mine and s.state is State.EXPIRED and s.expired_at is not None}
+                self._offsets.update((pid, (s.packets, s.bytes)) for pid, s in statuses.items() if pid in mine)
+                self._written.update((pid, s) for pid, s in statuses.items() if pid in mine)
+                router.set_policies(tuple(mine.values()), expired=expired)
+            else:
+                self._hand_over(store, name, mine)
+            self._policies[name] = mine
+        LOG.info("policies: %d read from the store (generation %s)", len(everything), generation)
+        return generation
+
+    def _hand_over(self, store, name: str, mine: dict[int, Policy]) -> int:
+        """Give a router its policies; those whose expiry the store no longer has are re-enabled."""
+        router = self.routers[name]
+        expired = router.policy_report.expired
+        reenabled = []
+        if expired:
+            statuses = store.statuses([pid for pid in expired if pid in mine])
+            reenabled = [pid for pid in expired if pid in mine and (statuses.get(pid) is None or
+                                                                    statuses[pid].state is not State.EXPIRED)]
+        return router.set_policies(tuple(mine.values()), reenabled=reenabled)
+
+    def _answer(self, store, request: Changed) -> None:
+        mine = dict(self._policies[request.router])
+        if request.names is None:
+            mine = {p.id: p for p in store.policies(request.router)}
+        else:
+            for policy_id in [pid for pid, p in mine.items() if p.name in request.names]:
+                del mine[policy_id]
+            for policy in store.policies(request.router):
+                if policy.name in request.names:
+                    mine[policy.id] = policy
+        self._policies[request.router] = mine
+        ticket = self._hand_over(store, request.router, mine)
+        applied = self.routers[request.router].wait_applied(ticket, APPLY_WAIT)
+        request.result.update(router=request.router, applied=applied, policies=len(mine))
+        request.done.set()
+
+    def _write(self, store) -> None:
+        """States, expiry and counters as the routers report them: what changed since the last write."""
+        statuses = []
+        totals = dict(self.totals)
+        for name, router in self.routers.items():
+            report = router.policy_report
+            for pid, (state, error) in report.states.items():
+                packets, octets = self._total(pid, report.counters.get(pid))
+                totals[pid] = (packets, octets)
+                old = self._written.get(pid)
+                expired_at = report.expired.get(pid)
+                status = Status(pid, state, error,
+                                installed_at=(old.installed_at if old and old.installed_at else
+                                              datetime.now(timezone.utc) if state is State.INSTALLED else None),
+                                expired_at=datetime.fromtimestamp(expired_at, timezone.utc) if expired_at else None,
+                                packets=packets, bytes=octets)
+                if old != status:
+                    statuses.append(status)
+                    self._written[pid] = status
+        self.totals = totals
+        if statuses:
+            store.write_statuses(statuses)
+
+    def _total(self, pid: int, switch: tuple[int, int] | None) -> tuple[int, int]:
+        offset = self._offsets.get(pid, (0, 0))
+        if switch is None:
+            return offset if pid not in self._last_seen else (offset[0] + self._last_seen[pid][0],
+                                                              offset[1] + self._last_seen[pid][1])
+        last = self._last_seen.get(pid)
+        if last is None:
+            # The first count since the daemon started. If the flows outlived it, the store's total
+            # holds what they had counted when last written: what came after that write is lost.
+            # If they were put in again, what they count now is.
+            offset = (max(0, offset[0] - switch[0]), max(0, offset[1] - switch[1]))
+        elif switch[0] < last[0]:
+            offset = (offset[0] + last[0], offset[1] + last[1])  # counting started again on the switch
+        self._offsets[pid] = offset
+        self._last_seen[pid] = switch
+        return offset[0] + switch[0], offset[1] + switch[1]
