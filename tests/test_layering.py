@@ -6,6 +6,8 @@
   values, and nothing that does I/O: no sockets, processes, files, threads, clocks or os-ken.
 - The session (controller/session) does not reach up into the wiring (core, router).
 - routing/ and bridge/ never import controller/.
+- Django is imported only by the database app (db/) and the policy store: nothing else touches the tables,
+  and the policy model, checks and documents stay plain values the planner may use.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import taprouter
 
 ROOT = Path(taprouter.__file__).parent
 BASE = {"taprouter.prefix", "taprouter.mac", "taprouter.netns", "taprouter.paths", "taprouter.gctune", "taprouter.dpid",
-        "taprouter.config", "taprouter.configyaml", "taprouter.configaddr"}
+        "taprouter.config", "taprouter.configyaml", "taprouter.configaddr", "taprouter.dburl"}
+DATABASE = {"taprouter.policy.store"}  # besides taprouter.db
 VALUES = {"taprouter.prefix", "taprouter.mac"}
 IO_MODULES = {"socket", "subprocess", "os", "select", "threading", "ssl", "time", "io", "shutil", "fcntl",
               "signal", "asyncio", "os_ken", "pyroute2", "pytun", "pybird"}
@@ -102,6 +105,14 @@ def test_the_session_does_not_reach_into_the_wiring(module):
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "taprouter.routing") or _in(m, "taprouter.bridge")))
 def test_routing_and_bridge_never_import_the_controller(module):
     assert not {m for m in MODULES[module] if _in(m, "taprouter.controller")}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_store_and_the_db_app_use_django(module):
+    if _in(module, "taprouter.db") or module in DATABASE:
+        return
+    django = {m for m in MODULES[module] if m.split(".")[0] == "django" or _in(m, "taprouter.db")}
+    assert not django, f"{module} imports {sorted(django)}"
 
 
 def test_the_checks_see_a_violation():
