@@ -248,29 +248,26 @@ class Store:
 
     def enable(self, router: str, name: str) -> Outcome:
         """Enable a policy; an expired one is cleared of its expiry and goes back on the switch."""
+        return self._turn(router, name, True)
+
+    def disable(self, router: str, name: str) -> Outcome:
+        return self._turn(router, name, False)
+
+    def _turn(self, router: str, name: str, enabled: bool) -> Outcome:
         with self._writing() as now:
             policy = self.get(router, name)
             status = self.statuses([policy.id]).get(policy.id)
-            expired = status is not None and status.state is State.EXPIRED
-            if policy.enabled and not expired:
+            expired = enabled and status is not None and status.state is State.EXPIRED
+            if policy.enabled == enabled and not expired:
                 return Outcome(policy, False)
             if expired:
                 self._m.PolicyStatus.objects.using(self.alias).filter(policy_id=policy.id).update(
                     state=State.PENDING.value, expired_at=None, error="", updated_at=now)
             # Written even when only the expiry changed: the daemon learns of it by the generation.
-            self._m.Policy.objects.using(self.alias).filter(id=policy.id).update(enabled=True, updated_at=now)
-            after = replace(policy, enabled=True)
-            self._audit(now, "enable", [(router, name, self._json(policy), self._json(after))])
-        return Outcome(after, True)
-
-    def disable(self, router: str, name: str) -> Outcome:
-        with self._writing() as now:
-            policy = self.get(router, name)
-            if not policy.enabled:
-                return Outcome(policy, False)
-            self._m.Policy.objects.using(self.alias).filter(id=policy.id).update(enabled=False, updated_at=now)
-            after = replace(policy, enabled=False)
-            self._audit(now, "disable", [(router, name, self._json(policy), self._json(after))])
+            self._m.Policy.objects.using(self.alias).filter(id=policy.id).update(enabled=enabled, updated_at=now)
+            after = replace(policy, enabled=enabled)
+            self._audit(now, "enable" if enabled else "disable",
+                        [(router, name, self._json(policy), self._json(after))])
         return Outcome(after, True)
 
     def delete(self, router: str, name: str) -> int:
