@@ -115,10 +115,6 @@ class Config:
     metrics: MetricsConfig = MetricsConfig(METRICS_LISTEN)
     web: WebConfig = WebConfig(WEB_LISTEN)
 
-    def router(self, name: str) -> RouterConfig | None:
-        return next((r for r in self.routers if r.name == name), None)
-
-
 class _Problems:
     """Collects every problem in a file so the user fixes them in one pass."""
 
