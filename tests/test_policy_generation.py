@@ -92,3 +92,18 @@ def test_the_trigger_migration_reverses(tmp_path, backend, request):
         cursor.execute("SELECT value FROM taprouter_policy_generation")
         assert cursor.fetchone() == (1,)
     connections[alias].close()
+
+
+def test_the_store_outlives_a_dropped_postgresql_connection(tmp_path, pg_database, pg_cluster):
+    """The daemon polls for days: a server that drops its connection costs it nothing."""
+    import psycopg
+
+    store = open_store(tmp_path, pg_database)
+    generation = store.generation()
+    with psycopg.connect(host=str(pg_cluster.socket_dir), dbname="postgres", user="taprouter",
+                         autocommit=True) as admin:
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                               ["taprouter_tests"]).fetchone()[0]
+    assert killed >= 1
+    assert store.generation() == generation
+    assert store.add(parse("r1", "after", {"action": "drop"})).id is not None

@@ -119,7 +119,16 @@ class Store:
 
     # --- reading ---------------------------------------------------------------------------------
 
+    def _fresh(self) -> None:
+        """Before an operation, outside a transaction: replace a connection that failed, or (with
+        PostgreSQL's health checks) one the server dropped, so a daemon outlives a database
+        restart. Inside a transaction this would close it: Django reads its autocommit as stale."""
+        connection = connections[self.alias]
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
     def _rows(self, **where: Any) -> Iterator[dict[str, Any]]:
+        self._fresh()
         rows = self._m.Policy.objects.using(self.alias).filter(**where).order_by("router", "-priority", "name")
         return rows.values(*COLUMNS).iterator(chunk_size=2000)
 
@@ -155,6 +164,7 @@ class Store:
                                          "wrote it; fix it with policy set, or delete it)") from None
 
     def _row(self, router: str, name: str) -> dict[str, Any]:
+        self._fresh()
         row = self._m.Policy.objects.using(self.alias).filter(router=router, name=name).values(*COLUMNS).first()
         if row is None:
             raise PolicyError("name", f"router {router} has no policy {name!r}")
@@ -162,10 +172,12 @@ class Store:
 
     def generation(self) -> int:
         """The policy table's change counter: any insert, update or delete moves it."""
+        self._fresh()
         return self._m.PolicyGeneration.objects.using(self.alias).values_list("value", flat=True).get(id=1)
 
     def statuses(self, ids: Iterable[int] | None = None) -> dict[int, Status]:
         """What the daemon last wrote, by policy id (of the ids given, or all)."""
+        self._fresh()
         table = self._m.PolicyStatus.objects.using(self.alias)
         if ids is None:
             batches = [table.all()]
@@ -183,6 +195,7 @@ class Store:
     @contextmanager
     def _writing(self) -> Iterator[datetime]:
         """One transaction, writers one at a time; yields its time."""
+        self._fresh()
         with transaction.atomic(using=self.alias):
             # PostgreSQL: hold the generation row, which every writer (and every trigger) updates.
             # SQLite ignores this; its IMMEDIATE transaction took the write lock at BEGIN.
@@ -283,6 +296,7 @@ class Store:
 
     def write_statuses(self, statuses: Iterable[Status]) -> None:
         """Upsert the daemon's view of its policies, and drop statuses whose policy is gone."""
+        self._fresh()
         now = timezone.now()
         rows = [self._m.PolicyStatus(policy_id=s.policy_id, state=s.state.value, error=s.error,
                                      installed_at=s.installed_at, expired_at=s.expired_at, packets=s.packets,
