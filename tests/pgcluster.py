@@ -41,7 +41,9 @@ def binaries() -> Path:
 class Cluster:
     def __init__(self) -> None:
         self.bin = binaries()
-        self.dir = Path(tempfile.mkdtemp(prefix="taprouter-pg-"))
+        # As root the server runs as postgres, which must reach the directory: /tmp, not a TMPDIR
+        # that may sit in root's home. Short, too: the socket's path must fit in 107 bytes.
+        self.dir = Path(tempfile.mkdtemp(prefix="taprouter-pg-", dir="/tmp" if os.geteuid() == 0 else None))
         self.data = self.dir / "data"
         self.socket_dir = self.dir
         self._owner: str | None = None
