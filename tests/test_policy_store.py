@@ -85,6 +85,9 @@ def test_update_merges_fields_and_is_checked(store):
     assert outcome.changed and outcome.policy == replace(p("b", src="10.3.0.0/16"), id=b.id)
     assert store.get("r1", "b") == outcome.policy and store.get("r1", "a") == a
     assert not store.update("r1", "b", {"src": "10.3.0.0/16"}).changed
+    assert store.update("r1", "b", {"action": "forward", "via": "10.0.1.5"}).policy.via is not None
+    assert store.update("r1", "b", {"action": "forward", "comment": "kept"}).policy.via is not None
+    store.update("r1", "b", {"action": "drop", "comment": ""})
     before = snapshot(store)
     with pytest.raises(PolicyError) as info:
         store.update("r1", "b", {"src": "10.4.0.0/24"})  # now it meets a at one priority
@@ -96,7 +99,7 @@ def test_update_merges_fields_and_is_checked(store):
         store.update("r1", "nope", {"priority": "5"})
     assert info.value.field == "name"
     assert snapshot(store) == before
-    assert [a[1] for a in audit(store)] == ["add", "add", "set"]
+    assert [a[1] for a in audit(store)] == ["add", "add"] + ["set"] * 4
 
 
 def test_disable_enable_delete_and_their_audit(store):

@@ -84,17 +84,19 @@ def _fields_of(row: Mapping[str, Any]) -> dict[str, Any]:
     return {_FIELD_OF.get(c, c): row[c] for c in COLUMNS[3:] if row[c] is not None and row[c] != ""}
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _row_of(policy: Policy) -> dict[str, Any]:
-    fields = document.fields(policy)
-    row = {c: None for c in COLUMNS[1:]}
-    row.update({"router": policy.router, "name": policy.name, "to_router": policy.to_router,
-                "enabled": policy.enabled, "comment": policy.comment, "priority": policy.priority,
-                "action": policy.action.value, "proto": policy.match.proto,
-                "in_ports": ",".join(map(str, policy.match.in_ports)) or None})
-    for column in ("src", "dst", "sport", "dport", "icmp_type", "via", "rate", "idle_timeout", "hard_timeout"):
-        value = fields.get(column)
-        row[column] = str(value) if isinstance(value, int) and column in ("sport", "dport") else value
-    return row
+    """The columns (but id) of a policy's row, each field as the text `policy add` takes."""
+    m = policy.match
+    return {"router": policy.router, "name": policy.name, "priority": policy.priority,
+            "in_ports": ",".join(map(str, m.in_ports)) or None, "src": _text(m.src), "dst": _text(m.dst),
+            "proto": m.proto, "sport": _text(m.sport), "dport": _text(m.dport), "icmp_type": m.icmp_type,
+            "action": policy.action.value, "via": _text(policy.via), "rate": _text(policy.rate),
+            "to_router": policy.to_router, "enabled": policy.enabled, "idle_timeout": policy.idle_timeout,
+            "hard_timeout": policy.hard_timeout, "comment": policy.comment}
 
 
 def _audited(router: str, name: str, fields: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -220,15 +222,16 @@ class Store:
     def add(self, policy: Policy) -> Policy:
         config = self._router(policy.router)
         with self._writing() as now:
+            taken = PolicyError("name", f"{policy.name!r} is already a policy of router {policy.router}")
             if self._m.Policy.objects.using(self.alias).filter(router=policy.router, name=policy.name).exists():
-                raise PolicyError("name", f"{policy.name!r} is already a policy of router {policy.router}")
+                raise taken
             checks.check(policy, config, self._same_priority(policy.router, policy.priority))
             try:
                 with transaction.atomic(using=self.alias):
                     row = self._m.Policy.objects.using(self.alias).create(**_row_of(policy), created_at=now,
                                                                           updated_at=now)
             except IntegrityError:  # plain SQL added the name since the check above
-                raise PolicyError("name", f"{policy.name!r} is already a policy of router {policy.router}") from None
+                raise taken from None
             added = replace(policy, id=row.id)
             self._audit(now, "add", [(policy.router, policy.name, None, self._json(added))])
         return added
@@ -240,8 +243,9 @@ class Store:
         with self._writing() as now:
             row = self._row(router, name)
             fields = _fields_of(row)
-            if "action" in changes:
-                for argument in {"via", "rate"} - set(changes):
+            action = str(changes.get("action") or "").lower()
+            for argument, taker in (("via", "forward"), ("rate", "police")):
+                if action and action != taker and argument not in changes:
                     fields.pop(argument, None)
             fields.update(changes)
             policy = replace(parse(router, name, {k: v for k, v in fields.items() if v not in (None, "")}),
