@@ -11,6 +11,9 @@ for pair in ovs-vswitchd:openvswitch-switch bird:bird2 ip:iproute2 ping:iputils-
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# The policy tests start a throwaway PostgreSQL cluster; Debian keeps initdb and pg_ctl off PATH.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || { echo "bootstrap: need root to install ${need[*]}" >&2; exit 1; }
   echo "bootstrap: installing ${need[*]}"

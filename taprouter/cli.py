@@ -1,4 +1,4 @@
-"""The taprouter command line: run, check, status, down."""
+"""The taprouter command line: run, check, status, reload, down, and policy."""
 
 from __future__ import annotations
 
@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--router", help="which router (needed when the file has several)")
             p.add_argument("--ospf-hello", type=int, default=10, metavar="SECONDS",
                            help="OSPF hello interval; dead and wait are four times it (default 10)")
+    from .policy import commands as policy_commands
+    policy_commands.add_parser(sub, _load)
     args = parser.parse_args(argv)
     __import__("pyroute2")  # importing it resets its logger to DEBUG: do that before we set it
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,

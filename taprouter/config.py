@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import configaddr, configyaml, dpid as dpids, paths
+from . import configaddr, configyaml, dburl, dpid as dpids, paths
 from .configyaml import child, key_path, kind, shown, shown_path
 
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
@@ -25,6 +25,8 @@ RESERVED_IFNAMES = {
     **dict.fromkeys(("all", "default"), "Linux refuses it: /proc/sys/net/ipv4/conf/ has an entry by "
                                         "that name"),
 }
+# A Unix socket's path must fit sockaddr_un's sun_path: 108 bytes with the terminating NUL.
+SUN_PATH_MAX = 107
 _PLAIN_RULE = "use letters, digits, '_', '.' and '-', not starting with '.' or '-'"
 
 Interface = configaddr.Interface
@@ -44,6 +46,12 @@ class Listen:
     port: int
 
 
+OPENFLOW_LISTEN = Listen("127.0.0.1", 6653)
+METRICS_LISTEN = Listen("127.0.0.1", 9362)
+WEB_LISTEN = Listen("127.0.0.1", 8080)
+ANY_ADDRESS = {"0.0.0.0", "::"}
+
+
 @dataclass(frozen=True)
 class TlsConfig:
     """PEM files: the controller's private key and certificate, and the CA that signed the
@@ -51,6 +59,27 @@ class TlsConfig:
     key: Path
     cert: Path
     ca: Path | None
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """The daemon's local API: HTTP with JSON on a Unix socket."""
+    socket: Path
+
+    @staticmethod
+    def default() -> "ControlConfig":
+        return ControlConfig(paths.run_root() / "control.sock")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: Listen | None  # None: no /metrics
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen: Listen
+    tls: TlsConfig | None = None  # HTTPS with this key and certificate (its `ca` is always None)
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,10 @@ class Config:
     routers: tuple[RouterConfig, ...]
     tls: TlsConfig | None = None  # switches connect over TLS, not TCP
     warnings: tuple[str, ...] = ()  # "FILE: KEY: why": odd but working; `check --strict` refuses them
+    database: str = dburl.DEFAULT  # policies live there (taprouter.dburl reads it)
+    control: ControlConfig = field(default_factory=ControlConfig.default)
+    metrics: MetricsConfig = MetricsConfig(METRICS_LISTEN)
+    web: WebConfig = WebConfig(WEB_LISTEN)
 
 class _Problems:
     """Collects every problem in a file so the user fixes them in one pass."""
@@ -157,56 +190,136 @@ def _is_int(value: Any) -> bool:
 
 def _parse_openflow(problems: _Problems, base: Path, data: Any) -> tuple[Listen, TlsConfig | None]:
     if data is None:
-        return Listen("127.0.0.1", 6653), None
+        return OPENFLOW_LISTEN, None
     if not isinstance(data, dict):
         problems.add("openflow", "must be a mapping")
-        return Listen("127.0.0.1", 6653), None
+        return OPENFLOW_LISTEN, None
     _unknown_keys(problems, "openflow", data, ("listen", "tls"))
-    return _parse_listen(problems, data), _parse_tls(problems, base, data.get("tls"))
+    return (_parse_listen(problems, "openflow", data, OPENFLOW_LISTEN),
+            _parse_tls(problems, base, "openflow.tls", data.get("tls"), _SWITCH_TLS))
 
 
-def _parse_tls(problems: _Problems, base: Path, data: Any) -> TlsConfig | None:
+# A TLS block's files: (key, what the PEM file holds, required).
+_SWITCH_TLS = (("key", "the controller's private key", True), ("cert", "the controller's certificate", True),
+               ("ca", "the CA certificate that signed the switches' certificates", False))
+_WEB_TLS = (("cert", "the web server's certificate", True), ("key", "the web server's private key", True))
+
+
+def _parse_tls(problems: _Problems, base: Path, where: str, data: Any,
+               wanted: tuple[tuple[str, str, bool], ...]) -> TlsConfig | None:
     if data is None:
         return None
+    names = [name for name, _, _ in wanted]
     if not isinstance(data, dict):
-        problems.add("openflow.tls", "must be a mapping with 'key', 'cert' and optionally 'ca'")
+        required = [repr(name) for name, _, needed in wanted if needed]
+        optional = [repr(name) for name, _, needed in wanted if not needed]
+        problems.add(where, "must be a mapping with " + (", ".join(required) + " and optionally " + ", ".join(optional)
+                                                         if optional else " and ".join(required)))
         return None
-    _unknown_keys(problems, "openflow.tls", data, ("key", "cert", "ca"))
-    files: dict[str, Path | None] = {}
-    for name, what in (("key", "the controller's private key"), ("cert", "the controller's certificate"),
-                       ("ca", "the CA certificate that signed the switches' certificates")):
+    _unknown_keys(problems, where, data, names)
+    files: dict[str, Path | None] = {"ca": None}
+    for name, what, required in wanted:
         text = data.get(name)
-        if text is None and name == "ca":
-            files[name] = None
+        if text is None and not required:
             continue
         problem = _path_problem(text, f"the PEM file of {what}")
         if problem:
-            problems.add(f"openflow.tls.{name}", problem)
+            problems.add(f"{where}.{name}", problem)
             return None
         path = _beside(base, text)
         problem = _file_problem(path)
         if problem:
-            problems.add(f"openflow.tls.{name}", problem)
+            problems.add(f"{where}.{name}", problem)
         files[name] = path
     return TlsConfig(files["key"], files["cert"], files["ca"])
 
 
-def _parse_listen(problems: _Problems, data: dict) -> Listen:
-    default = Listen("127.0.0.1", 6653)
-    text = data.get("listen", "127.0.0.1:6653")
+def _parse_listen(problems: _Problems, where: str, data: dict, default: Listen) -> Listen:
+    """`where`.listen, HOST:PORT; absent, the default."""
+    if "listen" not in data:
+        return default
+    key, text = f"{where}.listen", data["listen"]
     if not isinstance(text, str) or ":" not in text:
-        problems.add("openflow.listen", f"must be HOST:PORT, got {shown(text)}")
+        problems.add(key, f"must be HOST:PORT, got {shown(text)}")
         return default
     host, _, port_text = text.rpartition(":")
     host = host.strip("[]")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        problems.add("openflow.listen", f"{shown(host)} is not an IP address")
+        problems.add(key, f"{shown(host)} is not an IP address")
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        problems.add("openflow.listen", f"port {shown(port_text)} is not in 1..65535")
+        problems.add(key, f"port {shown(port_text)} is not in 1..65535")
         return default
     return Listen(host, int(port_text))
+
+
+def _parse_database(problems: _Problems, data: Any) -> str:
+    text = dburl.DEFAULT if data is None else data
+    try:
+        dburl.parse(text)
+    except dburl.DatabaseUrlError as exc:
+        # The message never repeats the URL: it may hold a password.
+        problems.add("database", str(exc))
+        return dburl.DEFAULT
+    return text
+
+
+def _parse_control(problems: _Problems, base: Path, data: Any) -> ControlConfig:
+    if data is None:
+        return ControlConfig.default()
+    if not isinstance(data, dict):
+        problems.add("control", "must be a mapping with 'socket'")
+        return ControlConfig.default()
+    _unknown_keys(problems, "control", data, ("socket",))
+    text = data.get("socket")
+    if text is None:
+        return ControlConfig.default()
+    problem = _path_problem(text, "the path of the daemon's control socket")
+    if problem:
+        problems.add("control.socket", problem)
+        return ControlConfig.default()
+    path = _beside(base, text)
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        problems.add("control.socket", f"{shown_path(path)} is longer than a Unix socket's path may be "
+                                       f"({SUN_PATH_MAX} bytes)")
+    return ControlConfig(path)
+
+
+def _parse_metrics(problems: _Problems, data: Any) -> MetricsConfig:
+    if data is None:
+        return MetricsConfig(METRICS_LISTEN)
+    if not isinstance(data, dict):
+        problems.add("metrics", "must be a mapping with 'listen' (HOST:PORT, or null for no /metrics)")
+        return MetricsConfig(METRICS_LISTEN)
+    _unknown_keys(problems, "metrics", data, ("listen",))
+    if "listen" in data and data["listen"] is None:
+        return MetricsConfig(None)
+    return MetricsConfig(_parse_listen(problems, "metrics", data, METRICS_LISTEN))
+
+
+def _parse_web(problems: _Problems, base: Path, data: Any) -> WebConfig:
+    if data is None:
+        return WebConfig(WEB_LISTEN)
+    if not isinstance(data, dict):
+        problems.add("web", "must be a mapping with 'listen' and optionally 'tls'")
+        return WebConfig(WEB_LISTEN)
+    _unknown_keys(problems, "web", data, ("listen", "tls"))
+    return WebConfig(_parse_listen(problems, "web", data, WEB_LISTEN),
+                     _parse_tls(problems, base, "web.tls", data.get("tls"), _WEB_TLS))
+
+
+def _check_listeners(problems: _Problems, listeners: list[tuple[str, Listen | None]]) -> None:
+    """Two servers of one daemon cannot take one port (0.0.0.0 and :: take it on every address)."""
+    seen: list[tuple[str, Listen]] = []
+    for key, listen in listeners:
+        if listen is None:
+            continue
+        for other_key, other in seen:
+            if listen.port == other.port and (listen.host == other.host or {listen.host, other.host} & ANY_ADDRESS):
+                problems.add(key, f"{listen.host}:{listen.port} is also {other_key}'s port")
+                break
+        seen.append((key, listen))
 
 
 def _parse_dpid(problems: _Problems, key: str, value: Any) -> int:
@@ -405,8 +518,14 @@ def _parse(data: Any, path: Path, problems: _Problems) -> Config:
     if not isinstance(data, dict):
         problems.add("(top)", "the file must be a mapping with 'openflow' and 'routers'")
         raise ConfigError(problems.items)
-    _unknown_keys(problems, "", data, ("openflow", "routers"))
+    _unknown_keys(problems, "", data, ("openflow", "routers", "database", "control", "metrics", "web"))
     listen, tls = _parse_openflow(problems, path.parent, data.get("openflow"))
+    database = _parse_database(problems, data.get("database"))
+    control = _parse_control(problems, path.parent, data.get("control"))
+    metrics = _parse_metrics(problems, data.get("metrics"))
+    web = _parse_web(problems, path.parent, data.get("web"))
+    _check_listeners(problems, [("openflow.listen", listen), ("metrics.listen", metrics.listen),
+                                ("web.listen", web.listen)])
     routers: list[RouterConfig] = []
     routers_data = data.get("routers")
     if not isinstance(routers_data, dict) or not routers_data:
@@ -419,7 +538,7 @@ def _parse(data: Any, path: Path, problems: _Problems) -> Config:
     _check_unique(problems, routers)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(path, listen, tuple(routers), tls, tuple(problems.warnings))
+    return Config(path, listen, tuple(routers), tls, tuple(problems.warnings), database, control, metrics, web)
 
 
 def load(path: str | Path) -> Config:

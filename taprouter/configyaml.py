@@ -34,15 +34,38 @@ _MERGE = "tag:yaml.org,2002:merge"
 _NULL = "tag:yaml.org,2002:null"
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
-_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; a taprouter config nests 6"
-_TOO_MANY = (f"more than {MAX_VALUES} values, counting each use of an alias; a taprouter config has a "
-             "few hundred")
 
 ANY = object()  # matches any key in a path pattern
 # Scalars kept as the text the user wrote (None when empty or null): YAML 1.1 would misread a dpid.
 RAW_TEXT = (("routers", ANY, "dpid"),)
 # Mappings whose keys are numbers: 1 and "1" are the same key there.
 NUMBERED = (("routers", ANY, "ports"),)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How much of a file `read` takes, and what a file of that kind usually holds (for messages)."""
+    max_bytes: int
+    max_depth: int
+    max_values: int
+    kind: str  # "a taprouter config"
+    usual_size: str  # "a config file is a few KB"
+    usual_depth: int  # the levels such a file nests
+    usual_values: str  # "a few hundred"
+
+    def too_large(self) -> str:
+        return f"is larger than {self.max_bytes // 1024} KiB, the most taprouter reads: {self.usual_size}"
+
+    def too_deep(self, how: str = "") -> str:
+        return f"nested more than {self.max_depth} levels deep{how}; {self.kind} nests {self.usual_depth}"
+
+    def too_many(self) -> str:
+        return (f"more than {self.max_values} values, counting each use of an alias; {self.kind} has "
+                f"{self.usual_values}")
+
+
+CONFIG = Bounds(MAX_BYTES, MAX_DEPTH, MAX_VALUES, "a taprouter config", "a config file is a few KB", 6,
+                "a few hundred")
 
 
 class FileProblem(Exception):
@@ -135,31 +158,32 @@ def child(where: str, part: Any) -> str:
     return f"{where}.{clip(str(part))}" if where else clip(str(part))
 
 
-def read(path: Path) -> Document:
-    """The file's YAML as plain values; FileProblem if it cannot be a config at all."""
-    text = _text(path)
-    _bound_nesting(text)
+def read(path: Path, bounds: Bounds = CONFIG) -> Document:
+    """The file's YAML as plain values; FileProblem if it cannot be a config (or whatever `bounds`
+    describes) at all."""
+    text = _text(path, bounds)
+    _bound_nesting(text, bounds)
     try:
         node = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
-        raise FileProblem(_yaml_problem(exc, text)) from None
+        raise FileProblem(_yaml_problem(exc, bounds, text)) from None
     if node is None:
         return Document(None, ())
-    walk = _Walk()
+    walk = _Walk(bounds)
     data = walk.value(node, (), 1)
     return Document(data, tuple(walk.problems.values()))
 
 
-def _text(path: Path) -> str:
+def _text(path: Path, bounds: Bounds) -> str:
+    limit = bounds.max_bytes
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            data = f.read(MAX_BYTES + 1) if size <= MAX_BYTES else b""
+            data = f.read(limit + 1) if size <= limit else b""
     except OSError as exc:
         raise FileProblem(f"cannot read: {exc.strerror}") from None
-    if size > MAX_BYTES or len(data) > MAX_BYTES:
-        raise FileProblem(f"is larger than {MAX_BYTES // 1024} KiB, the most taprouter reads: "
-                          "a config file is a few KB")
+    if size > limit or len(data) > limit:
+        raise FileProblem(bounds.too_large())
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -170,32 +194,32 @@ def _text(path: Path) -> str:
             from None
 
 
-def _bound_nesting(text: str) -> None:
+def _bound_nesting(text: str, bounds: Bounds) -> None:
     """Nesting and values counted on the event stream, before any node is made."""
     depth = values = 0
     try:
         for event in yaml.parse(text, Loader=Loader):
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
-                if depth > MAX_DEPTH:
-                    raise FileProblem(f"{_at(event.start_mark)}: {_TOO_DEEP}")
+                if depth > bounds.max_depth:
+                    raise FileProblem(f"{_at(event.start_mark)}: {bounds.too_deep()}")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
                 continue
             elif not isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent)):
                 continue
             values += 1
-            if values > MAX_VALUES:
-                raise FileProblem(f"{_at(event.start_mark)}: {_TOO_MANY}")
+            if values > bounds.max_values:
+                raise FileProblem(f"{_at(event.start_mark)}: {bounds.too_many()}")
     except yaml.YAMLError as exc:
-        raise FileProblem(_yaml_problem(exc, text)) from None
+        raise FileProblem(_yaml_problem(exc, bounds, text)) from None
 
 
 def _at(mark) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
-def _yaml_problem(exc: yaml.YAMLError, text: str = "") -> str:
+def _yaml_problem(exc: yaml.YAMLError, bounds: Bounds, text: str = "") -> str:
     if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow, such as NUL
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -204,7 +228,7 @@ def _yaml_problem(exc: yaml.YAMLError, text: str = "") -> str:
     problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
     if "maximum nesting depth" in problem:
         # libyaml's own bound (1000 levels), met while it reads ahead of the events counted here.
-        return f"{_at(mark) if mark else 'YAML'}: {_TOO_DEEP}"
+        return f"{_at(mark) if mark else 'YAML'}: {bounds.too_deep()}"
     context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     if context and context_mark:  # e.g. "while parsing a flow mapping", where that mapping opened
         problem = f"{context} ({_at(context_mark)}): {problem}"
@@ -219,18 +243,18 @@ def _matches(path: tuple, patterns: tuple[tuple, ...]) -> bool:
 class _Walk:
     """Nodes to plain values: dicts, lists, and the scalars yaml.safe_load would make."""
 
-    def __init__(self) -> None:
+    def __init__(self, bounds: Bounds) -> None:
+        self.bounds = bounds
         self.visits = 0
         self.problems: dict[tuple[int, int], tuple[str, str]] = {}  # by the lines of the two keys
         self._constructor = yaml.constructor.SafeConstructor()
 
     def _count(self, node: Node, depth: int) -> None:
         self.visits += 1
-        if self.visits > MAX_VALUES:
-            raise FileProblem(f"{_at(node.start_mark)}: {_TOO_MANY}")
-        if depth > MAX_DEPTH:  # aliases and merges can nest what the text does not
-            raise FileProblem(f"{_at(node.start_mark)}: nested more than {MAX_DEPTH} levels deep "
-                              "through aliases; a taprouter config nests 6")
+        if self.visits > self.bounds.max_values:
+            raise FileProblem(f"{_at(node.start_mark)}: {self.bounds.too_many()}")
+        if depth > self.bounds.max_depth:  # aliases and merges can nest what the text does not
+            raise FileProblem(f"{_at(node.start_mark)}: {self.bounds.too_deep(' through aliases')}")
 
     def value(self, node: Node, path: tuple, depth: int) -> Any:
         self._count(node, depth)
@@ -248,7 +272,7 @@ class _Walk:
         try:
             return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise FileProblem(_yaml_problem(exc)) from None
+            raise FileProblem(_yaml_problem(exc, self.bounds)) from None
 
     @staticmethod
     def _tag(node: Node, tag: str, what: str) -> None:

@@ -6,6 +6,8 @@
   values, and nothing that does I/O: no sockets, processes, files, threads, clocks or os-ken.
 - The session (controller/session) does not reach up into the wiring (core, router).
 - routing/ and bridge/ never import controller/.
+- Django is imported only by the database app (db/) and the policy store: nothing else touches the tables,
+  and the policy model, checks and documents stay plain values the planner may use.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import taprouter
 
 ROOT = Path(taprouter.__file__).parent
 BASE = {"taprouter.prefix", "taprouter.mac", "taprouter.netns", "taprouter.paths", "taprouter.gctune", "taprouter.dpid",
-        "taprouter.config", "taprouter.configyaml", "taprouter.configaddr"}
+        "taprouter.config", "taprouter.configyaml", "taprouter.configaddr", "taprouter.dburl"}
+DATABASE = {"taprouter.policy.store"}  # besides taprouter.db
 VALUES = {"taprouter.prefix", "taprouter.mac"}
 POLICY_VALUES = {"taprouter.policy", "taprouter.policy.model", "taprouter.policy.ranges"}  # pure: see below
 IO_MODULES = {"socket", "subprocess", "os", "select", "threading", "ssl", "time", "io", "shutil", "fcntl",
@@ -110,6 +113,14 @@ def test_the_policy_model_is_pure(module):
     """The planner reads policies as values: their model does no I/O and imports nothing above it."""
     assert not {m for m in MODULES[module] if m.split(".")[0] in IO_MODULES}
     assert _taprouter_imports(module) <= POLICY_VALUES | {"taprouter"}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_store_and_the_db_app_use_django(module):
+    if _in(module, "taprouter.db") or module in DATABASE:
+        return
+    django = {m for m in MODULES[module] if m.split(".")[0] == "django" or _in(m, "taprouter.db")}
+    assert not django, f"{module} imports {sorted(django)}"
 
 
 def test_the_checks_see_a_violation():

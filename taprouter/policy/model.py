@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any, Mapping
 
@@ -54,7 +55,12 @@ class PolicyError(ValueError):
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}")
+
+    def under(self, where: str) -> "PolicyError":
+        """The same problem, its field placed under a key: policies.r1[3] and dport."""
+        return PolicyError(f"{where}.{self.field}", self.message)
 
 
 @dataclass(frozen=True, order=True)
@@ -139,6 +145,61 @@ class Policy:
         return (self.via.version,) if self.via is not None else self.match.versions()
 
 
+@dataclass(frozen=True)
+class Status:
+    """A policy's runtime state as the daemon last wrote it (or as derived when it has not)."""
+
+    policy_id: int
+    state: State
+    error: str = ""
+    installed_at: datetime | None = None
+    expired_at: datetime | None = None
+    packets: int = 0
+    bytes: int = 0
+
+
+def overlaps(a: Policy, b: Policy, own: frozenset[IPAddress] = frozenset()) -> bool:
+    """Whether some packet matches both policies, so that at one priority the switch could apply
+    either. Exact over IP version, in_ports, prefixes, protocol, port ranges and ICMP type.
+
+    The scope matters only where the two matches meet on one destination address, the router's
+    own (`own`): a routed packet never has it as its destination, so unless both policies also see
+    traffic to the router (to_router), no packet matches both. Elsewhere every scope takes in routed
+    traffic, and the scopes always share it."""
+    if not set(a.versions()) & set(b.versions()):
+        return False
+    ma, mb = a.match, b.match
+    if ma.in_ports and mb.in_ports and not set(ma.in_ports) & set(mb.in_ports):
+        return False
+    if ma.proto is not None and mb.proto is not None and ma.proto != mb.proto:
+        return False
+    if ma.icmp_type is not None and mb.icmp_type is not None and ma.icmp_type != mb.icmp_type:
+        return False
+    for ra, rb in ((ma.sport, mb.sport), (ma.dport, mb.dport)):
+        if ra is not None and rb is not None and (ra.high < rb.low or rb.high < ra.low):
+            return False
+    if not (_nets_meet(ma.src, mb.src) and _nets_meet(ma.dst, mb.dst)):
+        return False
+    if a.to_router and b.to_router:
+        return True
+    both = _narrower(ma.dst, mb.dst)
+    return not (both is not None and both.num_addresses == 1 and both.network_address in own)
+
+
+def _nets_meet(a: IPNetwork | None, b: IPNetwork | None) -> bool:
+    """Two prefixes share an address exactly when one holds the other (None is every address)."""
+    if a is None or b is None:
+        return True
+    return a.version == b.version and (a.subnet_of(b) or b.subnet_of(a))
+
+
+def _narrower(a: IPNetwork | None, b: IPNetwork | None) -> IPNetwork | None:
+    """Of two prefixes that meet, the one inside the other: where they meet."""
+    if a is None or b is None:
+        return a if b is None else b
+    return a if a.prefixlen >= b.prefixlen else b
+
+
 def proto_name(number: int) -> str | int:
     for name, value in PROTOCOLS.items():
         if value == number:
@@ -197,7 +258,7 @@ def parse(router: str, name: str, fields: Mapping[str, Any]) -> Policy:
         raise PolicyError("comment", "must be text")
     return Policy(router=router, name=name, match=match, action=action,
                   priority=100 if priority is None else priority, via=via, rate=rate,
-                  to_router=_bool("to_router", get("to_router"), False), enabled=_bool("enabled", get("enabled"), True),
+                  to_router=boolean("to_router", get("to_router"), False), enabled=boolean("enabled", get("enabled"), True),
                   idle_timeout=_int("idle_timeout", get("idle_timeout"), 1, TIMEOUT_MAX),
                   hard_timeout=_int("hard_timeout", get("hard_timeout"), 1, TIMEOUT_MAX), comment=comment)
 
@@ -221,7 +282,8 @@ def _int(name: str, value: Any, low: int, high: int) -> int | None:
     return value
 
 
-def _bool(name: str, value: Any, default: bool) -> bool:
+def boolean(name: str, value: Any, default: bool) -> bool:
+    """yes/no, true/false, on/off, 1/0 (or a YAML boolean); PolicyError naming `name` otherwise."""
     if value is None or value == "":
         return default
     if isinstance(value, bool):
