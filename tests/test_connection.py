@@ -260,13 +260,13 @@ def mixed_stream(rng: random.Random, count: int) -> tuple[list[bytes], list[byte
 
 def frames_taken() -> tuple[list, connection.Take]:
     got = []
-    return got, packetin.taker(7, lambda port, frame: got.append((port, frame)))
+    return got, packetin.taker(7, lambda port, frame, reason: got.append((port, frame)))
 
 
 def as_frames(messages: list[bytes]) -> list:
     out = []
     for msg in messages:
-        port, frame = decode.packet_in(msg)
+        port, frame, _reason = decode.packet_in(msg)
         out.append((SwitchPort(7, port), frame))
     return out
 
@@ -330,7 +330,7 @@ def test_a_socket_wrapped_mid_stream_only_reads_ahead(pair):
 def test_the_taker_leaves_what_it_cannot_read_and_survives_a_failing_relay(caplog):
     from tests.test_packetin import packet_in
 
-    def broken(port, frame):
+    def broken(port, frame, reason):
         raise RuntimeError("a bug in the relay")
 
     take = packetin.taker(7, broken)

@@ -51,12 +51,13 @@ def test_read_agrees_with_os_ken(seed):
     data = rng.randbytes(rng.choice([0, 1, 14, 60, 64, 1514, rng.randrange(2000)]))
     buf = packet_in(random_fields(rng), data, pad_tail=rng.choice([0, 0, 3, 6]))
     reference = os_ken(bytearray(buf))
-    assert decode.packet_in(buf) == (reference.match["in_port"], bytes(reference.data))
+    assert decode.packet_in(buf) == (reference.match["in_port"], bytes(reference.data), reference.reason)
 
 
 def test_total_len_shorter_than_the_data_cuts_it_as_os_ken_does():
     buf = packet_in({"in_port": 3}, bytes(range(100)), total_len=60)
-    assert decode.packet_in(buf) == (3, bytes(range(60))) and bytes(os_ken(bytearray(buf)).data) == bytes(range(60))
+    assert decode.packet_in(buf) == (3, bytes(range(60)), ofp.OFPR_NO_MATCH)
+    assert bytes(os_ken(bytearray(buf)).data) == bytes(range(60))
 
 
 def test_without_in_port_or_truncated_it_declines():
@@ -78,7 +79,7 @@ def test_install_delivers_and_os_ken_makes_no_message_else_falls_back(monkeypatc
     os_kens = parser._MSG_PARSERS[ofp.OFPT_PACKET_IN]
     monkeypatch.setitem(parser._MSG_PARSERS, ofp.OFPT_PACKET_IN, os_kens)
 
-    def deliver(dpid, port, frame):
+    def deliver(dpid, port, frame, reason):
         if dpid != 7:
             return False
         taken.append((dpid, port, frame))

@@ -14,6 +14,7 @@ from .ports import SwitchPort
 
 LOG = logging.getLogger(__name__)
 
+OFPR_ACTION = 1  # a PacketIn sent by an output-to-controller action: a punt
 ETH_HEADER = 14
 MIN_FRAME = ETH_HEADER  # anything shorter cannot be Ethernet
 READ_SIZE = 65536
@@ -59,6 +60,11 @@ class Relay:
 
     def __init__(self) -> None:
         self.counters = Counters()
+        # Frames written to a TAP, per (dpid, port, PacketIn reason), by os-ken's receive threads; and
+        # frames read from a TAP and sent as PacketOuts, per (dpid, port), by the relay thread. Each
+        # key is counted by one thread (a switch's connection, or the relay): an int per key.
+        self.packet_ins: dict[tuple[int, int, int], int] = {}
+        self.packet_outs: dict[tuple[int, int], int] = {}
         self._by_fd: dict[int, _Tap] = {}
         self._by_port: dict[SwitchPort, _Tap] = {}
         self._senders: dict[int, Send] = {}  # by datapath id, as attached
@@ -121,7 +127,7 @@ class Relay:
                 if tap.port.dpid == dpid:
                     tap.send = send
 
-    def to_tap(self, port: SwitchPort, frame: bytes) -> bool:
+    def to_tap(self, port: SwitchPort, frame: bytes, reason: int = OFPR_ACTION) -> bool:
         """Write a frame from a PacketIn to its TAP; bad frames are counted and dropped."""
         tap = self._by_port.get(port)
         if tap is None:
@@ -141,6 +147,8 @@ class Relay:
             LOG.debug("write to %s failed: %s", tap.name, exc)
             return False
         self.counters.to_tap += 1
+        key = (port.dpid, port.port, reason)
+        self.packet_ins[key] = self.packet_ins.get(key, 0) + 1
         return True
 
     def _forget(self, tap: _Tap) -> None:
@@ -202,5 +210,7 @@ class Relay:
             sent = False
         if sent:
             self.counters.to_switch += len(batch)
+            key = (tap.port.dpid, tap.port.port)
+            self.packet_outs[key] = self.packet_outs.get(key, 0) + len(batch)
         else:
             self.counters.send_dropped += len(batch)

@@ -93,11 +93,12 @@ _IN_PORT = ofp.OXM_OF_IN_PORT  # class OPENFLOW_BASIC, field 0, no mask, 4 bytes
 _MATCH_AT = 24  # the ofp_match within an OFPT_PACKET_IN
 
 
-def packet_in(buf) -> tuple[int, bytes] | None:
-    """(ingress port, frame) of one PacketIn message, or None if it is not in the expected form."""
+def packet_in(buf) -> tuple[int, bytes, int] | None:
+    """(ingress port, frame, reason) of one PacketIn message, or None if it is not in the expected
+    form. The reason is OpenFlow's: OFPR_ACTION for a punt, OFPR_INVALID_TTL for a TTL that ran out."""
     if len(buf) < _HEAD.size:
         return None
-    (_version, kind, length, _xid, _buffer_id, total_len, _reason, _table, _cookie, match_type,
+    (_version, kind, length, _xid, _buffer_id, total_len, reason, _table, _cookie, match_type,
      match_len) = _HEAD.unpack_from(buf, 0)
     if kind != ofp.OFPT_PACKET_IN or match_type != ofp.OFPMT_OXM or match_len < 4 or length > len(buf):
         return None
@@ -115,4 +116,4 @@ def packet_in(buf) -> tuple[int, bytes] | None:
     start = _MATCH_AT + (match_len + 7) // 8 * 8 + 2  # the match padded to 8, then 2 bytes of pad
     if start > length:
         return None
-    return in_port, bytes(buf[start:min(length, start + total_len)])
+    return in_port, bytes(buf[start:min(length, start + total_len)]), reason

@@ -55,11 +55,11 @@ class TapRouterApp(app_manager.OSKenApp):
         # and, once a switch is up, before os-ken's receive loop; over TLS when configured
         connection.wrap_at_birth(kwargs.get("taprouter_tls"))
 
-    def _deliver(self, dpid: int, port: int, frame: bytes) -> bool:
+    def _deliver(self, dpid: int, port: int, frame: bytes, reason: int) -> bool:
         """A PacketIn read on os-ken's receive thread; False leaves it to os-ken (and packet_in below)."""
         if not self.core.knows(dpid):
             return False
-        self.core.relay.to_tap(SwitchPort(dpid, port), frame)
+        self.core.relay.to_tap(SwitchPort(dpid, port), frame, reason)
         return True
 
     def _collect(self, ev) -> list | None:
@@ -131,7 +131,7 @@ class TapRouterApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def packet_in(self, ev):
         msg = ev.msg
-        self.core.relay.to_tap(SwitchPort(msg.datapath.id, msg.match["in_port"]), msg.data)
+        self.core.relay.to_tap(SwitchPort(msg.datapath.id, msg.match["in_port"]), msg.data, msg.reason)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error(self, ev):

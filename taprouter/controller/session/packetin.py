@@ -28,7 +28,7 @@ from ..openflow.decode import packet_in
 LOG = logging.getLogger(__name__)
 
 # Where a PacketIn goes: (datapath id, ingress port, frame) -> whether it was taken.
-Deliver = Callable[[int, int, bytes], bool]
+Deliver = Callable[[int, int, bytes, int], bool]  # datapath, ingress port, frame, reason
 
 _OS_KEN_PARSER = ofp_parser._MSG_PARSERS[ofp.OFPT_PACKET_IN]
 
@@ -42,7 +42,7 @@ def taker(dpid: int, to_tap: Callable[[SwitchPort, bytes], object]) -> Callable[
         if got is None:
             return False
         try:
-            to_tap(SwitchPort(dpid, got[0]), got[1])
+            to_tap(SwitchPort(dpid, got[0]), got[1], got[2])
         except Exception:  # a bug here must not end the switch's connection: the frame is lost
             LOG.exception("a PacketIn from switch %#x could not be relayed", dpid)
         return True
@@ -55,7 +55,7 @@ def install(deliver: Deliver) -> None:
 
     def parser(datapath, version, msg_type, msg_len, xid, buf):
         got = packet_in(buf)
-        if got is not None and datapath.id is not None and deliver(datapath.id, got[0], got[1]):
+        if got is not None and datapath.id is not None and deliver(datapath.id, *got):
             return None  # taken: os-ken makes no event of it
         return _OS_KEN_PARSER(datapath, version, msg_type, msg_len, xid, buf)
 
