@@ -170,7 +170,7 @@ class _Policies:
 
 
 def _same_as_prometheus_client(snapshot: MetricsSnapshot, text: PolicyText) -> None:
-    ours = list(text_string_to_metric_families(text.render(snapshot)))
+    ours = list(text_string_to_metric_families(b"".join(text.render(snapshot)).decode()))
     theirs = list(text_string_to_metric_families(generate_latest(_Policies(snapshot)).decode()))
     assert ours == theirs and ours  # names, help, types, every sample's labels and value
 
@@ -179,7 +179,8 @@ def test_the_policy_text_is_what_prometheus_client_would_write():
     text = PolicyText()
     _same_as_prometheus_client(real_router(), text)
     odd = figures("r1", policies=2)
-    odd = replace(odd, policies=odd.policies + (PolicyFigures("x:y.z-1", 2**53, 0, 'odd "state"\\\n'),))
+    odd = replace(odd, policies=odd.policies + (PolicyFigures("x:y.z-1", 2**53, 0, 'odd "state"\\\n'),
+                                                PolicyFigures("50%off", 1, 2, "100%")))
     _same_as_prometheus_client(MetricsSnapshot((odd, replace(odd, router="r2"))), text)
     _same_as_prometheus_client(MetricsSnapshot(()), text)
     # Renamed policies show their new names, whatever the cache held.

@@ -2,10 +2,11 @@
 
 prometheus_client formats a few microseconds a series; a router with 10,000 policies has 30,000
 policy series, which would cost some 140 ms a scrape that way. So the router families go through
-prometheus_client's own `generate_latest`, and the per-policy families are written here, a line
-per policy from label text kept per policy name, to text that parses to the same families as
-`metrics.policy_families` (tests/test_metrics.py holds the two together). Nothing is compressed:
-gzip of 2 MB would cost more than the rest of the scrape.
+prometheus_client's own `generate_latest`, and the per-policy families are written here: each
+router's lines kept as a template while its policy names stay the same, the figures filled in by
+one `%` a family, to text that parses to the same families as `metrics.policy_families`
+(tests/test_metrics.py holds the two together). The answer goes out in pieces, never joined, and
+uncompressed: gzip of 2 MB would cost more than the rest of the scrape (benchmarks/scrape.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import logging
 import socket
 import socketserver
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from operator import attrgetter
 from typing import Any, Callable
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from .metrics import POLICY_FAMILIES, MetricsSnapshot, PolicyFigures, router_families
+from .metrics import POLICY_FAMILIES, MetricsSnapshot, router_families
 
 LOG = logging.getLogger("taprouter.metrics")
 
@@ -39,45 +42,57 @@ def _help(doc: str) -> str:
 class _StateText(dict):
     """A state -> the end of its taprouter_policy_installed line (its label, then the value)."""
 
-    def __missing__(self, state: str) -> str:
-        text = self[state] = f',state="{_escape(state)}"}} {int(state == "installed")}\n'
+    def __missing__(self, state: str) -> bytes:
+        text = self[state] = f',state="{_escape(state)}"}} {int(state == "installed")}\n'.encode()
         return text
 
 
+@dataclass(frozen=True)
+class _Templates:
+    """A router's lines of each policy family, with a %d (counters) or %s (the state's end) where
+    each policy's figure goes."""
+
+    names: tuple[str, ...]
+    lines: tuple[bytes, bytes, bytes]  # in POLICY_FAMILIES' order
+
+
+_NAME, _PACKETS, _BYTES, _STATE = (attrgetter(a) for a in ("name", "packets", "bytes", "state"))
+
+# What fills each family's template, in POLICY_FAMILIES' order, from a router's policies.
+_FILLS: tuple[Callable[[tuple, _StateText], tuple], ...] = (
+    lambda policies, states: tuple(map(_PACKETS, policies)),
+    lambda policies, states: tuple(map(_BYTES, policies)),
+    lambda policies, states: tuple(map(states.__getitem__, map(_STATE, policies))),
+)
+
+
 class PolicyText:
-    """Writes the per-policy families. Keeps each policy's label text between scrapes, as policy
-    names change seldom; forgets the names no snapshot has shown once it holds twice as many."""
+    """Writes the per-policy families. Each router's lines are kept as templates while its policy
+    names stay the same, so a scrape fills in the figures with one C-level % a family."""
 
     def __init__(self) -> None:
-        self._labels: dict[str, dict[str, str]] = {}  # router -> policy name -> its label text
+        self._templates: dict[str, _Templates] = {}
         self._states = _StateText()
 
-    def _label_texts(self, router: str, policies: tuple[PolicyFigures, ...]) -> list[str]:
-        cache = self._labels.setdefault(router, {})
-        if len(cache) > 2 * len(policies) + 1024:
-            cache.clear()
-        texts = [cache.get(p.name) for p in policies]
-        if None in texts:
-            escaped = _escape(router)
-            for i, p in enumerate(policies):
-                if texts[i] is None:
-                    texts[i] = cache[p.name] = f'router="{escaped}",policy="{_escape(p.name)}"'
-        return texts
+    def _for(self, router: str, names: tuple[str, ...]) -> _Templates:
+        kept = self._templates.get(router)
+        if kept is not None and kept.names == names:
+            return kept
+        labels = [f'router="{_escape(router)}",policy="{_escape(name)}"'.replace("%", "%%") for name in names]
+        (packets, *_), (octets, *_), (installed, *_) = POLICY_FAMILIES
+        return _Templates(names, ("".join([f"{packets}{{{t}}} %d\n" for t in labels]).encode(),
+                                  "".join([f"{octets}{{{t}}} %d\n" for t in labels]).encode(),
+                                  "".join([f"{installed}{{{t}%s" for t in labels]).encode()))
 
-    def render(self, snapshot: MetricsSnapshot) -> str:
-        per_router = [(r.policies, self._label_texts(r.router, r.policies)) for r in snapshot.routers]
-        (packets, _, doc_p, _), (octets, _, doc_b, _), (installed, _, doc_i, _) = POLICY_FAMILIES
-        state = self._states
-        out = [f"# HELP {packets} {_help(doc_p)}\n# TYPE {packets} counter\n"]
-        for policies, labels in per_router:
-            out += [f"{packets}{{{t}}} {p.packets}\n" for t, p in zip(labels, policies)]
-        out.append(f"# HELP {octets} {_help(doc_b)}\n# TYPE {octets} counter\n")
-        for policies, labels in per_router:
-            out += [f"{octets}{{{t}}} {p.bytes}\n" for t, p in zip(labels, policies)]
-        out.append(f"# HELP {installed} {_help(doc_i)}\n# TYPE {installed} gauge\n")
-        for policies, labels in per_router:
-            out += [f"{installed}{{{t}{state[p.state]}" for t, p in zip(labels, policies)]
-        return "".join(out)
+    def render(self, snapshot: MetricsSnapshot) -> list[bytes]:
+        """The text in pieces, to be written one after the other: joining 2 MB would cost more."""
+        templates = {r.router: self._for(r.router, tuple(map(_NAME, r.policies))) for r in snapshot.routers}
+        self._templates = templates  # routers gone from the snapshot are forgotten
+        out = []
+        for i, (name, kind, doc, _) in enumerate(POLICY_FAMILIES):
+            out.append(f"# HELP {name} {_help(doc)}\n# TYPE {name} {kind}\n".encode())
+            out += [templates[r.router].lines[i] % _FILLS[i](r.policies, self._states) for r in snapshot.routers]
+        return out
 
 
 class _Families:
@@ -90,9 +105,9 @@ class _Families:
         return router_families(self.snapshot)
 
 
-def exposition(snapshot: MetricsSnapshot, policy_text: PolicyText) -> bytes:
-    """The whole scrape: the router families by prometheus_client, then the policy families."""
-    return generate_latest(_Families(snapshot)) + policy_text.render(snapshot).encode()
+def exposition(snapshot: MetricsSnapshot, policy_text: PolicyText) -> list[bytes]:
+    """The whole scrape, in pieces: the router families by prometheus_client, then the policy families."""
+    return [generate_latest(_Families(snapshot)), *policy_text.render(snapshot)]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -102,21 +117,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path != "/metrics":
-            return self._send(404, b"taprouter: metrics are at /metrics\n", "text/plain; charset=utf-8")
+            return self._send(404, [b"taprouter: metrics are at /metrics\n"], "text/plain; charset=utf-8")
         try:
-            data = self.server.render()
+            pieces = self.server.render()
         except Exception:
             LOG.exception("metrics: a scrape failed")
-            return self._send(500, b"taprouter: the daemon failed to give its metrics\n",
+            return self._send(500, [b"taprouter: the daemon failed to give its metrics\n"],
                               "text/plain; charset=utf-8")
-        self._send(200, data, CONTENT_TYPE_PLAIN_0_0_4)
+        self._send(200, pieces, CONTENT_TYPE_PLAIN_0_0_4)
 
-    def _send(self, status: int, data: bytes, content_type: str) -> None:
+    def _send(self, status: int, pieces: list[bytes], content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(sum(map(len, pieces))))
         self.end_headers()
-        self.wfile.write(data)
+        for piece in pieces:
+            self.wfile.write(piece)
 
     def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("metrics: %s: %s", self.address_string(), format % args)
@@ -126,7 +142,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], family: int, render: Callable[[], bytes]):
+    def __init__(self, address: tuple[str, int], family: int, render: Callable[[], list[bytes]]):
         self.address_family = family
         self.render = render
         super().__init__(address, _Handler)
@@ -148,7 +164,7 @@ class MetricsServer:
         self._lock = threading.Lock()  # PolicyText's cache is not for two scrapes at once
         self._server: _Server | None = None
 
-    def render(self) -> bytes:
+    def render(self) -> list[bytes]:
         snapshot = self.daemon.metrics()
         with self._lock:
             return exposition(snapshot, self._policy_text)
