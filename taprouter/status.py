@@ -37,12 +37,13 @@ def control_socket(config: Config) -> Path:
     return Path(configured) if configured else paths.control_socket()
 
 
-def ask_daemon(socket: Path, router: str | None) -> tuple[dict | None, str | None]:
-    """The daemon's Status, or None and why not."""
+def ask_daemon(socket: Path) -> tuple[dict | None, str | None]:
+    """The daemon's Status of every router it runs, or None and why not. (Asking for every router
+    keeps a router the daemon does not run from reading as a daemon that does not answer.)"""
     if not socket.exists():
         return None, f"no answer on {socket}"
     try:
-        return ControlClient(socket).get("/v1/status", router=router), None
+        return ControlClient(socket).get("/v1/status"), None
     except ControlUnavailable as exc:
         return None, f"no answer on {socket}: {exc}"
     except ControlError as exc:
@@ -109,7 +110,7 @@ def from_host(router: RouterConfig) -> dict:
 def collect(config: Config, router: str | None = None) -> Report:
     socket = control_socket(config)
     routers = [r for r in config.routers if router in (None, r.name)]
-    answer, unanswered = ask_daemon(socket, router)
+    answer, unanswered = ask_daemon(socket)
     served = {s["router"]: s for s in answer["routers"]} if answer is not None else {}
     entries = []
     for r in routers:

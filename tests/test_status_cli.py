@@ -95,7 +95,6 @@ def test_one_router_and_exit_codes(served, daemon, config, capsys):
     assert out.splitlines()[-1] == "  health: switch not connected"
     code, out, _ = status(capsys, config, "--router", "r1", "--json")
     assert code == 0 and [e["router"] for e in json.loads(out)] == ["r1"]
-    assert daemon.calls[-1] == ("status", "r1")
     daemon.routers["r1"] = router_status("r1", bird="down")
     code, out, _ = status(capsys, config, "--router", "r1")
     assert code == 1 and out.splitlines()[-1] == "  health: BIRD: BIRD is not running"
@@ -110,6 +109,8 @@ def test_a_router_the_daemon_does_not_run(served, daemon, config, capsys):
     r1, r2 = json.loads(out)
     assert r1["healthy"] and r2["problems"][0] == "the daemon does not run this router"
     assert r2["daemon"] is None and r2["netns"] == f"{NETNS}b"
+    code, out, _ = status(capsys, config, "--router", "r2")
+    assert code == 1 and out.splitlines()[0].endswith("): the daemon does not run this router")
 
 
 def test_no_daemon_the_host_view(tmp_path, config, capsys):
