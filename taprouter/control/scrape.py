@@ -26,8 +26,7 @@ from .metrics import POLICY_FAMILIES, MetricsSnapshot, router_families
 
 LOG = logging.getLogger("taprouter.metrics")
 
-DEFAULT_PORT = 9362
-CLIENT_TIMEOUT = 5.0
+CLIENT_TIMEOUT = 5.0  # seconds a scraper may sit idle or trickle its request
 
 
 def _escape(value: str) -> str:

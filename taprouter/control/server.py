@@ -182,13 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
     def _serve(self, method: str) -> None:
+        if self.peer is None:
+            return self._reply(403, {"error": "only root and the control group may use this socket"}, close=True)
         try:
             # Read first, whatever the answer: a body left unread would break the client's write.
             data = self._body()
         except BadRequest as exc:
             return self._reply(exc.status, {"error": str(exc)}, close=True)
-        if self.peer is None:
-            return self._reply(403, {"error": "only root and the control group may use this socket"}, close=True)
         url = urlsplit(self.path)
         route = ROUTES.get(url.path)
         if route is None:
