@@ -28,7 +28,7 @@ from .routing.birdctl import BirdControl, BirdError
 class Report:
     socket: Path
     routers: list[dict]  # RouterStatus, with status_file, healthy and problems
-    unanswered: str | None  # why the daemon did not answer; None when it did
+    unanswered: str | None  # the problem when no daemon answered (a sentence); None when one did
 
 
 def control_socket(config: Config) -> Path:
@@ -38,14 +38,16 @@ def control_socket(config: Config) -> Path:
 
 
 def ask_daemon(socket: Path) -> tuple[dict | None, str | None]:
-    """The daemon's Status of every router it runs, or None and why not. (Asking for every router
-    keeps a router the daemon does not run from reading as a daemon that does not answer.)"""
+    """The daemon's Status of every router it runs, or None and what is wrong. (Asking for every
+    router keeps a router the daemon does not run from reading as a daemon that does not answer.)"""
     if not socket.exists():
-        return None, f"no answer on {socket}"
+        return None, f"daemon not running (no answer on {socket})"
+    if not os.access(socket, os.R_OK | os.W_OK):
+        return None, f"cannot ask the daemon: {socket}: permission denied (root and the taprouter group may)"
     try:
         return ControlClient(socket).get("/v1/status"), None
     except ControlUnavailable as exc:
-        return None, f"no answer on {socket}: {exc}"
+        return None, f"daemon not running (no answer on {socket}: {exc})"
     except ControlError as exc:
         return None, f"the daemon on {socket} answered HTTP {exc.status}: {exc}"
 
@@ -128,7 +130,7 @@ def problems(entry: dict, bird_configured: bool, socket: Path, unanswered: str |
     found = []
     daemon = entry["daemon"]
     if daemon is None:
-        found.append(f"daemon not running ({unanswered})" if unanswered else "the daemon does not run this router")
+        found.append(unanswered or "the daemon does not run this router")
     elif daemon["source"] != "control socket":
         found.append(f"daemon pid {daemon['pid']} does not answer on {socket}")
     if entry["switch"] is None or not entry["switch"]["connected"]:

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -167,7 +168,8 @@ def test_a_daemon_error_is_not_an_answer(served, daemon, config, capsys):
     daemon.fail = "status"
     code, out, _ = status(capsys, config, "--router", "r2")
     assert code == 1
-    assert "answered HTTP 500: the daemon failed to answer: RuntimeError: status broke" in out
+    assert (f"the daemon on {served.path} answered HTTP 500: the daemon failed to answer: RuntimeError: status broke"
+            in out.splitlines()[0])
 
 
 def test_a_bad_config_is_exit_2(tmp_path, capsys):
@@ -175,3 +177,14 @@ def test_a_bad_config_is_exit_2(tmp_path, capsys):
     bad.write_text("routers: {r1: {dpid: nope}}\n")
     code, out, err = status(capsys, bad)
     assert code == 2 and out == "" and "error:" in err
+
+
+def test_a_socket_we_may_not_use_is_not_a_daemon_that_is_not_running(tmp_path, config, capsys, monkeypatch):
+    sock = tmp_path / "run" / "control.sock"
+    sock.parent.mkdir(parents=True)
+    sock.touch()
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != sock)  # root may use anything
+    code, out, _ = status(capsys, config, "--router", "r2")
+    assert code == 1
+    assert out.splitlines()[0].endswith(f"): cannot ask the daemon: {sock}: permission denied (root and the "
+                                        "taprouter group may)")
