@@ -14,7 +14,7 @@ import pytest
 
 from fakedaemon import FakeDaemon, router_status
 from taprouter.control import server as server_mod
-from taprouter.control.client import ControlClient, ControlError
+from taprouter.control.client import ControlClient, ControlError, ControlUnavailable
 from taprouter.control.server import MAX_BODY, ControlServer, ControlSocketError
 
 
@@ -162,7 +162,7 @@ def test_headers_are_bounded(served):
 
 
 def test_a_slow_client_blocks_no_one_and_is_dropped(tmp_path, daemon, monkeypatch):
-    monkeypatch.setattr(server_mod._Handler, "timeout", 0.5)
+    monkeypatch.setattr(server_mod._Handler, "timeout", 2.0)
     server = ControlServer(tmp_path / "control.sock", daemon, group=None)
     server.start()
     try:
@@ -171,10 +171,10 @@ def test_a_slow_client_blocks_no_one_and_is_dropped(tmp_path, daemon, monkeypatc
             slow.sendall(b"GET /v1/sta")  # and nothing more
             started = time.monotonic()
             assert ControlClient(server.path).get("/v1/status", router="r1")["routers"][0]["router"] == "r1"
-            assert time.monotonic() - started < 0.4
-            slow.settimeout(5)
+            assert time.monotonic() - started < 1.5  # not after the slow one's 2 s
+            slow.settimeout(10)
             assert slow.recv(100) == b""  # closed by the server after its timeout
-            assert time.monotonic() - started < 3
+            assert 1.5 < time.monotonic() - started < 8
     finally:
         server.stop()
 
@@ -201,6 +201,8 @@ def test_connections_past_the_limit_are_turned_away(tmp_path, daemon, monkeypatc
                 break
             except ControlError as exc:
                 assert exc.status == 503
+                time.sleep(0.05)
+            except ControlUnavailable:  # turned away before its request was written: a broken pipe
                 time.sleep(0.05)
         else:
             raise AssertionError("still turned away after the idle connections closed")
