@@ -303,7 +303,10 @@ class RouterLab:
         return self.taprouter("down", "-c", str(self.config_path), check=check)
 
     def status(self) -> dict:
-        out = self.taprouter("status", "-c", str(self.config_path), "--json").stdout
+        # Exit 1 says a router is unhealthy (no daemon, no switch, BIRD down): the JSON says which.
+        result = self.taprouter("status", "-c", str(self.config_path), "--json", check=False)
+        assert result.returncode in (0, 1), f"status exited {result.returncode}: {result.stderr}"
+        out = result.stdout
         (entry,) = [r for r in json.loads(out) if r["router"] == self.router]
         return entry
 

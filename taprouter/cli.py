@@ -96,10 +96,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
+    """0 when every router is healthy, 1 when one is not, 2 for a bad file or router name."""
     from . import status
-    statuses = status.collect(_load(args.config))
-    print(status.to_json(statuses) if args.json else status.to_text(statuses))
-    return 0
+    config = _load(args.config)
+    if args.router is not None and args.router not in {r.name for r in config.routers}:
+        print(f"error: no router named {args.router!r} in {args.config}", file=sys.stderr)
+        return 2
+    report = status.collect(config, args.router)
+    print(status.to_json(report) if args.json else status.to_text(report))
+    return 0 if all(entry["healthy"] for entry in report.routers) else 1
 
 
 def cmd_down(args) -> int:
@@ -128,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
         if name == "status":
             p.add_argument("--json", action="store_true", help="machine-readable output")
+            p.add_argument("--router", help="only this router")
         if name == "check":
             p.add_argument("--strict", action="store_true", help="fail (exit 2) on warnings as well")
         if name == "bird-config":

@@ -1,4 +1,4 @@
-"""Where a router keeps its runtime files (holder socket, status, BIRD control socket)."""
+"""Where the daemon and its routers keep their runtime files (control socket, holder, status, BIRD)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ def is_plain(name: object, max_length: int = NAME_MAX) -> bool:
 
 def run_root() -> Path:
     return Path(os.environ.get("TAPROUTER_RUN_DIR", "/run/taprouter"))
+
+
+def control_socket() -> Path:
+    """The daemon's control socket when the config names none."""
+    return run_root() / "control.sock"
 
 
 def router_dir(router: str) -> Path:

@@ -123,6 +123,18 @@ def test_only_the_store_and_the_db_app_use_django(module):
     assert not django, f"{module} imports {sorted(django)}"
 
 
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "taprouter.control")))
+def test_the_control_room_asks_the_daemon_only_through_its_view(module):
+    """The control socket and the metrics know the daemon as a DaemonView and a MetricsSnapshot:
+    nothing of the wiring, the session, the planner, the kernel mirror or the relay."""
+    reached = _daemon_internals(MODULES[module])
+    assert not reached, f"{module} imports {sorted(reached)}"
+
+
+def _daemon_internals(imports: set[str]) -> set[str]:
+    return {m for m in imports if any(_in(m, f"taprouter.{part}") for part in ("controller", "routing", "bridge"))}
+
+
 def test_the_checks_see_a_violation():
     """The checks read the graph they are meant to: a planner module importing a socket, the model
     importing the planner, or routing importing the controller, would be caught."""
@@ -132,3 +144,5 @@ def test_the_checks_see_a_violation():
     assert {m for m in model if m in MODULES and not _in(m, "taprouter.controller.openflow")} - VALUES - {
         "taprouter", "taprouter.controller"} == {"taprouter.controller.planner.fib"}
     assert "taprouter.routing.model" in MODULES["taprouter.controller.planner.reconcile"]
+    server = MODULES["taprouter.control.server"]
+    assert _daemon_internals(server | {"taprouter.controller.core"}) == {"taprouter.controller.core"}
