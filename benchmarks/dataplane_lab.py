@@ -158,6 +158,7 @@ class BenchLab:
         self.add_l2_flows()
         config = {
             "openflow": self.lab.openflow_config(),
+            "database": f"sqlite:///{self.config_path.parent / 'taprouter.db'}", "metrics": {"listen": None},
             "routers": {self.router: {
                 "dpid": self.dpid,
                 "netns": self.router_ns,

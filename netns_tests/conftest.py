@@ -157,8 +157,12 @@ class RouterLab:
         for n in range(1, N_HOSTS + 1):
             self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", f"2001:db8:{n}::2/64",
                               gateway4=f"10.0.{n}.1", gateway6=f"2001:db8:{n}::1")
+        # The daemon's database and /metrics are the test's own: never the host's.
+        self.metrics_port = free_tcp_port()
         config = {
             "openflow": self.lab.openflow_config(),
+            "database": f"sqlite:///{self.tmp_path / 'taprouter.db'}",
+            "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
             "routers": {self.router: {
                 "dpid": self.dpid,
                 "netns": self.netns,

@@ -31,6 +31,37 @@ def _check_listen(host: str, port: int) -> None:
             raise StartError(f"cannot listen for switches on {host}:{port}: {exc.strerror}") from None
 
 
+def _control_room(config: Config, core):
+    """The policy source, the control socket and /metrics. Each refuses to start loudly (a socket
+    another daemon answers on, a port taken); a database that cannot be read is not fatal: the
+    switch keeps its policies, and the source keeps trying."""
+    from .control.scrape import MetricsServer
+    from .control.server import ControlServer, ControlSocketError
+    from .controller.view import DaemonState
+    from .policy.source import PolicySource
+    from .policy.store import Store
+
+    routers = {r.name: r for r in core.routers.values()}
+    source = PolicySource(lambda: Store.open(config, user="daemon"), routers)
+    view = DaemonState(core, source)
+    control = ControlServer(config.control.socket, view)
+    try:
+        control.start()
+    except (ControlSocketError, OSError) as exc:
+        raise StartError(f"control.socket: {exc}") from None
+    metrics = None
+    if config.metrics.listen is not None:
+        listen = config.metrics.listen
+        metrics = MetricsServer(listen.host, listen.port, view)
+        try:
+            metrics.start()
+        except OSError as exc:
+            control.stop()
+            raise StartError(f"metrics.listen: cannot serve /metrics on {listen.host}:{listen.port}: "
+                             f"{exc.strerror}") from None
+    return control, metrics, source
+
+
 def run(config: Config) -> int:
     # Imported here so that `taprouter check` and `status` stay fast and need no os-ken.
     from os_ken import cfg
@@ -56,7 +87,9 @@ def run(config: Config) -> int:
     cfg.CONF.set_override("maximum_unreplied_echo_requests", ECHO_UNANSWERED)
 
     core = RouterCore(config)
+    control, metrics, source = _control_room(config, core)
     core.start()
+    source.start()
 
     wake = threading.Event()
     requests: set[str] = set()
@@ -84,6 +117,10 @@ def run(config: Config) -> int:
             LOG.info("received SIGHUP, reloading BIRD configurations")
             core.reload_bird()
     LOG.info("stopping")
+    control.stop()
+    if metrics is not None:
+        metrics.stop()
+    source.stop()
     core.stop()
     logging.shutdown()
     # os-ken's native hub cannot stop its server threads; everything that must

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import netns, paths
@@ -20,8 +20,7 @@ from .bridge import tap
 from .bridge.holder import HolderClient
 from .config import Config, RouterConfig
 from .control.client import ControlClient, ControlError, ControlUnavailable
-from .routing.bird import BirdPaths, running_pid
-from .routing.birdctl import BirdControl, BirdError
+from .routing.bird import BirdPaths, describe
 
 
 @dataclass(frozen=True)
@@ -68,20 +67,7 @@ def _status_file(router: RouterConfig) -> dict | None:
 def _bird_status(router: RouterConfig) -> dict | None:
     if router.bird is None:
         return None
-    bird_paths = BirdPaths.under(paths.router_dir(router.name))
-    result: dict = {"config": str(router.bird.config), "pid": running_pid(bird_paths), "protocols": [],
-                    "ospf_neighbours": [], "error": None}
-    if result["pid"] is None:
-        result["error"] = "BIRD is not running"
-        return result
-    control = BirdControl(str(bird_paths.socket))
-    try:
-        result["protocols"] = [asdict(p) for p in control.protocols()]
-        if any(p["proto"] == "OSPF" for p in result["protocols"]):
-            result["ospf_neighbours"] = [asdict(n) for n in control.ospf_neighbours()]
-    except BirdError as exc:
-        result["error"] = str(exc)
-    return result
+    return describe(router.bird.config, BirdPaths.under(paths.router_dir(router.name)))
 
 
 def _port(netns_name: str, present: bool, number: int, name: str) -> dict:

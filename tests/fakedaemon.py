@@ -89,7 +89,7 @@ class FakeDaemon:
     def policies_changed(self, router, names):
         self._called("policies_changed", router, names)
         self._known(router)
-        return {"router": router, "names": names, "accepted": True}
+        return {"router": router, "names": names, "accepted": True, "applied": True, "error": None}
 
     def metrics(self):
         self._called("metrics")

@@ -55,7 +55,7 @@ def test_every_route_answers_what_the_daemon_said(served, daemon):
                                                           for r in ("r1", "r2")]}
     assert client.post("/v1/bird/reload", {"router": "r2"})["results"][0]["router"] == "r2"
     assert client.post("/v1/policies/changed", {"router": "r1", "names": ["web", "ssh.v2"]}) == {
-        "router": "r1", "names": ["web", "ssh.v2"], "accepted": True}
+        "router": "r1", "names": ["web", "ssh.v2"], "accepted": True, "applied": True, "error": None}
     assert client.post("/v1/policies/changed", {"router": "r1", "names": None})["names"] is None
     # The daemon was asked with the checked, typed arguments (the address as Python writes it).
     served_calls = [c for c in daemon.calls if c != ("status", None) or daemon.calls.count(c) > 1]
@@ -231,7 +231,7 @@ def test_curl_speaks_to_it(served, daemon):
 
     assert json.loads(curl("http://taprouter/v1/status?router=r1").stdout) == daemon.status("r1")
     out = curl("-X", "POST", "-d", '{"router": "r1", "names": ["web"]}', "http://taprouter/v1/policies/changed")
-    assert json.loads(out.stdout) == {"router": "r1", "names": ["web"], "accepted": True}
+    assert json.loads(out.stdout) == {"router": "r1", "names": ["web"], "accepted": True, "applied": True, "error": None}
     out = curl("-X", "POST", "http://taprouter/v1/bird/reload", "-w", "\n%{http_code}")
     assert out.stdout.splitlines()[-1] == "200"
     out = curl("http://taprouter/v1/lookup?router=r1&address=nope", "-w", "\n%{http_code}")

@@ -65,6 +65,8 @@ class Relay:
         # key is counted by one thread (a switch's connection, or the relay): an int per key.
         self.packet_ins: dict[tuple[int, int, int], int] = {}
         self.packet_outs: dict[tuple[int, int], int] = {}
+        # Frames lost, per (dpid, kind): the kinds of Counters' errors, for /metrics' router label.
+        self.errors: dict[tuple[int, str], int] = {}
         self._by_fd: dict[int, _Tap] = {}
         self._by_port: dict[SwitchPort, _Tap] = {}
         self._senders: dict[int, Send] = {}  # by datapath id, as attached
@@ -131,25 +133,30 @@ class Relay:
         """Write a frame from a PacketIn to its TAP; bad frames are counted and dropped."""
         tap = self._by_port.get(port)
         if tap is None:
-            self.counters.unknown_port += 1
+            self._lost(port.dpid, "unknown_port")
             return False
         if len(frame) < MIN_FRAME:
-            self.counters.runt += 1
+            self._lost(port.dpid, "runt")
             return False
         if len(frame) > tap.mtu + ETH_HEADER:
-            self.counters.oversize += 1
+            self._lost(port.dpid, "oversize")
             return False
         try:
             os.write(tap.fd, frame)
         except OSError as exc:
             # EIO while the TAP is down, EINVAL for frames the kernel refuses.
-            self.counters.write_errors += 1
+            self._lost(port.dpid, "write_errors")
             LOG.debug("write to %s failed: %s", tap.name, exc)
             return False
         self.counters.to_tap += 1
         key = (port.dpid, port.port, reason)
         self.packet_ins[key] = self.packet_ins.get(key, 0) + 1
         return True
+
+    def _lost(self, dpid: int, kind: str, frames: int = 1) -> None:
+        setattr(self.counters, kind, getattr(self.counters, kind) + frames)
+        key = (dpid, kind)
+        self.errors[key] = self.errors.get(key, 0) + frames
 
     def _forget(self, tap: _Tap) -> None:
         with self._lock:
@@ -193,7 +200,7 @@ class Relay:
                 LOG.warning("read from %s failed: %s", tap.name, exc)
                 break
             if len(frame) < MIN_FRAME:
-                self.counters.runt += 1
+                self._lost(tap.port.dpid, "runt")
                 continue
             batch.append((port, frame))
         if batch:
@@ -213,4 +220,4 @@ class Relay:
             key = (tap.port.dpid, tap.port.port)
             self.packet_outs[key] = self.packet_outs.get(key, 0) + len(batch)
         else:
-            self.counters.send_dropped += len(batch)
+            self._lost(tap.port.dpid, "send_dropped", len(batch))

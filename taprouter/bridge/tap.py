@@ -104,6 +104,45 @@ def link_state(netns_name: str, name: str) -> LinkState:
             mtu=link.get_attr("IFLA_MTU"), addresses=tuple(addresses))
 
 
+@dataclass(frozen=True)
+class LinkCounters:
+    """The kernel's counters of an interface (what the relay wrote to a TAP is its rx)."""
+
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+    rx_dropped: int
+    tx_dropped: int
+
+
+def links(netns_name: str, names: set[str]) -> dict[str, tuple[LinkState, LinkCounters | None]]:
+    """The named interfaces of a netns that exist, with their counters: one netlink dump of links
+    and one of addresses, whatever the number of ports (the control socket asks on every status)."""
+    found: dict[str, tuple[LinkState, LinkCounters | None]] = {}
+    with netns.iproute(netns_name) as ipr:
+        by_index = {}
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name in names:
+                by_index[link["index"]] = (name, link)
+        addresses: dict[int, list] = {index: [] for index in by_index}
+        for msg in ipr.get_addr():
+            if msg["index"] in addresses:
+                addresses[msg["index"]].append(
+                    ipaddress.ip_interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}"))
+    for index, (name, link) in by_index.items():
+        stats = link.get_attr("IFLA_STATS64")
+        counters = None if stats is None else LinkCounters(
+            stats["rx_packets"], stats["tx_packets"], stats["rx_bytes"], stats["tx_bytes"], stats["rx_dropped"],
+            stats["tx_dropped"])
+        state = LinkState(name=name, index=index, mac=link.get_attr("IFLA_ADDRESS"), up=bool(link["flags"] & 1),
+                          carrier=bool(link.get_attr("IFLA_CARRIER")), mtu=link.get_attr("IFLA_MTU"),
+                          addresses=tuple(sorted(addresses[index], key=str)))
+        found[name] = (state, counters)
+    return found
+
+
 def delete(netns_name: str, name: str) -> bool:
     """Delete a TAP; True if it existed."""
     if not netns.exists(netns_name):

@@ -189,4 +189,6 @@ class BirdReload(TypedDict):
 class PoliciesChanged(TypedDict):
     router: str
     names: list[str] | None  # as asked; null: every policy of the router
-    accepted: bool  # the daemon re-reads them from the database before its next pass
+    accepted: bool  # the daemon re-read them from the database
+    applied: bool  # and the switch has them (it answered the barrier after their flows)
+    error: str | None  # why they were not re-read (the database cannot be read), or null

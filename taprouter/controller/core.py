@@ -88,9 +88,12 @@ class RouterCore:
         return dpid in self.routers
 
     def switch_connected(self, dp) -> None:
+        router = self.routers[dp.id]
         with self._lock:
             self._current[dp.id] = dp
-        self.routers[dp.id].hand_over(Connected(dp))
+            router.connections += 1
+            router.connected_since = time.time()
+        router.hand_over(Connected(dp))
 
     def switch_described(self, dp, ports: list[PortState]) -> None:
         """The switch's ports: TAPs for the configured ones, the relay on this connection."""
@@ -151,6 +154,11 @@ class RouterCore:
         meters = {m.meter_id: decode.meter_from_stats(m) for m in stats if owns_meter(m.meter_id)}
         self.routers[dp.id].hand_over(MetersRead(dp, meters))
 
+    def meter_stats(self, dp, stats: list) -> None:
+        """The punt meters' counters: packets their bands dropped."""
+        self.routers[dp.id].punt_drops = {m.meter_id: sum(b.packet_band_count for b in m.band_stats)
+                                          for m in stats if m.meter_id in pipeline.METERS}
+
     def barrier_reply(self, dp, xid: int) -> None:
         router = self.routers[dp.id]
         router.session.in_flight.answered(xid)  # at once: the reconcile thread may be waiting for it
@@ -167,6 +175,7 @@ class RouterCore:
             if self._current.get(dp.id) is not dp:
                 return False
             del self._current[dp.id]
+            router.connected_since = None
         self.relay.attach(dp.id, None)
         router.session.in_flight.reset()  # nothing it was sent will be answered: stop waiting now
         router.hand_over(Disconnected(dp))

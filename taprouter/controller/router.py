@@ -27,6 +27,7 @@ from ..bridge.holder import HolderClient
 from ..bridge.relay import Relay
 from ..bridge.taps import TapSet
 from ..config import RouterConfig
+from ..control.metrics import Histogram
 from ..mac import mac_to_int
 from ..routing import kernel
 from ..routing.bird import BirdSupervisor
@@ -83,6 +84,14 @@ class Router:
         self._offload: dict[str, int] = {}
         self._counted = 0.0
         self._last_reconcile: dict[str, int] = {}
+        # For the control socket and /metrics, each replaced whole by the thread that owns it:
+        # os-ken's receive thread counts connections and takes the punt meters' drops; the
+        # reconcile thread publishes the last pass and the histogram of their durations.
+        self.connections = 0
+        self.connected_since: float | None = None  # wall clock
+        self.punt_drops: dict[int, int] = {}  # meter id -> packets its bands dropped
+        self.last_pass: dict | None = None
+        self.passes = Histogram()
         self.status: dict = self._status()
 
     # --- lifecycle (main thread) --------------------------------------------------------------
@@ -160,8 +169,10 @@ class Router:
         self.status = self._status()
         if plan.policy_states is not None:
             self._policy_states = plan.policy_states
-        if policies and now - self._counted_at >= COUNT_INTERVAL:
-            self.count_xids.add(session.count())
+        if now - self._counted_at >= COUNT_INTERVAL:
+            if policies:
+                self.count_xids.add(session.count())
+            session.count_meters()
             self._counted_at = now
         self._report()
         if plan.full:
@@ -231,6 +242,9 @@ class Router:
     def _log(self, plan: Pass, started: float, planned: float, written: float) -> None:
         counts = plan.counts()
         self._last_reconcile = counts
+        self.last_pass = {"time": time.time(), "duration": written - started, "add": counts["add"],
+                          "modify": counts["modify"], "delete": counts["delete"], "groups": counts["groups"]}
+        self.passes = self.passes.observe(written - started)
         if any(counts.values()) or plan.adopted or plan.full:
             # Sending (encoding, then writing) blocks while the switch works through what came
             # before, so a large pass's time is mostly the switch's; the split says which side a

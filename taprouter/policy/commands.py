@@ -105,12 +105,19 @@ def notify(config: Config, router: str, names: list[str]) -> None:
     from ..control.client import ControlClient, ControlError, ControlUnavailable
 
     try:
-        ControlClient(config.control.socket).post("/v1/policies/changed", {"router": router, "names": names})
+        answer = ControlClient(config.control.socket).post("/v1/policies/changed", {"router": router, "names": names})
     except ControlUnavailable as exc:
         print(f"note: the daemon is not running ({exc}): it reads the policies when it starts", file=sys.stderr)
     except ControlError as exc:
         print(f"warning: the daemon did not take the change ({exc}); it is stored, and the daemon reads it "
               "when it next reads the policies", file=sys.stderr)
+    else:
+        if not answer.get("accepted", True):
+            print(f"warning: the daemon cannot read the policy store ({answer.get('error')}); the switch keeps "
+                  "what it had", file=sys.stderr)
+        elif not answer.get("applied", True):
+            print("note: stored and read by the daemon; the switch has not confirmed it yet (see policy show)",
+                  file=sys.stderr)
 
 
 def _add(store, args, config) -> int:

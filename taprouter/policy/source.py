@@ -4,7 +4,8 @@ their states and counters written back.
 One thread owns the store (Django's connections are per thread). It reads every policy at start;
 a writer's notification (the control socket's POST /v1/policies/changed) re-reads the policies it
 names at once, and waits until the switch has them; and a change of the store's generation (rows
-written by plain SQL, behind our back) re-reads everything, checked every GENERATION_POLL seconds.
+written by plain SQL, behind our back) re-reads everything, checked once no writer has spoken for
+GENERATION_POLL seconds, or every GENERATION_MAX seconds while they keep speaking.
 Nothing polls the policy table itself.
 
 Counters: the switch counts per flow, from when the flow went in. A policy's total is what the
@@ -27,7 +28,8 @@ from .model import Policy, State, Status
 
 LOG = logging.getLogger("taprouter.policy")
 
-GENERATION_POLL = 2.0  # seconds: plain-SQL changes show within this, well inside the 5 s promised
+GENERATION_POLL = 2.0  # seconds without a notification before plain-SQL changes are looked for
+GENERATION_MAX = 4.0  # seconds between looks while notifications keep coming: inside the 5 s promised
 WRITE_EVERY = 2.0  # seconds between writes of states and counters (and at once when a state changes)
 APPLY_WAIT = 5.0  # seconds a notification waits for the switch to take the change
 
@@ -82,17 +84,22 @@ class PolicySource:
         request.done.wait(wait + 1.0)
         return request.result or {"router": router, "applied": False, "error": "the policy source did not answer"}
 
+    def written(self, policy_id: int) -> Status | None:
+        """What the store was last told of a policy (its installed_at, for the control socket)."""
+        return self._written.get(policy_id)
+
     # --- the thread ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
         store = None
         generation = None
-        last_write = 0.0
+        last_write = last_check = 0.0
         while True:
             try:
                 if store is None:
                     store = self._open_store()
                     generation = self._load_all(store, first=True)
+                    last_check = time.monotonic()
                     self.error = None
                 request = self._requests.get(timeout=min(GENERATION_POLL, WRITE_EVERY))
             except queue.Empty:
@@ -106,9 +113,16 @@ class PolicySource:
             try:
                 if request:
                     self._answer(store, request)
-                now_generation = store.generation()
-                if now_generation != generation:
-                    generation = self._load_all(store) if now_generation is not None else generation
+                now = time.monotonic()
+                # Reading every policy again costs a quarter of a second at 10,000 of them, and
+                # each writer's own change moves the generation too: so it is checked when no
+                # writer has spoken for GENERATION_POLL seconds, and at least every GENERATION_MAX
+                # while they keep speaking, not after each notification.
+                if now - last_check >= (GENERATION_POLL if not request else GENERATION_MAX):
+                    last_check = now
+                    now_generation = store.generation()
+                    if now_generation != generation:
+                        generation = self._load_all(store) if now_generation is not None else generation
                 if time.monotonic() - last_write >= WRITE_EVERY:
                     self._write(store)
                     last_write = time.monotonic()

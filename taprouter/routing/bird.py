@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .birdctl import BirdControl, BirdError
@@ -41,6 +41,24 @@ def validate(config: Path) -> None:
     if proc.returncode != 0:
         message = (proc.stderr or proc.stdout).strip().removeprefix("bird: ")
         raise BirdConfigError(message or f"bird -p exited with {proc.returncode}")
+
+
+def describe(config: Path, paths: BirdPaths) -> dict:
+    """BIRD as `taprouter status` shows it (control/schema.py's BirdStatus): its pid, its protocols
+    and OSPF neighbours in its own words, or why it cannot be asked."""
+    result: dict = {"config": str(config), "pid": running_pid(paths), "protocols": [], "ospf_neighbours": [],
+                    "error": None}
+    if result["pid"] is None:
+        result["error"] = "BIRD is not running"
+        return result
+    control = BirdControl(str(paths.socket))
+    try:
+        result["protocols"] = [asdict(p) for p in control.protocols()]
+        if any(p["proto"] == "OSPF" for p in result["protocols"]):
+            result["ospf_neighbours"] = [asdict(n) for n in control.ospf_neighbours()]
+    except BirdError as exc:
+        result["error"] = str(exc)
+    return result
 
 
 def running_pid(paths: BirdPaths) -> int | None:

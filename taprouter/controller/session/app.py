@@ -34,6 +34,7 @@ class Core(Protocol):
     def groups_read(self, dp, stats: list) -> None: ...
     def meters_read(self, dp, stats: list) -> None: ...
     def barrier_reply(self, dp, xid: int) -> None: ...
+    def meter_stats(self, dp, stats: list) -> None: ...
     def switch_error(self, dp, msg) -> None: ...
     def switch_down(self, dp) -> bool: ...
 
@@ -114,6 +115,12 @@ class TapRouterApp(app_manager.OSKenApp):
         body = self._collect(ev)
         if body is not None and self.core.knows(ev.msg.datapath.id):
             self.core.meters_read(ev.msg.datapath, body)
+
+    @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MAIN_DISPATCHER)
+    def meter_stats(self, ev):
+        body = self._collect(ev)
+        if body is not None and self.core.knows(ev.msg.datapath.id):
+            self.core.meter_stats(ev.msg.datapath, body)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def barrier_reply(self, ev):

@@ -304,6 +304,12 @@ class SwitchSession:
         dp.send_msg(request)
         return request.xid
 
+    def count_meters(self) -> None:
+        """Ask for every meter's counters (the punt meters' drops, for /metrics)."""
+        dp = self.dp
+        request = dp.ofproto_parser.OFPMeterStatsRequest(dp, 0, ofp.OFPM_ALL)
+        dp.send_msg(request)
+
 
 def read_back_requests(dp) -> list:
     """What a switch is sent before it is read back: its config, the asynchronous messages we want,
