@@ -57,6 +57,7 @@ class FakeSwitch:
         self._bundle: list[bytes] | None = None
         self.refuse_bundles = False  # answer every ONF bundle message with an error
         self.refuse_prefix: int | None = None  # answer an add of this route flow with an error
+        self.refuse_cookie: int | None = None  # answer an add of a flow with this cookie: its table is full
         self.silent: set[int] = set()  # multipart types left unanswered
         self.counts: dict[tuple, tuple[int, int]] = {}  # a flow's key -> its packet and byte counts
         self._rng = random.Random(7)
@@ -143,6 +144,9 @@ class FakeSwitch:
             if op is not Op.DELETE:
                 if flow.meter is not None and flow.meter not in self.meters:
                     self._error(msg, xid, ofp.OFPET_METER_MOD_FAILED, ofp.OFPMMFC_UNKNOWN_METER)
+                    return
+                if flow.cookie == self.refuse_cookie:
+                    self._error(msg, xid, ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL)
                     return
                 if self.refuse_prefix is not None and readback.decode(as_stats(flow)) == (self.refuse_prefix, _target(flow)):
                     self._error(msg, xid, ofp.OFPET_FLOW_MOD_FAILED, ofp.OFPFMFC_TABLE_FULL)

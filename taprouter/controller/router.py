@@ -35,7 +35,9 @@ from ..routing.mirror import KernelMirror
 from ..policy.model import Policy, State
 from ..routing.netlink import Watcher
 from .planner.reconcile import KernelView, Pass, Planner, PortInput, SwitchView
-from .session.switch import Answered, Counted, FlowRemoved, SessionEvent, SwitchSession
+from .openflow import errors
+from .refusals import Refusals
+from .session.switch import Answered, Connected, Counted, Errored, FlowRemoved, SessionEvent, SwitchSession
 from .session.tls import peer
 
 LOG = logging.getLogger("taprouter.core")
@@ -78,6 +80,7 @@ class Router:
         self.counters: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes on the switch
         self.policy_report = PolicyReport({}, {}, {})
         self._policy_states: dict[int, tuple[State, str]] = {}
+        self.refusals = Refusals()
         self._counted_at = 0.0
         self._wake = wake
         self._planned = False  # a pass has gone out since the last read-back: counts are the switch's
@@ -138,6 +141,10 @@ class Router:
                 continue
             if isinstance(event, Answered) and event.xid in self._ticket_of:
                 self._mark_applied(self._ticket_of.pop(event.xid))
+            elif isinstance(event, Errored) and event.dp is session.dp:
+                self._refused(event)
+            elif isinstance(event, Connected):
+                self.refusals.clear()  # a switch afresh may take what the last one refused
             session.handle(event, now)
         session.tick(now)
         if not session.synced:
@@ -155,7 +162,11 @@ class Router:
         state = mirror.snapshot()
         kernel_view = KernelView(mirror.take_changes(), mirror.routes, mirror.items, state)
         ticket = self._policies_ticket
-        policies = [p for p in self.policies if p.enabled and p.id not in self.expired]
+        refusals = self.refusals
+        if refusals:
+            refusals.keep({p.id for p in self.policies if p.enabled})
+        policies = [p for p in self.policies if p.enabled and p.id not in self.expired
+                    and (not refusals or refusals.error(p) is None)]
         plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
         planned = time.monotonic()
         if plan:
@@ -191,6 +202,16 @@ class Router:
             LOG.info("router %s: policy %d expired (%s timeout); its other flows go", self.name, pid,
                      "idle" if event.reason == ofp.OFPRR_IDLE_TIMEOUT else "hard")
 
+    def _refused(self, event: Errored) -> None:
+        table = self.planner.policy_table
+        policy = self.refusals.note(errors.subject(event.data), errors.describe(event.type, event.code),
+                                    {p.id: p for p in self.policies},
+                                    {g: p for p, g in table.group_ids.by_policy.items()},
+                                    {m: p for p, m in table.meter_ids.by_policy.items()})
+        if policy is not None:
+            LOG.error("router %s: the switch refused policy %s (%s); it is marked failed, and tried again when "
+                      "it changes", self.name, policy.name, errors.describe(event.type, event.code))
+
     def _report(self) -> None:
         synced = self.session.synced
         states = {}
@@ -199,6 +220,8 @@ class Router:
                 states[p.id] = (State.DISABLED, "")
             elif p.id in self.expired:
                 states[p.id] = (State.EXPIRED, "")
+            elif (refused := self.refusals.error(p)) is not None:
+                states[p.id] = (State.FAILED, f"the switch refused it: {refused}")
             elif synced and p.id in self._policy_states:
                 states[p.id] = self._policy_states[p.id]
             else:
