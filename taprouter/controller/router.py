@@ -159,7 +159,9 @@ class Router:
         mirror = self.mirror
         state = mirror.snapshot()
         kernel_view = KernelView(mirror.take_changes(), mirror.routes, mirror.items, state)
-        policies = [p for p in handed if p.enabled and p.id not in self.expired]
+        # Until the policy source first hands them over (ticket 0: the store not read yet, or not
+        # readable), the policy table stays as the switch holds it, rather than emptied.
+        policies = [p for p in handed if p.enabled and p.id not in self.expired] if ticket else None
         plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
         planned = time.monotonic()
         if plan:
