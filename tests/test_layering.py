@@ -8,6 +8,13 @@
 - routing/ and bridge/ never import controller/.
 - Django is imported only by the database app (db/) and the policy store: nothing else touches the tables,
   and the policy model, checks and documents stay plain values the planner may use.
+- control/ (the control socket and the metrics) never imports the daemon's parts: it sees the daemon as a
+  DaemonView. On the daemon's side, controller/view.py alone joins the two: no other controller module
+  imports the control socket, the policy source or the policy views, and none reaches the store or db/.
+- policy/ never imports the daemon's parts (controller/, routing/, bridge/): the source hands policies
+  to a router through its PolicyRouter protocol, and reads the store it is given, importing neither.
+- controller/lookup.py works on values (the planner's books, the kernel's state): nothing of the
+  wiring, the session, the planner's code or the control room.
 """
 
 from __future__ import annotations
@@ -135,6 +142,41 @@ def _daemon_internals(imports: set[str]) -> set[str]:
     return {m for m in imports if any(_in(m, f"taprouter.{part}") for part in ("controller", "routing", "bridge"))}
 
 
+# The control room's side of the daemon: what only controller/view.py may import.
+CONTROL_ROOM = {"taprouter.control.server", "taprouter.control.scrape", "taprouter.control.client",
+                "taprouter.policy.source", "taprouter.policy.views", "taprouter.policy.commands"}
+STORE = {"taprouter.policy.store", "taprouter.db"}
+
+
+def _reaches(imports: set[str], packages: set[str]) -> set[str]:
+    return {m for m in imports if any(_in(m, p) for p in packages)}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "taprouter.controller")))
+def test_only_the_view_joins_the_daemon_to_the_control_room(module):
+    reached = _reaches(MODULES[module], STORE)
+    if module != "taprouter.controller.view":
+        reached |= _reaches(MODULES[module], CONTROL_ROOM)
+    assert not reached, f"{module} imports {sorted(reached)}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "taprouter.policy")))
+def test_policies_never_import_the_daemon(module):
+    reached = _daemon_internals(MODULES[module])
+    assert not reached, f"{module} imports {sorted(reached)}"
+
+
+def test_the_policy_source_knows_only_the_policy_model():
+    assert _taprouter_imports("taprouter.policy.source") <= POLICY_VALUES
+
+
+def test_the_lookup_works_on_values():
+    allowed = VALUES | {"taprouter", "taprouter.routing.model"}
+    outside = {m for m in _taprouter_imports("taprouter.controller.lookup")
+               if not _in(m, "taprouter.controller.openflow")}
+    assert outside <= allowed, f"lookup imports {sorted(outside - allowed)}"
+
+
 def test_the_checks_see_a_violation():
     """The checks read the graph they are meant to: a planner module importing a socket, the model
     importing the planner, or routing importing the controller, would be caught."""
@@ -146,3 +188,7 @@ def test_the_checks_see_a_violation():
     assert "taprouter.routing.model" in MODULES["taprouter.controller.planner.reconcile"]
     server = MODULES["taprouter.control.server"]
     assert _daemon_internals(server | {"taprouter.controller.core"}) == {"taprouter.controller.core"}
+    router = MODULES["taprouter.controller.router"] | {"taprouter.policy.store", "taprouter.policy.source"}
+    assert _reaches(router, STORE | CONTROL_ROOM) == {"taprouter.policy.store", "taprouter.policy.source"}
+    assert "taprouter.policy.source" in MODULES["taprouter.controller.view"]
+    assert _daemon_internals(MODULES["taprouter.policy.source"] | {"taprouter.controller.router"})

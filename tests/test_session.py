@@ -37,7 +37,11 @@ def core(tmp_path: Path, monkeypatch) -> RouterCore:
     monkeypatch.setenv("TAPROUTER_RUN_DIR", str(tmp_path / "run"))
     data = {"routers": {"r1": {"dpid": DPID, "netns": "tses-r1", "ports": {
         1: {"tap": "tses-t1", "addresses": ["10.0.1.1/24"]}, 2: {"tap": "tses-t2", "addresses": ["10.0.2.1/24"]}}}}}
-    core = RouterCore(config.parse(data, tmp_path / "taprouter.yaml"))
+    return build(config.parse(data, tmp_path / "taprouter.yaml"))
+
+
+def build(cfg) -> RouterCore:
+    core = RouterCore(cfg)
     router = core.routers[DPID]
     # The kernel, as the watcher hands its datagrams to the mirror: the TAPs, their addresses,
     # a resolved gateway behind port 2.
@@ -273,3 +277,28 @@ def test_policy_counters_are_polled_and_summed_over_a_policys_flows(core):
     assert router.policy_report.counters == {1: (12, 1400)}
     # A read-back's flow-stats reply is not taken for counters, nor the other way round.
     assert not router.count_xids
+
+
+def test_a_restarted_daemon_leaves_the_policy_table_alone_until_its_policies_are_read(core):
+    """The store is read after the switch connects, or cannot be read at all: the switch keeps the
+    policies it has meanwhile; once they come, only what differs goes."""
+    router = core.routers[DPID]
+    sw = FakeSwitch(core, DPID, PORTS)
+    connect(core, sw)
+    kept = policies(("a", {"dst": "10.9.0.0/16", "action": "drop"}), ("b", {"dst": "10.8.0.0/16", "action": "drop"}))
+    router.set_policies(kept)
+    run(core, sw, now=1.0)
+    before = sw.table.snapshot()
+    assert [f for f in before if f.cookie == pipeline.policy_cookie(2)]
+    assert core.switch_down(sw)
+
+    restarted = build(core.config)
+    again = FakeSwitch(restarted, DPID, PORTS, table=sw.table)
+    again.meters = sw.meters
+    connect(restarted, again, now=2.0)
+    assert again.mods() == [] and again.table.snapshot() == before
+    restarted.routers[DPID].set_policies(kept[:1])  # b was deleted while no daemon ran
+    run(restarted, again, now=3.0)
+    after = again.table.snapshot()
+    assert not [f for f in after if f.cookie == pipeline.policy_cookie(2)]
+    assert after == {f for f in before if f.cookie != pipeline.policy_cookie(2)}

@@ -127,8 +127,12 @@ class Router:
         changes are left for another pass (the rest of a table load)."""
         session = self.session
         events = self.events
-        while self._expiry:
-            what, pid, when = self._expiry.popleft()
+        # What the policy source handed over, taken whole: a ticket is applied only by a pass that
+        # also saw the expiry and re-enablings handed over with it (set_policies may run meanwhile).
+        with self._applied:
+            ticket, handed = self._policies_ticket, self.policies
+            expiry, self._expiry = self._expiry, deque()
+        for what, pid, when in expiry:
             if what == "expired":
                 self.expired[pid] = when
             else:
@@ -148,6 +152,7 @@ class Router:
             session.handle(event, now)
         session.tick(now)
         if not session.synced:
+            self._ticket_of.clear()  # their barriers will not be answered, or a read-back follows them
             self._planned = False
             self.status = self._status()
             self._report()
@@ -161,18 +166,26 @@ class Router:
         mirror = self.mirror
         state = mirror.snapshot()
         kernel_view = KernelView(mirror.take_changes(), mirror.routes, mirror.items, state)
-        ticket = self._policies_ticket
         refusals = self.refusals
         if refusals:
-            refusals.keep({p.id for p in self.policies if p.enabled})
-        policies = [p for p in self.policies if p.enabled and p.id not in self.expired
-                    and (not refusals or refusals.error(p) is None)]
+            refusals.keep({p.id for p in handed if p.enabled})
+        # Until the policy source first hands them over (ticket 0: the store not read yet, or not
+        # readable), the policy table stays as the switch holds it, rather than emptied.
+        policies = [p for p in handed if p.enabled and p.id not in self.expired
+                    and (not refusals or refusals.error(p) is None)] if ticket else None
         plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
         planned = time.monotonic()
         if plan:
             self._ticket_of[session.send(plan)] = ticket
-        else:
+        elif self._ticket_of:
+            # Nothing left to send, but the last pass is still on its way: the switch has these
+            # policies once it answers that pass's barrier.
+            last = next(reversed(self._ticket_of))
+            self._ticket_of[last] = max(self._ticket_of[last], ticket)
+        elif session.resync_at is None:
             self._mark_applied(ticket)  # nothing to send: the switch has them already
+        # (With a resync due, what was sent may not all be on the switch: the pass after the
+        # read-back tells.)
         written = time.monotonic()
         self._planned = True
         self.resolver.request(plan.unresolved, state.links)

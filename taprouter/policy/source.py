@@ -93,12 +93,17 @@ class PolicySource:
     def _run(self) -> None:
         store = None
         generation = None
+        # Once every policy was read, a store opened again (after a failure) hands the routers what
+        # changed: the store's expiry and counters at start are the previous daemon's, and read again
+        # they would undo re-enablings and count again what was counted since.
+        loaded = False
         last_write = last_check = 0.0
         while True:
             try:
                 if store is None:
-                    store = self._open_store()
-                    generation = self._load_all(store, first=True)
+                    opened = self._open_store()
+                    generation = self._load_all(opened, first=not loaded)
+                    store, loaded = opened, True  # only once read: a store that opens but fails is opened again
                     last_check = time.monotonic()
                     self.error = None
                 request = self._requests.get(timeout=min(GENERATION_POLL, WRITE_EVERY))
