@@ -226,7 +226,6 @@ class RouterCore:
             self._write_status()
 
     def _write_status(self) -> None:
-        relay = self.relay.counters.as_dict()
         for router in self.routers.values():
-            status_file.write(router.name, {**router.status, "relay": relay})
+            status_file.write(router.name, {**router.status, "relay": self.relay.counters_of(router.config.dpid)})
 

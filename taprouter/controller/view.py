@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 
 from .. import netns
 from ..bridge import tap
+from ..bridge.relay import ERRORS as RELAY_ERRORS
 from ..control.metrics import BirdProtocolState, Count, MetricsSnapshot, PacketCount, PolicyFigures, RouterFigures
 from ..control.server import UnknownRouter
 from ..policy.model import State, Status
@@ -39,7 +40,6 @@ BIRD_CACHE = 1.0  # seconds a BIRD answer is reused
 METER_NAMES = {pipeline.SLOW_PATH_METER: "slow_path", pipeline.PUNT_METER: "punt",
                pipeline.RESOLVE_METER: "resolve"}
 PACKET_IN_REASONS = {0: "no_match", 1: "action", 2: "invalid_ttl"}  # OpenFlow 1.3's OFPR_*
-RELAY_ERRORS = ("runt", "oversize", "unknown_port", "write_errors", "send_dropped")
 
 
 class DaemonState:
@@ -85,7 +85,7 @@ class DaemonState:
                 "unresolved_next_hops": offload["unresolved_next_hops"]},
             "bird": self._bird_status(router),
             "last_pass": router.last_pass,
-            "relay": self.core.relay.counters.as_dict(),
+            "relay": self.core.relay.counters_of(router.config.dpid),
         }
 
     def _ports(self, router: Router, present: bool, switch_ports: dict | None) -> list[dict]:
