@@ -160,7 +160,8 @@ class DaemonState:
         tap_of_port = {p.number: p.tap for p in r.config.ports}
         port_of_tap = {p.tap: p.number for p in r.config.ports}
         fib = r.planner.fib
-        switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state)
+        hopsets = {gid: shards.hopset for gid, shards in list(fib.books.owner.items())}
+        switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state, hopsets)
         kernel = lookup.kernel_entry(lookup.kernel_routes(r.config.netns, addr), addr, port_of_tap, state)
         return {"router": r.name, "address": str(addr), "switch": switch, "kernel": kernel,
                 "agree": lookup.agree(switch, kernel)}
