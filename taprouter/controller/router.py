@@ -89,6 +89,9 @@ class Router:
         # reconcile thread publishes the last pass and the histogram of their durations.
         self.connections = 0
         self.connected_since: float | None = None  # wall clock
+        # Since when no switch is connected (monotonic; none yet at start), until core.py drops the
+        # TAPs' carrier for it; None while one is connected or once carrier is dropped.
+        self.gone_since: float | None = time.monotonic()
         self.punt_drops: dict[int, int] = {}  # meter id -> packets its bands dropped
         self.last_pass: dict | None = None
         self.passes = Histogram()
