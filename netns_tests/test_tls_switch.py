@@ -39,7 +39,7 @@ def test_the_router_works_over_tls(tls_lab, tmp_path):
     lab.wait_until(lambda: controller_connected(lab), timeout=15, message="Open vSwitch connected")
     status = lab.fresh_daemon_status()
     assert status["switch_transport"] == "tls" and status["switch_address"].startswith("127.0.0.1:"), status
-    assert " over TLS, " in lab.taprouter("status", "-c", str(lab.config_path), check=False).stdout
+    assert " over TLS (" in lab.taprouter("status", "-c", str(lab.config_path), check=False).stdout
     lab.assert_ping(h1, "10.0.1.1")  # the kernel answers: PacketIn and PacketOut over TLS
     lab.assert_ping(h1, "2001:db8:1::1")
     lab.assert_ping(h1, "10.0.2.2")  # switched between subnets
