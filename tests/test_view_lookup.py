@@ -181,7 +181,8 @@ def test_the_kernel_picks_the_longest_prefix_then_the_lowest_metric():
     assert found["next_hops"] == [{"via": GW1, "port": 1, "tap": "tap1", "mac": M1},
                                   {"via": GW2, "port": 2, "tap": "tap2", "mac": M2}]
     found = kentry([DEFAULT, METRIC_10, METRIC_5], "10.7.1.1")
-    assert found["prefix"] == "10.7.0.0/16" and found["next_hops"] == [{"via": GW1, "port": 1, "tap": "tap1", "mac": M1}]
+    assert found["prefix"] == "10.7.0.0/16"
+    assert found["next_hops"] == [{"via": GW1, "port": 1, "tap": "tap1", "mac": M1}]
     assert kentry([DEFAULT], "192.0.2.1")["prefix"] == "0.0.0.0/0"
 
 
