@@ -8,7 +8,8 @@ counters) or from the kernel and BIRD asked afresh, never by waiting on the reco
   status, so a deleted bridge or TAP shows as it is, not as it was;
 - kernel route counts are the mirror's, live; FIB counts are the planner's, recounted at least
   once a second by the reconcile thread;
-- BIRD is asked at most once per BIRD_CACHE seconds, whoever asks (status, /metrics).
+- BIRD is asked afresh for each status (it is what an operator or a script just changed), and
+  at most once per BIRD_CACHE seconds for /metrics, however many scrapers ask.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class DaemonState:
                 "kernel_routes": len(router.mirror.routes), "fib_entries": offload["fib_entries"],
                 "switched": offload["switched"], "to_kernel": offload["to_kernel"],
                 "unresolved_next_hops": offload["unresolved_next_hops"]},
-            "bird": self._bird_status(router),
+            "bird": self._bird_status(router, fresh=True),
             "last_pass": router.last_pass,
             "relay": self.core.relay.counters_of(router.config.dpid),
         }
@@ -109,14 +110,15 @@ class DaemonState:
             })
         return out
 
-    def _bird_status(self, router: Router) -> dict | None:
+    def _bird_status(self, router: Router, fresh: bool = False) -> dict | None:
+        """BIRD's answer; unless `fresh`, one at most BIRD_CACHE old (what scrapes ask for)."""
         bird = router.config.bird
         if bird is None:
             return None
         now = time.monotonic()
         with self._bird_lock:
             cached = self._bird.get(router.name)
-            if cached is not None and now - cached[0] < BIRD_CACHE:
+            if not fresh and cached is not None and now - cached[0] < BIRD_CACHE:
                 return cached[1]
         answer = describe(bird.config, BirdPaths.under(paths.router_dir(router.name)))
         with self._bird_lock:
