@@ -3,8 +3,9 @@
 
 Builds an Open vSwitch bridge (userspace datapath, fail-mode secure) with three
 hosts in network namespaces, runs `taprouter run` on examples/demo.yaml, and
-shows the kernel answering through the switch. Ctrl-C tears everything down;
-DEMO_ONESHOT=1 runs once and exits (non-zero if anything failed).
+shows the kernel answering through the switch, then a policy added and deleted
+from the command line. Ctrl-C tears everything down; DEMO_ONESHOT=1 runs once
+and exits (non-zero if anything failed).
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from taprouter import config as configuration  # noqa: E402
+from taprouter.control.client import ControlClient, ControlError, ControlUnavailable  # noqa: E402
 from taprouter.controller.openflow.pipeline import Table  # noqa: E402
 from taprouter.lab import Lab, sh  # noqa: E402
 
 CONFIG = ROOT / "examples" / "demo.yaml"
 TAPROUTER = str(ROOT / ".venv" / "bin" / "taprouter")
 RUN_DIR = Path("/run/taprouter-demo")
+POLICY = "no-icmp-h1-h3"
 
 
 def say(text: str) -> None:
@@ -42,15 +47,84 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise SystemExit(f"demo: timed out waiting for {what}")
 
 
-def relay_counters() -> dict:
+def forget_policies(config) -> None:
+    """The demo's policy database (examples/demo.yaml keeps it in RUN_DIR): gone with the demo, so
+    that the next run starts without policies."""
+    path = Path(config.database.split("sqlite:///", 1)[-1])
+    if path.parent == RUN_DIR:
+        for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+                         path.with_name(path.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def relay_counters(socket: Path) -> dict:
+    """The router's relay counters, as the daemon answers them on its control socket."""
     try:
-        return json.loads((RUN_DIR / "demo" / "status.json").read_text()).get("relay", {})
-    except (OSError, ValueError):
+        return ControlClient(socket).get("/v1/status", router="demo")["routers"][0]["relay"] or {}
+    except (ControlUnavailable, ControlError):
         return {}
+
+
+def ping(netns: str, target: str, count: int, interval: str = "0.2") -> subprocess.CompletedProcess:
+    proc = subprocess.run(["ip", "netns", "exec", netns, "ping", "-c", str(count), "-i", interval, "-W", "1",
+                           target], text=True, capture_output=True)
+    print("\n".join(proc.stdout.strip().splitlines()[-2:]))
+    return proc
+
+
+def taprouter(env: dict, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([TAPROUTER, *args], env=env, text=True, capture_output=True)
+    print((proc.stdout + proc.stderr).rstrip())
+    return proc
+
+
+def policy_packets(env: dict) -> int:
+    proc = subprocess.run([TAPROUTER, "policy", "list", "-c", str(CONFIG), "--json"], env=env, text=True,
+                          capture_output=True)
+    try:
+        return next((p["packets"] for p in json.loads(proc.stdout) if p["name"] == POLICY), 0)
+    except ValueError:
+        return 0
+
+
+def metrics_line(listen, prefix: str) -> str:
+    """The first line of /metrics that starts with `prefix`."""
+    url = f"http://{listen.host}:{listen.port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return next((line for line in text.splitlines() if line.startswith(prefix)), f"(no {prefix} in {url})")
+
+
+def policy_scene(env: dict, metrics) -> int:
+    """A policy from the command line: h1's pings to h3 dropped by the switch, counted, then let
+    through again once it is deleted. Returns the number of steps that went wrong."""
+    failures = 0
+    say("a policy: drop ICMP from h1's subnet to h3's (taprouter policy add)")
+    added = taprouter(env, "policy", "add", "-c", str(CONFIG), "--router", "demo", "--name", POLICY,
+                      "--action", "drop", "--src", "10.0.1.0/24", "--dst", "10.0.3.0/24", "--proto", "icmp",
+                      "--comment", "make demo")
+    failures += added.returncode != 0
+    say("demoh1 pings demoh3 at 10.0.3.2: the switch drops the requests")
+    failures += ping("demoh1", "10.0.3.2", 5).returncode == 0  # it must fail
+    # The daemon reads the policy's counters from the switch every 2 s.
+    deadline = time.monotonic() + 10
+    while policy_packets(env) < 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    failures += policy_packets(env) < 5
+    say("taprouter policy list: the policy on the switch, and the packets it dropped")
+    taprouter(env, "policy", "list", "-c", str(CONFIG))
+    if metrics is not None:
+        say("and in /metrics (one line of it)")
+        print(metrics_line(metrics, f'taprouter_policy_packets_total{{router="demo",policy="{POLICY}"}}'))
+    say("taprouter policy del, and demoh1 pings demoh3 again")
+    failures += taprouter(env, "policy", "del", "-c", str(CONFIG), "--router", "demo", "--name", POLICY).returncode != 0
+    failures += ping("demoh1", "10.0.3.2", 3).returncode != 0
+    return failures
 
 
 def main() -> int:
     oneshot = os.environ.get("DEMO_ONESHOT") == "1"
+    config = configuration.load(CONFIG)
     env = dict(os.environ, TAPROUTER_RUN_DIR=str(RUN_DIR))
     lab = Lab("demo", 6653, dpid=0xD1)
     daemon = None
@@ -62,6 +136,7 @@ def main() -> int:
         say("building the lab: OVS bridge demobr (userspace datapath) and three hosts")
         subprocess.run([TAPROUTER, "down", "-c", str(CONFIG)], env=env, capture_output=True)
         lab.down()  # whatever a crashed earlier run left
+        forget_policies(config)
         lab.up()
         hosts = [lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", f"2001:db8:{n}::2/64",
                               f"10.0.{n}.1", f"2001:db8:{n}::1") for n in (1, 2, 3)]
@@ -97,7 +172,7 @@ def main() -> int:
                                    target], text=True, capture_output=True)
             print("\n".join(proc.stdout.strip().splitlines()[-2:]))
             failures += proc.returncode != 0
-        counters_before = relay_counters()
+        counters_before = relay_counters(config.control.socket)
         for src, dst in ((hosts[0], hosts[1]), (hosts[0], hosts[2]), (hosts[1], hosts[2])):
             for target in (str(dst.ipv4.ip), str(dst.ipv6.ip)):
                 say(f"{src.name} pings {dst.name} at {target} across subnets, through the router")
@@ -105,14 +180,14 @@ def main() -> int:
                                        "-W", "2", target], text=True, capture_output=True)
                 print("\n".join(proc.stdout.strip().splitlines()[-2:]))
                 failures += proc.returncode != 0
-        time.sleep(1.2)  # the daemon refreshes its status file every second
-        punted = relay_counters().get("to_tap", 0) - counters_before.get("to_tap", 0)
+        punted = relay_counters(config.control.socket).get("to_tap", 0) - counters_before.get("to_tap", 0)
         say("transit traffic is switched, not punted: the FIB flows and their packet counters")
         print(sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", lab.bridge, f"table={int(Table.FIB4)}").strip())
         print(sh("ovs-ofctl", "-O", "OpenFlow13", "dump-flows", lab.bridge, f"table={int(Table.FIB6)}").strip())
         print(f"\n  120 transit echo requests and their 120 replies cost {punted} PacketIns in all "
               "(ARP/ND and the packets sent before a neighbour was resolved); the rest never left "
               "the switch.")
+        failures += policy_scene(env, config.metrics.listen)
         say("taprouter status")
         print(subprocess.run([TAPROUTER, "status", "-c", str(CONFIG)], env=env, text=True,
                              capture_output=True).stdout)
@@ -129,6 +204,7 @@ def main() -> int:
         else:
             say("the lab stays up. Try: ip netns exec demoh1 ping 10.30.0.1 | "
                 f"TAPROUTER_RUN_DIR={RUN_DIR} .venv/bin/taprouter status -c {CONFIG.relative_to(ROOT)} | "
+                f".venv/bin/taprouter policy list -c {CONFIG.relative_to(ROOT)} | "
                 f"ip netns exec demo-r birdc -s {RUN_DIR / 'demo' / 'bird.ctl'} show protocols | "
                 "Ctrl-C tears it all down")
             stop = threading.Event()
@@ -149,6 +225,11 @@ def main() -> int:
             peer.wait(10)
         subprocess.run([TAPROUTER, "down", "-c", str(CONFIG)], env=env)
         lab.down()
+        forget_policies(config)
+        try:
+            RUN_DIR.rmdir()
+        except OSError:
+            pass  # something else lives there: left alone
     return 1 if failures else 0
 
 

@@ -225,6 +225,23 @@ def test_attach_is_per_datapath_and_detach_drops(h):
     assert h.relay.counters.to_switch == 2
 
 
+def test_each_datapath_counts_its_own_frames(h):
+    """Routers share the relay; a router's status shows its own switch's frames, not every one's."""
+    a, b = h.tap(1, 5), h.tap(2, 5)
+    h.relay.attach(1, Recorder())
+    assert h.relay.to_tap(SwitchPort(1, 5), frame(60)) and h.relay.to_tap(SwitchPort(1, 5), frame(60))
+    assert h.relay.to_tap(SwitchPort(2, 5), frame(60))
+    assert not h.relay.to_tap(SwitchPort(2, 9), frame(60))
+    a.send(frame(60))
+    b.send(frame(60))  # no sender attached for datapath 2
+    assert wait_until(lambda: h.relay.counters.to_switch == 1 and h.relay.counters.send_dropped == 1)
+    zero = dict.fromkeys(("runt", "oversize", "unknown_port", "write_errors", "send_dropped"), 0)
+    assert h.relay.counters_of(1) == {**zero, "to_tap": 2, "to_switch": 1}
+    assert h.relay.counters_of(2) == {**zero, "to_tap": 1, "to_switch": 0, "unknown_port": 1, "send_dropped": 1}
+    assert h.relay.counters_of(3) == {**zero, "to_tap": 0, "to_switch": 0}
+    assert set(h.relay.counters_of(1)) == set(Counters().as_dict())
+
+
 def test_a_tap_added_while_its_switch_is_attached_sends_at_once(h):
     """A port the switch reports after it connected (added to the bridge at run time) gets its
     TAP then: the kernel's frames from it go to the switch like the others', not dropped until

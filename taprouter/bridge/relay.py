@@ -19,6 +19,7 @@ ETH_HEADER = 14
 MIN_FRAME = ETH_HEADER  # anything shorter cannot be Ethernet
 READ_SIZE = 65536
 BURST = 64  # frames read from one TAP before serving the others
+ERRORS = ("runt", "oversize", "unknown_port", "write_errors", "send_dropped")  # Counters' kinds of loss
 
 
 @dataclass
@@ -128,6 +129,14 @@ class Relay:
             for tap in self._by_fd.values():
                 if tap.port.dpid == dpid:
                     tap.send = send
+
+    def counters_of(self, dpid: int) -> dict[str, int]:
+        """One datapath's share of `counters` (the relay serves every router's switch): frames to
+        its TAPs, to it, and each kind of error. Copies first: the relay's thread writes on."""
+        packet_ins, packet_outs, errors = dict(self.packet_ins), dict(self.packet_outs), dict(self.errors)
+        return {"to_tap": sum(n for (d, _, _), n in packet_ins.items() if d == dpid),
+                "to_switch": sum(n for (d, _), n in packet_outs.items() if d == dpid),
+                **{kind: errors.get((dpid, kind), 0) for kind in ERRORS}}
 
     def to_tap(self, port: SwitchPort, frame: bytes, reason: int = OFPR_ACTION) -> bool:
         """Write a frame from a PacketIn to its TAP; bad frames are counted and dropped."""

@@ -95,3 +95,20 @@ class TapSet:
             except (tap.TapError, OSError) as exc:
                 LOG.error("router %s: port %d (%s) not set up: %s", router.name, state.number, port.tap, exc)
 
+
+    def carrier_off(self) -> list[str]:
+        """Every TAP of the router without carrier: its switch is gone (not merely reconnecting),
+        so no switch port stands behind the TAPs. The next port_ready sets carrier again."""
+        router = self.router
+        dropped = []
+        with self._lock:
+            for port in router.ports:
+                fd = self.relay.fd(SwitchPort(router.dpid, port.number))
+                if fd is None:
+                    continue
+                try:
+                    tap.set_carrier(fd, False)
+                    dropped.append(port.tap)
+                except OSError as exc:
+                    LOG.error("router %s: cannot drop carrier on %s: %s", router.name, port.tap, exc)
+        return dropped

@@ -125,7 +125,8 @@ def router_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     yield _family(CounterMetricFamily, "taprouter_relay_errors",
                   "Frames the relay between switch and TAPs could not pass on, by kind.", ["router", "kind"],
                   (([r.router, c.name], c.value) for r in routers for c in r.relay_errors))
-    yield _family(GaugeMetricFamily, "taprouter_kernel_routes", "Routes in the router's kernel table.",
+    yield _family(GaugeMetricFamily, "taprouter_kernel_routes",
+                  "Routes in the router's main table, but for link-local and multicast ones (no FIB carries them).",
                   ["router"], (([r.router], r.kernel_routes) for r in routers))
     yield _family(GaugeMetricFamily, "taprouter_fib_entries",
                   "Route flows on the switch: switched through a group, or sent to the kernel.",

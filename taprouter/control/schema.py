@@ -59,7 +59,7 @@ class PortStatus(TypedDict):
 
 
 class RouteCounts(TypedDict):
-    kernel_routes: int
+    kernel_routes: int  # the main table's, but for link-local and multicast ones (no FIB carries them)
     fib_entries: int  # route flows on the switch
     switched: int  # of those, forwarded by the switch through a group
     to_kernel: int  # of those, sent to the kernel (no usable next hop, blackholes, ...)

@@ -39,6 +39,12 @@ LOG = logging.getLogger("taprouter.core")
 BURST_GAP = 0.01  # a pass this soon after the last one is part of a burst
 BURST_GATHER = 0.002
 TICK = 1.0  # the longest the reconcile thread sleeps: sessions retry and resync on time
+# Seconds without a switch after which a router's TAPs lose carrier. A switch that reconnects
+# (an OVS restart, a flapping link, a restarted daemon) is back well within it, and its flows kept
+# forwarding meanwhile (fail-mode secure), so carrier and the kernel's neighbours stay; a switch
+# gone for longer (its bridge deleted, the box unplugged) has no ports behind the TAPs, and the
+# kernel and BIRD must see them down. (TAPROUTER_SWITCH_GONE shortens it for tests.)
+SWITCH_GONE = 30.0
 
 
 class RouterCore:
@@ -49,6 +55,7 @@ class RouterCore:
         self._stop = threading.Event()
         # A small pass limit makes a small load go in slices (tests).
         pass_routes = int(os.environ.get("TAPROUTER_PASS_ROUTES", PASS_ROUTES))
+        self.switch_gone = float(os.environ.get("TAPROUTER_SWITCH_GONE", SWITCH_GONE))
         self.routers: dict[int, Router] = {r.dpid: Router(r, self.relay, self._kick.set, pass_routes)
                                            for r in config.routers}
         self._current: dict[int, object] = {}  # dpid -> its live connection (os-ken's Datapath)
@@ -93,6 +100,7 @@ class RouterCore:
             self._current[dp.id] = dp
             router.connections += 1
             router.connected_since = time.time()
+            router.gone_since = None
         router.hand_over(Connected(dp))
 
     def switch_described(self, dp, ports: list[PortState]) -> None:
@@ -176,6 +184,7 @@ class RouterCore:
                 return False
             del self._current[dp.id]
             router.connected_since = None
+            router.gone_since = time.monotonic()
         self.relay.attach(dp.id, None)
         router.session.in_flight.reset()  # nothing it was sent will be answered: stop waiting now
         router.hand_over(Disconnected(dp))
@@ -204,6 +213,7 @@ class RouterCore:
         more = False
         for router in self.routers.values():
             now = time.monotonic()
+            self._carrier_off_if_gone(router, now)
             try:
                 with gctune.paused():
                     more |= router.step(now)
@@ -212,6 +222,19 @@ class RouterCore:
                 LOG.exception("router %s: reconcile failed; re-reading the switch", router.name)
                 router.session.resync(now)
         return more
+
+    def _carrier_off_if_gone(self, router: Router, now: float) -> None:
+        """Drop the TAPs' carrier once the router's switch has been gone SWITCH_GONE seconds. Under
+        the lock, so a switch connecting meanwhile sets carrier after this (switch_described)."""
+        with self._lock:
+            gone = router.gone_since
+            if gone is None or now - gone < self.switch_gone or router.config.dpid in self._current:
+                return
+            router.gone_since = None  # once per absence
+            dropped = router.taps.carrier_off()
+        if dropped:
+            LOG.warning("router %s: no switch for %.0f s; its TAPs lose carrier until it connects: %s",
+                        router.name, now - gone, ", ".join(dropped))
 
     def _sleep(self) -> float:
         """Until the earliest session deadline (a resync, a retry), and TICK at most."""
@@ -226,7 +249,6 @@ class RouterCore:
             self._write_status()
 
     def _write_status(self) -> None:
-        relay = self.relay.counters.as_dict()
         for router in self.routers.values():
-            status_file.write(router.name, {**router.status, "relay": relay})
+            status_file.write(router.name, {**router.status, "relay": self.relay.counters_of(router.config.dpid)})
 

@@ -20,6 +20,7 @@ from ..routing.model import KernelState, NeighbourKey
 from .openflow.flows import Output, SetField
 from .openflow.groups import GroupSpec
 from .openflow.pipeline import FIB_PRIORITY_BASE, Table
+from .planner.fib import HopSet
 
 IP_TIMEOUT = 5.0
 
@@ -40,9 +41,11 @@ def longest_match(table: Mapping[int, object], address: ipaddress.IPv4Address | 
 
 def switch_entry(targets: Mapping[int, object], groups: Mapping[int, GroupSpec | None],
                  address: ipaddress.IPv4Address | ipaddress.IPv6Address, tap_of_port: Mapping[int, str],
-                 state: KernelState) -> dict:
+                 state: KernelState, hopsets: Mapping[int, HopSet] | None = None) -> dict:
     """schema.SwitchEntry: the FIB flow the address hits and its target. A target that is not a
-    group (the kernel, an entry being replaced, a hop set with no usable member) sends to the kernel."""
+    group (the kernel, an entry being replaced, a hop set with no usable member) sends to the kernel.
+    `hopsets` (group id -> the hop set it serves) names each bucket's gateway exactly: a host's
+    link-local and global addresses share its MAC, and only the hop set says which one a route uses."""
     table = int(Table.FIB6 if address.version == 6 else Table.FIB4)
     hit = longest_match(targets, address)
     if hit is None:
@@ -54,7 +57,7 @@ def switch_entry(targets: Mapping[int, object], groups: Mapping[int, GroupSpec |
     spec = groups.get(target) if type(target) is int and target > 0 else None
     if spec is None:
         return entry
-    gateways = _gateways(state, tap_of_port, address.version)
+    gateways = _gateways(state, tap_of_port, address.version, (hopsets or {}).get(target))
     hops = []
     for bucket in spec.buckets:
         port = next((a.port for a in bucket.actions if isinstance(a, Output)), None)
@@ -65,12 +68,16 @@ def switch_entry(targets: Mapping[int, object], groups: Mapping[int, GroupSpec |
     return {**entry, "target": "group", "group": target, "group_type": spec.type.value, "next_hops": hops}
 
 
-def _gateways(state: KernelState, tap_of_port: Mapping[int, str], version: int) -> dict[tuple[str, str], str]:
-    """(TAP, MAC) -> the neighbour's address, to name a group bucket's next hop."""
+def _gateways(state: KernelState, tap_of_port: Mapping[int, str], version: int,
+              hopset: HopSet | None) -> dict[tuple[str, str], str]:
+    """(TAP, MAC) -> the neighbour's address, to name a group bucket's next hop: the hop set's
+    members when it is known, else any neighbour of the family with that MAC on that TAP."""
     names = {link.index: link.name for link in state.links.values() if link.name in set(tap_of_port.values())}
+    keys = [key for key, _ in hopset] if hopset else [key for key in state.neighbours if key.ip.version == version]
     found = {}
-    for key, neighbour in state.neighbours.items():
-        if key.ifindex in names and neighbour.mac is not None and key.ip.version == version:
+    for key in keys:
+        neighbour = state.neighbours.get(key)
+        if key.ifindex in names and neighbour is not None and neighbour.mac is not None:
             found.setdefault((names[key.ifindex], int_to_mac(neighbour.mac)), str(key.ip))
     return found
 
@@ -88,18 +95,26 @@ def kernel_routes(netns: str, address: ipaddress.IPv4Address | ipaddress.IPv6Add
 def kernel_entry(routes: list[dict], address: ipaddress.IPv4Address | ipaddress.IPv6Address,
                  port_of_tap: Mapping[str, int], state: KernelState) -> dict:
     """schema.KernelEntry: of the routes holding the address, the one the kernel picks (the longest
-    prefix, then the lowest metric), with its next hops' MACs from the kernel's neighbours."""
+    prefix, then the lowest metric), with its next hops' MACs from the kernel's neighbours. Next hops
+    flagged linkdown (or dead) are left out, and a route with none left is passed over, as the
+    router's kernel does (kernel.py sets ignore_routes_with_linkdown)."""
     def network(route: dict):
         dst = route.get("dst", "default")
         return ipaddress.ip_network("::/0" if dst == "default" and address.version == 6 else
                                     "0.0.0.0/0" if dst == "default" else dst, strict=False)
 
-    if not routes:
+    def usable(route: dict) -> tuple[list[dict], bool]:
+        hops = route.get("nexthops") or ([route] if "dev" in route else [])
+        left = [h for h in hops if not {"linkdown", "dead"} & set(h.get("flags") or ())]
+        return left, bool(left) or not hops
+
+    candidates = [(route, hops) for route in routes for hops, ok in [usable(route)] if ok]
+    if not candidates:
         return {"prefix": None, "type": None, "protocol": None, "next_hops": []}
-    best = min(routes, key=lambda r: (-network(r).prefixlen, r.get("metric", 0)))
+    best, best_hops = min(candidates, key=lambda c: (-network(c[0]).prefixlen, c[0].get("metric", 0)))
     index_of = {link.name: link.index for link in state.links.values()}
     hops = []
-    for hop in best.get("nexthops") or ([best] if "dev" in best else []):
+    for hop in best_hops:
         tap, via = hop.get("dev"), hop.get("gateway")
         target = ipaddress.ip_address(via) if via else address
         neighbour = state.neighbours.get(NeighbourKey(index_of.get(tap, -1), target)) if tap else None

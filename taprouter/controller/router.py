@@ -92,6 +92,9 @@ class Router:
         # reconcile thread publishes the last pass and the histogram of their durations.
         self.connections = 0
         self.connected_since: float | None = None  # wall clock
+        # Since when no switch is connected (monotonic; none yet at start), until core.py drops the
+        # TAPs' carrier for it; None while one is connected or once carrier is dropped.
+        self.gone_since: float | None = time.monotonic()
         self.punt_drops: dict[int, int] = {}  # meter id -> packets its bands dropped
         self.last_pass: dict | None = None
         self.passes = Histogram()
@@ -190,7 +193,7 @@ class Router:
         self._planned = True
         self.resolver.request(plan.unresolved, state.links)
         self._log(plan, started, planned, written)
-        self.status = self._status()
+        self.status = self._status(recount=bool(plan))
         if plan.policy_states is not None:
             self._policy_states = plan.policy_states
         if now - self._counted_at >= COUNT_INTERVAL:
@@ -291,11 +294,13 @@ class Router:
                      counts["add"], counts["modify"], counts["delete"], counts["groups"],
                      (planned - started) * 1000, (written - planned) * 1000)
 
-    def _status(self) -> dict:
-        """What `taprouter status` shows of the switch, as of now (the reconcile thread's view)."""
+    def _status(self, recount: bool = False) -> dict:
+        """What `taprouter status` shows of the switch, as of now (the reconcile thread's view).
+        `recount`: a pass changed the FIB, so its counts are recounted now rather than within
+        OFFLOAD_RECOUNT (a count is a sum over the hop sets, cheap beside the pass)."""
         session, dp = self.session, self.session.dp
         now = time.monotonic()
-        if self._planned and (not self._offload or now - self._counted > OFFLOAD_RECOUNT):
+        if self._planned and (recount or not self._offload or now - self._counted > OFFLOAD_RECOUNT):
             self._offload = self.planner.offload(len(self.mirror.routes))
             self._counted = now
         return {

@@ -8,7 +8,8 @@ counters) or from the kernel and BIRD asked afresh, never by waiting on the reco
   status, so a deleted bridge or TAP shows as it is, not as it was;
 - kernel route counts are the mirror's, live; FIB counts are the planner's, recounted at least
   once a second by the reconcile thread;
-- BIRD is asked at most once per BIRD_CACHE seconds, whoever asks (status, /metrics).
+- BIRD is asked afresh for each status (it is what an operator or a script just changed), and
+  at most once per BIRD_CACHE seconds for /metrics, however many scrapers ask.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 
 from .. import netns
 from ..bridge import tap
+from ..bridge.relay import ERRORS as RELAY_ERRORS
 from ..control.metrics import BirdProtocolState, Count, MetricsSnapshot, PacketCount, PolicyFigures, RouterFigures
 from ..control.server import UnknownRouter
 from ..policy.model import State, Status
@@ -39,7 +41,6 @@ BIRD_CACHE = 1.0  # seconds a BIRD answer is reused
 METER_NAMES = {pipeline.SLOW_PATH_METER: "slow_path", pipeline.PUNT_METER: "punt",
                pipeline.RESOLVE_METER: "resolve"}
 PACKET_IN_REASONS = {0: "no_match", 1: "action", 2: "invalid_ttl"}  # OpenFlow 1.3's OFPR_*
-RELAY_ERRORS = ("runt", "oversize", "unknown_port", "write_errors", "send_dropped")
 
 
 class DaemonState:
@@ -83,9 +84,9 @@ class DaemonState:
                 "kernel_routes": len(router.mirror.routes), "fib_entries": offload["fib_entries"],
                 "switched": offload["switched"], "to_kernel": offload["to_kernel"],
                 "unresolved_next_hops": offload["unresolved_next_hops"]},
-            "bird": self._bird_status(router),
+            "bird": self._bird_status(router, fresh=True),
             "last_pass": router.last_pass,
-            "relay": self.core.relay.counters.as_dict(),
+            "relay": self.core.relay.counters_of(router.config.dpid),
         }
 
     def _ports(self, router: Router, present: bool, switch_ports: dict | None) -> list[dict]:
@@ -109,14 +110,15 @@ class DaemonState:
             })
         return out
 
-    def _bird_status(self, router: Router) -> dict | None:
+    def _bird_status(self, router: Router, fresh: bool = False) -> dict | None:
+        """BIRD's answer; unless `fresh`, one at most BIRD_CACHE old (what scrapes ask for)."""
         bird = router.config.bird
         if bird is None:
             return None
         now = time.monotonic()
         with self._bird_lock:
             cached = self._bird.get(router.name)
-            if cached is not None and now - cached[0] < BIRD_CACHE:
+            if not fresh and cached is not None and now - cached[0] < BIRD_CACHE:
                 return cached[1]
         answer = describe(bird.config, BirdPaths.under(paths.router_dir(router.name)))
         with self._bird_lock:
@@ -160,7 +162,8 @@ class DaemonState:
         tap_of_port = {p.number: p.tap for p in r.config.ports}
         port_of_tap = {p.tap: p.number for p in r.config.ports}
         fib = r.planner.fib
-        switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state)
+        hopsets = {gid: shards.hopset for gid, shards in list(fib.books.owner.items())}
+        switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state, hopsets)
         kernel = lookup.kernel_entry(lookup.kernel_routes(r.config.netns, addr), addr, port_of_tap, state)
         return {"router": r.name, "address": str(addr), "switch": switch, "kernel": kernel,
                 "agree": lookup.agree(switch, kernel)}

@@ -118,6 +118,10 @@ class PolicySource:
             try:
                 if request:
                     self._answer(store, request)
+                    # The writer was told the switch has it: `policy list` must say so now, not
+                    # up to WRITE_EVERY later.
+                    self._write(store)
+                    last_write = time.monotonic()
                 now = time.monotonic()
                 # Reading every policy again costs a quarter of a second at 10,000 of them, and
                 # each writer's own change moves the generation too: so it is checked when no
