@@ -74,6 +74,9 @@ class Router:
         self._ticket = self._policies_ticket = self._applied_ticket = 0
         self._ticket_of: dict[int, int] = {}  # barrier xid -> the policies' ticket it carries
         self.policies: tuple[Policy, ...] = ()  # this router's, from the store
+        # Until the store has been read, the policy table is left as the switch holds it: planned
+        # with no policies, a restart whose store answers late would delete them all.
+        self._policies_read = False
         self.expired: dict[int, float] = {}  # policy id -> when its timeout fired (wall clock)
         self.counters: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes on the switch
         self.policy_report = PolicyReport({}, {}, {})
@@ -155,7 +158,8 @@ class Router:
         state = mirror.snapshot()
         kernel_view = KernelView(mirror.take_changes(), mirror.routes, mirror.items, state)
         ticket = self._policies_ticket
-        policies = [p for p in self.policies if p.enabled and p.id not in self.expired]
+        policies = [p for p in self.policies if p.enabled and p.id not in self.expired] \
+            if self._policies_read else None
         plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
         planned = time.monotonic()
         if plan:
@@ -216,6 +220,7 @@ class Router:
             self._expiry.extend(("expired", pid, when) for pid, when in (expired or {}).items())
             self._expiry.extend(("reenabled", pid, 0.0) for pid in reenabled)
             self.policies = policies
+            self._policies_read = True
             self._policies_ticket = ticket
         self._wake()
         return ticket

@@ -25,7 +25,7 @@ from .backlog import PASS_ROUTES, Backlog
 from .diff import diff
 from .fib import PortBinding
 from .fibstate import FibState
-from .policies import PolicyTable
+from .policies import PolicyChanges, PolicyTable
 
 FIB_TABLES = (Table.FIB4, Table.FIB6)
 _PREFIX = itemgetter(1)  # of a RouteOp
@@ -119,9 +119,11 @@ class Planner:
         self._meters: dict[int, MeterSpec | None] = {}
         self.policy_table = PolicyTable()
 
-    def plan(self, kernel: KernelView, switch: SwitchView, now: float, policies: Sequence[Policy] = ()) -> Pass:
+    def plan(self, kernel: KernelView, switch: SwitchView, now: float,
+             policies: Sequence[Policy] | None = ()) -> Pass:
         """Bring the switch to the kernel and to `policies` (the enabled, unexpired ones, each with its
-        store id): returns what to send. Call with a read-back first after every (re)connection;
+        store id; None while the store has not been read: the policy table stays as the switch holds
+        it): returns what to send. Call with a read-back first after every (re)connection;
         then every pass's operations must reach the switch before the next pass is planned, or the
         switch be read back again. `now` (monotonic seconds) is not needed yet: policies' timeouts
         run on the switch."""
@@ -143,10 +145,13 @@ class Planner:
             want = baseflows.build(views)
             early, late = _split(diff(want, self._base))
             self._base, self._base_for = want, views
-        everything = adopted or bindings != self._bound
-        self._bound = bindings
         table = self.policy_table
-        policy = table.sync(policies, bindings, kernel.state, everything, taken.other)
+        if policies is None:
+            policy = PolicyChanges([], [], [], [], [])
+        else:
+            everything = adopted or bindings != self._bound
+            self._bound = bindings
+            policy = table.sync(policies, bindings, kernel.state, everything, taken.other)
         policy_early, policy_late = _split(policy.flows)
         adds, modifies, _ = changes.counts
         routes = changes.routes
