@@ -27,10 +27,11 @@ def test_a_hard_timeout_expires_a_policy_until_it_is_enabled_again(policy_lab):
     assert added + 1.5 <= when <= time.time(), f"expired at {item['expired_at']}, added at {added}"
     assert abs(expired_at(lab.served()["brief"]) - when) < 1, lab.served()["brief"]
 
-    # Not put back: not by the pass another policy's change causes, nor by the daemon's own
-    # re-reads (the generation is looked at at least every 4 s).
+    # Not put back: not by the pass another policy's change causes, nor by the re-read of every
+    # policy that follows when the daemon sees the store's generation moved.
+    offset = len(lab.log_text())
     lab.add("other", "--dst", "10.0.3.0/24", "--proto", "tcp", "--action", "drop")
-    time.sleep(4.5)
+    lab.wait_log(r"policies: 2 read from the store", timeout=10, since=offset)
     assert lab.policy_flows(pid) == [], lab.explain()
     assert lab.listed()["brief"]["state"] == lab.served()["brief"]["state"] == "expired"
     lab.assert_ping(h1, "10.0.2.2", count=2)
