@@ -459,3 +459,29 @@ def pytest_runtest_makereport(item, call):
         if report.when != "teardown":
             report.sections.append((f"flows on {lab.bridge}", lab.dump_flows()))
     return report
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL cluster for the session (tests/pgcluster.py); each lab makes its
+    own database in it."""
+    if str(REPO / "tests") not in sys.path:
+        sys.path.append(str(REPO / "tests"))  # pgcluster.py, shared with the unit tests
+    from pgcluster import Cluster
+
+    cluster = Cluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def policy_lab(request, tmp_path, ovs):
+    """A running lab whose policies live in SQLite, or with `request.param` "postgresql" in a
+    database of the session's cluster (policylab.both_backends parametrizes it)."""
+    from policylab import PolicyLab
+
+    backend = getattr(request, "param", "sqlite")
+    cluster = request.getfixturevalue("pg_cluster") if backend == "postgresql" else None
+    yield from running_lab(request, PolicyLab(tmp_path, backend, cluster), "policy_lab")

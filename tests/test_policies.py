@@ -169,6 +169,24 @@ def test_a_reconnection_reads_policies_back_and_changes_nothing():
     assert sw.send("10.9.8.8") == (P3.number, MAC3)
 
 
+def test_a_restart_before_the_store_is_read_leaves_the_policy_table_alone():
+    """A daemon whose store has not answered yet knows no policies, which is not the same as
+    knowing there are none: the switch keeps its policies, and once read they change nothing."""
+    policies = [policy("drop-net", 1, dst="10.9.0.0/16", action="drop", priority=10),
+                policy("cap", 2, dst="10.9.7.0/24", action="police", rate="100pps", priority=30),
+                policy("pbr", 3, src="10.0.4.0/24", dst="10.9.8.0/24", action="forward", via=GW3, priority=40)]
+    k = kernel()
+    sw = Switch()
+    sw.sync(k, policies=policies)
+    waiting = sw.sync(k, adopt=True, policies=None)
+    assert waiting.ops == [] and not sw.last.meter_deletes and not sw.last.group_deletes
+    assert sw.table.process(packet("10.9.1.1")).dropped
+    read = sw.sync(k, policies=policies)
+    assert read.ops == [] and not sw.last.meters and not sw.last.meter_deletes
+    assert sw.send("10.9.8.8") == (P3.number, MAC3)
+    assert sw.sync(k, policies=[]).ops  # an empty store, read, is different: they go
+
+
 def test_changing_one_policy_touches_its_flows_only():
     many = [policy(f"p{i}", i, dst=f"10.9.{i}.0/24", action="drop") for i in range(1, 40)]
     k = kernel()

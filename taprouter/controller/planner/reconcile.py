@@ -122,7 +122,8 @@ class Planner:
     def plan(self, kernel: KernelView, switch: SwitchView, now: float, policies: Sequence[Policy] | None = ()
              ) -> Pass:
         """Bring the switch to the kernel and to `policies` (the enabled, unexpired ones, each with its
-        store id; None: not known yet, the policy table left as it is): returns what to send. Call with a read-back first after every (re)connection;
+        store id; None while the store has not been read: the policy table stays as the switch holds
+        it): returns what to send. Call with a read-back first after every (re)connection;
         then every pass's operations must reach the switch before the next pass is planned, or the
         switch be read back again. `now` (monotonic seconds) is not needed yet: policies' timeouts
         run on the switch."""
