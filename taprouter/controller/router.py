@@ -75,6 +75,11 @@ class Router:
         self._ticket_of: dict[int, int] = {}  # barrier xid -> the policies' ticket it carries
         self.policies: tuple[Policy, ...] = ()  # this router's, from the store
         self.expired: dict[int, float] = {}  # policy id -> when its timeout fired (wall clock)
+        self._expiries = 0  # changes to `expired` so far: what was derived from it is stale when this moved
+        # What the last pass planned with, and what the last report was made of: with 10,000
+        # policies, each costs milliseconds to build again, and most passes change neither.
+        self._active: tuple[tuple, int, list[Policy]] = ((), 0, [])
+        self._reported: tuple = ()
         self.counters: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes on the switch
         self.policy_report = PolicyReport({}, {}, {})
         self._policy_states: dict[int, tuple[State, str]] = {}
@@ -130,6 +135,7 @@ class Router:
                 self.expired[pid] = when
             else:
                 self.expired.pop(pid, None)
+            self._expiries += 1
         while events:
             event = events.popleft()
             if isinstance(event, (FlowRemoved, Counted)):
@@ -155,7 +161,7 @@ class Router:
         state = mirror.snapshot()
         kernel_view = KernelView(mirror.take_changes(), mirror.routes, mirror.items, state)
         ticket = self._policies_ticket
-        policies = [p for p in self.policies if p.enabled and p.id not in self.expired]
+        policies = self._active_policies()
         plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
         planned = time.monotonic()
         if plan:
@@ -188,11 +194,25 @@ class Router:
         pid = event.cookie & 0xFFFFFFFF
         if pid not in self.expired and event.reason in (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT):
             self.expired[pid] = time.time()
+            self._expiries += 1
             LOG.info("router %s: policy %d expired (%s timeout); its other flows go", self.name, pid,
                      "idle" if event.reason == ofp.OFPRR_IDLE_TIMEOUT else "hard")
 
+    def _active_policies(self) -> list[Policy]:
+        """The enabled, unexpired policies; the same list while neither changed (the planner then
+        looks at none of them)."""
+        policies, expiries, active = self._active
+        if policies is not self.policies or expiries != self._expiries:
+            active = [p for p in self.policies if p.enabled and p.id not in self.expired]
+            self._active = (self.policies, self._expiries, active)
+        return active
+
     def _report(self) -> None:
         synced = self.session.synced
+        made_of = (self.policies, self._policy_states, self.counters, self._expiries, synced)
+        if made_of == self._reported:  # element by element, identity first: cheap when nothing changed
+            return
+        self._reported = made_of
         states = {}
         for p in self.policies:
             if not p.enabled:
