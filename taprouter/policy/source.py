@@ -64,6 +64,7 @@ class PolicySource:
         self._offsets: dict[int, tuple[int, int]] = {}  # policy id -> what its total adds to the switch's
         self._last_seen: dict[int, tuple[int, int]] = {}  # policy id -> the switch's count last time
         self._written: dict[int, Status] = {}
+        self._reports: dict[str, object] = {}  # router -> the report last written from
         self.totals: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes (replaced whole)
         self.error: str | None = None  # why the store cannot be read, while it cannot
         self._ready = threading.Event()
@@ -152,7 +153,9 @@ class PolicySource:
                 self._offsets.update((pid, (s.packets, s.bytes)) for pid, s in statuses.items() if pid in mine)
                 self._written.update((pid, s) for pid, s in statuses.items() if pid in mine)
                 router.set_policies(tuple(mine.values()), expired=expired)
-            else:
+            elif not _same(mine, self._policies[name]) or router.policy_report.expired:
+                # Rows read again unchanged are the same objects (the store keeps them), so a
+                # reload that found only what the writers' notifications brought hands nothing over.
                 self._hand_over(store, name, mine)
             self._policies[name] = mine
         LOG.info("policies: %d read from the store (generation %s)", len(everything), generation)
@@ -170,15 +173,13 @@ class PolicySource:
         return router.set_policies(tuple(mine.values()), reenabled=reenabled)
 
     def _answer(self, store, request: Changed) -> None:
-        mine = dict(self._policies[request.router])
         if request.names is None:
             mine = {p.id: p for p in store.policies(request.router)}
         else:
-            for policy_id in [pid for pid, p in mine.items() if p.name in request.names]:
-                del mine[policy_id]
-            for policy in store.policies(request.router):
-                if policy.name in request.names:
-                    mine[policy.id] = policy
+            # Only the named rows are read: a change costs its own policies, not the router's 10,000.
+            names = set(request.names)
+            mine = {pid: p for pid, p in self._policies[request.router].items() if p.name not in names}
+            mine.update((p.id, p) for p in store.named(request.router, names))
         self._policies[request.router] = mine
         ticket = self._hand_over(store, request.router, mine)
         applied = self.routers[request.router].wait_applied(ticket, APPLY_WAIT)
@@ -186,24 +187,32 @@ class PolicySource:
         request.done.set()
 
     def _write(self, store) -> None:
-        """States, expiry and counters as the routers report them: what changed since the last write."""
+        """States, expiry and counters as the routers report them: what changed since the last write.
+        Every policy is looked at, so an unchanged one costs a comparison, not a Status."""
         statuses = []
         totals = dict(self.totals)
         for name, router in self.routers.items():
             report = router.policy_report
+            if report is self._reports.get(name):
+                continue  # the router has published nothing since
+            self._reports[name] = report
+            written, counters, expired = self._written, report.counters, report.expired
             for pid, (state, error) in report.states.items():
-                packets, octets = self._total(pid, report.counters.get(pid))
-                totals[pid] = (packets, octets)
-                old = self._written.get(pid)
-                expired_at = report.expired.get(pid)
+                packets, octets = totals[pid] = self._total(pid, counters.get(pid))
+                old = written.get(pid)
+                expired_at = expired.get(pid)
+                expired_when = datetime.fromtimestamp(expired_at, timezone.utc) if expired_at else None
+                if (old is not None and old.state is state and old.error == error and old.packets == packets
+                        and old.bytes == octets and old.expired_at == expired_when
+                        and (old.installed_at is not None or state is not State.INSTALLED)):
+                    continue
                 status = Status(pid, state, error,
                                 installed_at=(old.installed_at if old and old.installed_at else
                                               datetime.now(timezone.utc) if state is State.INSTALLED else None),
-                                expired_at=datetime.fromtimestamp(expired_at, timezone.utc) if expired_at else None,
-                                packets=packets, bytes=octets)
+                                expired_at=expired_when, packets=packets, bytes=octets)
                 if old != status:
                     statuses.append(status)
-                    self._written[pid] = status
+                    written[pid] = status
         self.totals = totals
         if statuses:
             store.write_statuses(statuses)
@@ -224,3 +233,8 @@ class PolicySource:
         self._offsets[pid] = offset
         self._last_seen[pid] = switch
         return offset[0] + switch[0], offset[1] + switch[1]
+
+
+def _same(a: Mapping[int, Policy], b: Mapping[int, Policy]) -> bool:
+    """The same policies, object for object."""
+    return a.keys() == b.keys() and all(policy is b[pid] for pid, policy in a.items())

@@ -1,0 +1,131 @@
+"""The daemon's thread on the policy store (policy/source.py), on both backends: a notification
+re-reads the policies it names and hands the router the rest as they were; a reload on a moved
+generation hands over only what the notifications did not bring (a plain-SQL change)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connections
+
+from policyhelp import open_store
+from taprouter.controller.router import PolicyReport
+from taprouter.policy import source as source_module
+from taprouter.policy.model import parse
+from taprouter.policy.source import PolicySource
+
+
+class Router:
+    """Stands in for controller/router.py's Router: takes the policies, says the switch has them."""
+
+    name = "r1"
+
+    def __init__(self) -> None:
+        self.policy_report = PolicyReport({}, {}, {})
+        self.handed: list[tuple] = []
+        self.lock = threading.Lock()
+
+    def set_policies(self, policies, reenabled=(), expired=None) -> int:
+        with self.lock:
+            self.handed.append(tuple(policies))
+            return len(self.handed)
+
+    def wait_applied(self, ticket: int, timeout: float) -> bool:
+        return True
+
+    def last(self) -> dict:
+        with self.lock:
+            return {p.name: p for p in self.handed[-1]}
+
+
+@pytest.fixture
+def running(tmp_path, database_url, monkeypatch):
+    """A store with three policies, and a source on it whose generation checks come every 0.2 s."""
+    monkeypatch.setattr(source_module, "GENERATION_POLL", 0.2)
+    monkeypatch.setattr(source_module, "GENERATION_MAX", 0.2)
+    writer = open_store(tmp_path, database_url)
+    for i in range(3):
+        writer.add(parse("r1", f"p{i}", {"action": "drop", "dst": f"10.9.{i}.0/24"}))
+    router = Router()
+    src = PolicySource(lambda: open_store(tmp_path, database_url, user="daemon"), {"r1": router})
+    src.start()
+    wait(lambda: router.handed, "the first read")
+    try:
+        yield writer, router, src
+    finally:
+        src.stop()
+
+
+def wait(predicate, what: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.02)
+    return value
+
+
+def test_a_notification_reads_the_named_policies_and_hands_the_others_over_as_they_were(running):
+    writer, router, src = running
+    before = router.last()
+    writer.update("r1", "p1", {"priority": 7})
+    writer.delete("r1", "p2")
+    writer.add(parse("r1", "p3", {"action": "drop", "dst": "10.9.3.0/24"}))
+    answer = src.changed("r1", ["p1", "p2", "p3"])
+    assert answer["applied"] and answer["policies"] == 3
+    after = router.last()
+    assert sorted(after) == ["p0", "p1", "p3"] and after["p1"].priority == 7
+    assert after["p0"] is before["p0"]  # not read again: the planner tells it unchanged by identity
+
+
+def test_a_reload_hands_over_nothing_the_notifications_brought(running, caplog):
+    writer, router, src = running
+    caplog.set_level("INFO", logger="taprouter.policy")
+    writer.update("r1", "p1", {"priority": 7})
+    src.changed("r1", ["p1"])
+    handed = len(router.handed)
+    # The write moved the generation: the next check reads every row again, and finds nothing the
+    # notification had not brought.
+    seen = f"(generation {writer.generation()})"
+    wait(lambda: any(seen in r.getMessage() for r in caplog.records), "a reload at the new generation")
+    assert len(router.handed) == handed
+
+
+def test_a_plain_sql_change_is_handed_over_by_the_next_generation_check(running):
+    writer, router, src = running
+    before = router.last()
+    with connections[writer.alias].cursor() as cursor:
+        cursor.execute("UPDATE taprouter_policy SET priority = 9 WHERE name = 'p0'")
+    after = wait(lambda: (last := router.last())["p0"].priority == 9 and last, "the plain-SQL change")
+    assert after["p1"] is before["p1"] and after["p2"] is before["p2"]  # the unchanged rows, not parsed again
+
+
+def test_every_name_of_an_import_in_one_notification(running, tmp_path):
+    writer, router, src = running
+    names = [f"p{i}" for i in range(3)] + [f"q{i:04d}" for i in range(2000)]
+    lines = ["policies:", "  r1:"] + [f"  - {{name: {name}, action: drop, dst: 10.{100 + i // 256}.{i % 256}.0/24}}"
+                                      for i, name in enumerate(names)]
+    (tmp_path / "import.yaml").write_text("\n".join(lines) + "\n")
+    difference = writer.import_file(tmp_path / "import.yaml")
+    answer = src.changed("r1", difference.names()["r1"])
+    assert answer["applied"] and answer["policies"] == 2003
+    assert sorted(router.last()) == sorted(names)
+
+
+def test_states_and_counters_are_written_back_as_they_change(running, monkeypatch):
+    from taprouter.policy.model import State
+
+    writer, router, src = running
+    monkeypatch.setattr(source_module, "WRITE_EVERY", 0.1)
+    ids = {name: p.id for name, p in router.last().items()}
+    states = {pid: (State.INSTALLED, "") for pid in ids.values()}
+    router.policy_report = PolicyReport(states, {}, {ids["p0"]: (3, 300)})
+    wait(lambda: writer.statuses().get(ids["p0"]) and writer.statuses()[ids["p0"]].packets == 3, "the first write")
+    first = writer.statuses()[ids["p0"]]
+    assert first.state is State.INSTALLED and first.installed_at is not None
+    assert writer.statuses()[ids["p1"]].state is State.INSTALLED
+    router.policy_report = PolicyReport(dict(states), {}, {ids["p0"]: (5, 500)})  # only a counter moved
+    wait(lambda: writer.statuses()[ids["p0"]].packets == 5, "the counter")
+    assert writer.statuses()[ids["p0"]].installed_at == first.installed_at
