@@ -23,7 +23,7 @@ class Router:
     name = "r1"
 
     def __init__(self) -> None:
-        self.policy_report = PolicyReport({}, {}, {})
+        self.policy_report = PolicyReport.given({})
         self.handed: list[tuple] = []
         self.lock = threading.Lock()
 
@@ -121,11 +121,11 @@ def test_states_and_counters_are_written_back_as_they_change(running, monkeypatc
     monkeypatch.setattr(source_module, "WRITE_EVERY", 0.1)
     ids = {name: p.id for name, p in router.last().items()}
     states = {pid: (State.INSTALLED, "") for pid in ids.values()}
-    router.policy_report = PolicyReport(states, {}, {ids["p0"]: (3, 300)})
+    router.policy_report = PolicyReport.given(states, {}, {ids["p0"]: (3, 300)})
     wait(lambda: writer.statuses().get(ids["p0"]) and writer.statuses()[ids["p0"]].packets == 3, "the first write")
     first = writer.statuses()[ids["p0"]]
     assert first.state is State.INSTALLED and first.installed_at is not None
     assert writer.statuses()[ids["p1"]].state is State.INSTALLED
-    router.policy_report = PolicyReport(dict(states), {}, {ids["p0"]: (5, 500)})  # only a counter moved
+    router.policy_report = PolicyReport.given(dict(states), {}, {ids["p0"]: (5, 500)})  # only a counter moved
     wait(lambda: writer.statuses()[ids["p0"]].packets == 5, "the counter")
     assert writer.statuses()[ids["p0"]].installed_at == first.installed_at

@@ -273,3 +273,21 @@ def test_policy_counters_are_polled_and_summed_over_a_policys_flows(core):
     assert router.policy_report.counters == {1: (12, 1400)}
     # A read-back's flow-stats reply is not taken for counters, nor the other way round.
     assert not router.count_xids
+
+
+def test_a_report_whose_counters_alone_changed_shares_its_states(core):
+    from taprouter.policy.model import State
+    router = core.routers[DPID]
+    sw = FakeSwitch(core, DPID, PORTS)
+    connect(core, sw)
+    router.set_policies(policies(("web", {"proto": "tcp", "dport": "80", "action": "drop"}),
+                                 ("off", {"dst": "10.8.0.0/16", "action": "drop", "enabled": "no"})))
+    run(core, sw, now=10.0)
+    before = router.policy_report
+    assert before.states == {1: (State.INSTALLED, ""), 2: (State.DISABLED, "")}
+    flows = [f for f in sw.table.snapshot() if f.cookie == pipeline.policy_cookie(1)]
+    sw.counts = {flows[0].key: (5, 500)}
+    run(core, sw, now=12.5)  # the poll after COUNT_INTERVAL
+    after = router.policy_report
+    assert after.counters == {1: (5, 500)} and after is not before
+    assert after.states_of is before.states_of

@@ -34,6 +34,7 @@ from ..routing.bird import BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..policy.model import Policy, State
 from ..routing.netlink import Watcher
+from .policyreport import PolicyReport, States
 from .planner.reconcile import KernelView, Pass, Planner, PortInput, SwitchView
 from .session.switch import Answered, Counted, FlowRemoved, SessionEvent, SwitchSession
 from .session.tls import peer
@@ -42,16 +43,6 @@ LOG = logging.getLogger("taprouter.core")
 
 OFFLOAD_RECOUNT = 1.0  # seconds between recounts of the FIB for status (a walk over the hop sets)
 COUNT_INTERVAL = 2.0  # seconds between polls of the policy table's counters
-
-
-@dataclass(frozen=True)
-class PolicyReport:
-    """Where a router's policies stand, for the store, the control socket and /metrics: per policy
-    id its state and error, when it expired (wall clock), and its switch counters."""
-
-    states: dict[int, tuple[State, str]]
-    expired: dict[int, float]
-    counters: dict[int, tuple[int, int]]
 
 
 class Router:
@@ -81,7 +72,7 @@ class Router:
         self._active: tuple[tuple, int, list[Policy]] = ((), 0, [])
         self._reported: tuple = ()
         self.counters: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes on the switch
-        self.policy_report = PolicyReport({}, {}, {})
+        self.policy_report = PolicyReport.given({})
         self._policy_states: dict[int, tuple[State, str]] = {}
         self._counted_at = 0.0
         self._wake = wake
@@ -208,22 +199,18 @@ class Router:
         return active
 
     def _report(self) -> None:
-        synced = self.session.synced
-        made_of = (self.policies, self._policy_states, self.counters, self._expiries, synced)
-        if made_of == self._reported:  # element by element, identity first: cheap when nothing changed
+        """A new report when something in it changed; its states are worked out by whoever reads them."""
+        report = self.policy_report
+        made_of = (self.policies, self._policy_states, self._expiries, self.session.synced)
+        if made_of != self._reported:  # element by element, identity first: cheap when nothing changed
+            self._reported = made_of
+            states = States(self.policies, self._policy_states, dict(self.expired), made_of[-1])
+        elif self.counters is report.counters:
             return
-        self._reported = made_of
-        states = {}
-        for p in self.policies:
-            if not p.enabled:
-                states[p.id] = (State.DISABLED, "")
-            elif p.id in self.expired:
-                states[p.id] = (State.EXPIRED, "")
-            elif synced and p.id in self._policy_states:
-                states[p.id] = self._policy_states[p.id]
-            else:
-                states[p.id] = (State.PENDING, "" if synced else "the switch is not connected")
-        self.policy_report = PolicyReport(states, dict(self.expired), dict(self.counters))
+        else:
+            states = report.states_of  # only counters came
+        # `counters` is replaced whole on each poll, never changed in place: no copy.
+        self.policy_report = PolicyReport(states, dict(self.expired), self.counters)
 
     def set_policies(self, policies: tuple[Policy, ...], reenabled: Iterable[int] = (),
                      expired: Mapping[int, float] | None = None) -> int:
