@@ -114,18 +114,20 @@ def test_every_name_of_an_import_in_one_notification(running, tmp_path):
     assert sorted(router.last()) == sorted(names)
 
 
-def test_states_and_counters_are_written_back_as_they_change(running, monkeypatch):
+def test_states_and_counters_are_written_back_as_they_change_in_batches(running, monkeypatch):
     from taprouter.policy.model import State
 
     writer, router, src = running
     monkeypatch.setattr(source_module, "WRITE_EVERY", 0.1)
+    monkeypatch.setattr(source_module, "WRITE_BATCH", 1)  # a status a round, between notifications
     ids = {name: p.id for name, p in router.last().items()}
     states = {pid: (State.INSTALLED, "") for pid in ids.values()}
     router.policy_report = PolicyReport.given(states, {}, {ids["p0"]: (3, 300)})
     wait(lambda: writer.statuses().get(ids["p0"]) and writer.statuses()[ids["p0"]].packets == 3, "the first write")
     first = writer.statuses()[ids["p0"]]
     assert first.state is State.INSTALLED and first.installed_at is not None
-    assert writer.statuses()[ids["p1"]].state is State.INSTALLED
+    wait(lambda: len(writer.statuses()) == 3, "every status, a batch at a time")
+    assert all(status.state is State.INSTALLED for status in writer.statuses().values())
     router.policy_report = PolicyReport.given(dict(states), {}, {ids["p0"]: (5, 500)})  # only a counter moved
     wait(lambda: writer.statuses()[ids["p0"]].packets == 5, "the counter")
     assert writer.statuses()[ids["p0"]].installed_at == first.installed_at
