@@ -64,6 +64,7 @@ class PolicySource:
         self._requests: queue.Queue[Changed | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="policies", daemon=True)
         self._policies: dict[str, dict[int, Policy]] = {name: {} for name in self.routers}
+        self._ids: dict[str, dict[str, int]] = {name: {} for name in self.routers}  # router -> name -> id
         self._offsets: dict[int, tuple[int, int]] = {}  # policy id -> what its total adds to the switch's
         self._last_seen: dict[int, tuple[int, int]] = {}  # policy id -> the switch's count last time
         self._written: dict[int, Status] = {}
@@ -165,7 +166,7 @@ class PolicySource:
                 # Rows read again unchanged are the same objects (the store keeps them), so a
                 # reload that found only what the writers' notifications brought hands nothing over.
                 self._hand_over(store, name, mine)
-            self._policies[name] = mine
+            self._keep(name, mine)
         LOG.info("policies: %d read from the store (generation %s)", len(everything), generation)
         return generation
 
@@ -183,16 +184,25 @@ class PolicySource:
     def _answer(self, store, request: Changed) -> None:
         if request.names is None:
             mine = {p.id: p for p in store.policies(request.router)}
+            self._keep(request.router, mine)
         else:
-            # Only the named rows are read: a change costs its own policies, not the router's 10,000.
-            names = set(request.names)
-            mine = {pid: p for pid, p in self._policies[request.router].items() if p.name not in names}
-            mine.update((p.id, p) for p in store.named(request.router, names))
-        self._policies[request.router] = mine
+            # Only the named rows are read, and the router's policies changed in place: a change
+            # costs its own policies, not the router's 10,000. (A failure part way reads everything
+            # again: see _run.)
+            mine, ids = self._policies[request.router], self._ids[request.router]
+            for name in request.names:
+                mine.pop(ids.pop(name, None), None)
+            for policy in store.named(request.router, request.names):
+                mine[policy.id] = policy
+                ids[policy.name] = policy.id
         ticket = self._hand_over(store, request.router, mine)
         applied = self.routers[request.router].wait_applied(ticket, APPLY_WAIT)
         request.result.update(router=request.router, applied=applied, policies=len(mine))
         request.done.set()
+
+    def _keep(self, router: str, policies: dict[int, Policy]) -> None:
+        self._policies[router] = policies
+        self._ids[router] = {p.name: pid for pid, p in policies.items()}
 
     def _statuses(self) -> list[Status]:
         """States, expiry and counters as the routers report them: what changed since the last write.
