@@ -80,17 +80,42 @@ def test_a_notification_reads_the_named_policies_and_hands_the_others_over_as_th
     assert after["p0"] is before["p0"]  # not read again: the planner tells it unchanged by identity
 
 
+def _reloads(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "read from the store" in r.getMessage()]
+
+
 def test_a_reload_hands_over_nothing_the_notifications_brought(running, caplog):
     writer, router, src = running
     caplog.set_level("INFO", logger="taprouter.policy")
     writer.update("r1", "p1", {"priority": 7})
-    src.changed("r1", ["p1"])
+    src.changed("r1", ["p1"])  # a writer that does not say how far its write moved the generation
     handed = len(router.handed)
-    # The write moved the generation: the next check reads every row again, and finds nothing the
-    # notification had not brought.
+    # So the next check reads every row again, and finds nothing the notification had not brought.
     seen = f"(generation {writer.generation()})"
-    wait(lambda: any(seen in r.getMessage() for r in caplog.records), "a reload at the new generation")
+    wait(lambda: any(seen in line for line in _reloads(caplog)), "a reload at the new generation")
     assert len(router.handed) == handed
+
+
+def test_writes_whose_moves_join_up_cost_no_reload_and_one_that_does_not_does(running, caplog):
+    writer, router, src = running
+    caplog.set_level("INFO", logger="taprouter.policy")
+    writer.update("r1", "p1", {"priority": 7})
+    first = writer.last_write
+    writer.update("r1", "p2", {"priority": 8})
+    second = writer.last_write
+    assert first[1] == first[0] + 1 and second[0] == first[1]
+    src.changed("r1", ["p2"], moved=second)  # out of order: waits for the move before it
+    src.changed("r1", ["p1"], moved=first)
+    time.sleep(1.0)  # five generation checks
+    assert not _reloads(caplog)
+    assert (router.last()["p1"].priority, router.last()["p2"].priority) == (7, 8)
+    # Plain SQL, then a writer that says what its own write moved: the move before it is nobody's.
+    with connections[writer.alias].cursor() as cursor:
+        cursor.execute("UPDATE taprouter_policy SET priority = 9 WHERE name = 'p0'")
+    writer.update("r1", "p1", {"priority": 6})
+    src.changed("r1", ["p1"], moved=writer.last_write)
+    wait(lambda: router.last()["p0"].priority == 9, "the plain-SQL change, by a reload")
+    assert len(_reloads(caplog)) == 1
 
 
 def test_a_plain_sql_change_is_handed_over_by_the_next_generation_check(running):

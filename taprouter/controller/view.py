@@ -144,12 +144,13 @@ class DaemonState:
                 entries.append(as_json(policy, status))
         return entries
 
-    def policies_changed(self, router: str, names: list[str] | None) -> dict:
+    def policies_changed(self, router: str, names: list[str] | None,
+                         generations: tuple[int, int] | None = None) -> dict:
         self._pick(router)
         if self.source is None:
             return {"router": router, "names": names, "accepted": False, "applied": False,
                     "error": "the daemon runs without a policy store"}
-        result = self.source.changed(router, names)
+        result = self.source.changed(router, names, moved=generations)
         return {"router": router, "names": names, "accepted": result.get("error") is None,
                 "applied": bool(result.get("applied")), "error": result.get("error")}
 

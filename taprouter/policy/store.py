@@ -7,7 +7,8 @@ made wrong is reported (`invalid`) rather than handed to the daemon.
 
 For the daemon: read `generation()` before `policies()`; when the generation has not moved since,
 nothing in the policy table has either. Status writes (`write_statuses`, `mark_expired`) do not move
-it.
+it. After each write, `last_write` holds the generation before and after it: nothing else moved it
+in between, so a daemon told of the write's policies and of that pair knows the move is explained.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class Store:
         self.source = source  # where the routers come from, for messages
         self.user = user or unix_user()
         self._m = models
+        self.last_write: tuple[int, int] | None = None  # the generation before and after the last write
         # Each row as last read (its columns' values) -> what it parsed to. A row read again
         # unchanged is not parsed again (parsing is nine tenths of reading 10,000 policies), and
         # gives the very same Policy, which the planner then tells unchanged by identity.
@@ -222,13 +224,18 @@ class Store:
 
     @contextmanager
     def _writing(self) -> Iterator[datetime]:
-        """One transaction, writers one at a time; yields its time."""
+        """One transaction, writers one at a time; yields its time. Sets last_write once it commits."""
         self._fresh()
+        self.last_write = None
+        row = self._m.PolicyGeneration.objects.using(self.alias).filter(id=1)
         with transaction.atomic(using=self.alias):
-            # PostgreSQL: hold the generation row, which every writer (and every trigger) updates.
-            # SQLite ignores this; its IMMEDIATE transaction took the write lock at BEGIN.
-            list(self._m.PolicyGeneration.objects.using(self.alias).select_for_update().filter(id=1).values("id"))
+            # PostgreSQL: hold the generation row, which every writer (and every trigger) updates,
+            # so no other change moves it until this one commits. SQLite ignores this; its
+            # IMMEDIATE transaction took the write lock at BEGIN.
+            before = row.select_for_update().values_list("value", flat=True).get()
             yield timezone.now()
+            moved = (before, row.values_list("value", flat=True).get())
+        self.last_write = moved
 
     def _audit(self, at: datetime, action: str, entries: Iterable[tuple[str, str, Any, Any]]) -> None:
         self._m.AuditEntry.objects.using(self.alias).bulk_create(
