@@ -10,8 +10,10 @@ in one run:
   says which policies);
 - makes BENCH_POLICY_CHANGES changes (1,000; 200 with BENCH_QUICK=1) one after another, a mix of
   set (priority, match), disable, enable, del and add, each as the policy commands do it: the
-  store's write (t0 when it returns), then POST /v1/policies/changed on the control socket, whose
-  answer says `applied` once the switch answered the barrier after the change's flow_mods (t1).
+  store's write (t0 when it returns), then POST /v1/policies/changed on the control socket with
+  the policy's name and the store's generation before and after the write (policy/commands.py's
+  notify), whose answer says `applied` once the switch answered the barrier after the change's
+  flow_mods (t1).
   Every BENCH_CHECK_EVERY-th change (50) the policy table is read back with ovs-ofctl, outside the
   timing, and the change's policy checked against its own fields;
 - scrapes /metrics BENCH_SCRAPES times (100; 30 quick) and divides the daemon's CPU time
@@ -147,7 +149,7 @@ class PolicyBench:
     def changes(self, results: dict, count: int, every: int) -> None:
         bridge, router = self.bench.lab.bridge, self.bench.router
         workload = Workload(self.count)
-        latencies, writes, late, checked, wrong = [], [], [], 0, []
+        latencies, writes, late, checked, wrong, when, kinds_of = [], [], [], 0, [], [], []
         offset = self.bench.log.stat().st_size
         kinds: dict[str, int] = {}
         with steal.Meter() as meter:
@@ -155,11 +157,14 @@ class PolicyBench:
                 started = time.perf_counter()
                 policy = self.apply(change)
                 t0 = time.perf_counter()
-                answer = self.client.post("/v1/policies/changed", {"router": router, "names": [change.name]})
+                answer = self.client.post("/v1/policies/changed", {"router": router, "names": [change.name],
+                                                                   "generations": list(self.store.last_write)})
                 t1 = time.perf_counter()
                 writes.append(t0 - started)
                 latencies.append(t1 - t0)
+                when.append(time.time())
                 kinds[change.kind.value] = kinds.get(change.kind.value, 0) + 1
+                kinds_of.append(change.kind.value)
                 old = self.policies.pop(change.name, None)
                 if policy is not None:
                     self.policies[change.name] = policy
@@ -177,6 +182,10 @@ class PolicyBench:
         figures = {"changes": count, "kinds": kinds, **percentiles(latencies),
                    "store_write": percentiles(writes), "not_applied": len(late), "late": late[:10],
                    "checked": checked, "mismatches": len(wrong), "wrong": wrong[:10], **stolen,
+                   # The slowest, with when they returned (wall clock), to find them in the daemon's log.
+                   "slowest": [{"change": i, "kind": kinds_of[i], "ms": round(latencies[i] * 1000, 2),
+                                "at": time.strftime("%H:%M:%S", time.localtime(when[i])) + f"{when[i] % 1:.3f}"[1:]}
+                               for i in sorted(range(len(latencies)), key=latencies.__getitem__)[-10:][::-1]],
                    "passes": {"logged": len(passes),
                               **{f"{what}_ms": _spread([p[k] for p in passes]) for k, what in
                                  enumerate(("pass", "planning", "sending"))}}}
