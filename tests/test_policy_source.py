@@ -156,3 +156,28 @@ def test_states_and_counters_are_written_back_as_they_change_in_batches(running,
     router.policy_report = PolicyReport.given(dict(states), {}, {ids["p0"]: (5, 500)})  # only a counter moved
     wait(lambda: writer.statuses()[ids["p0"]].packets == 5, "the counter")
     assert writer.statuses()[ids["p0"]].installed_at == first.installed_at
+
+
+def test_a_notification_does_not_wait_behind_a_slow_status_write(running, monkeypatch):
+    from taprouter.policy.model import State
+    from taprouter.policy.store import Store
+
+    writer, router, src = running
+    monkeypatch.setattr(source_module, "WRITE_EVERY", 0.1)
+    writing, release = threading.Event(), threading.Event()
+
+    def slow(store, statuses):
+        writing.set()
+        release.wait(5)
+
+    monkeypatch.setattr(Store, "write_statuses", slow)
+    ids = [p.id for p in router.last().values()]
+    router.policy_report = PolicyReport.given({pid: (State.INSTALLED, "") for pid in ids})
+    assert writing.wait(5)
+    try:
+        writer.update("r1", "p1", {"priority": 7})
+        started = time.monotonic()
+        assert src.changed("r1", ["p1"], moved=writer.last_write)["applied"]
+        assert time.monotonic() - started < 2.0 and router.last()["p1"].priority == 7
+    finally:
+        release.set()
