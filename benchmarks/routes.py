@@ -126,6 +126,7 @@ class RouteBench:
         self.env = dict(os.environ, TAPROUTER_RUN_DIR=str(self.tmp / "run"))
         self.daemon: subprocess.Popen | None = None
         self.log = self.tmp / "daemon.log"
+        self.metrics_listen: str | None = None  # ADDRESS:PORT for /metrics; off by default
 
     def up(self) -> None:
         self.lab.up()
@@ -133,7 +134,7 @@ class RouteBench:
             self.lab.add_host(f"h{n}", n, f"10.0.{n}.2/24", f"2001:db8:{n}::2/64", f"10.0.{n}.1", f"2001:db8:{n}::1")
         self.config.write_text(yaml.safe_dump({
             "openflow": self.lab.openflow_config(),
-            "database": f"sqlite:///{self.tmp / 'taprouter.db'}", "metrics": {"listen": None},
+            "database": f"sqlite:///{self.tmp / 'taprouter.db'}", "metrics": {"listen": self.metrics_listen},
             "routers": {self.router: {"dpid": self.lab.dpid, "netns": self.router, "ports": {
                 n: {"tap": f"{self.prefix}p{n}", "addresses": [f"10.0.{n}.1/24", f"2001:db8:{n}::1/64"]}
                 for n in (1, 2)}}}}))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: runs the route-programming and data-plane benchmarks, writes benchmarks/results.json."""
+"""`make bench`: runs the route-programming, data-plane and policy benchmarks, writes benchmarks/results.json."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     quick = os.environ.get("BENCH_QUICK") == "1"
     status = 0
-    for script, extra in (("routes.py", []), ("dataplane.py", ["--quick"] if quick else [])):
+    for script, extra in (("routes.py", []), ("dataplane.py", ["--quick"] if quick else []), ("policies.py", [])):
         print(f"\n=== benchmarks/{script} ===", flush=True)
         status |= subprocess.call([sys.executable, str(HERE / script), *extra])
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
                "kernel": platform.release()}
-    for name in ("routes", "dataplane"):
+    for name in ("routes", "dataplane", "policies"):
         path = HERE / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
@@ -55,8 +55,8 @@ def _get(tree: dict, *path):
 
 
 def summary(results: dict) -> list[dict]:
-    """Each figure against issue 5's target, measured in this run (None: the stage did not run)."""
-    r, d = results.get("routes", {}), results.get("dataplane", {})
+    """Each figure against its issue's target, measured in this run (None: the stage did not run)."""
+    r, d, p = results.get("routes", {}), results.get("dataplane", {}), results.get("policies", {})
     n = r.get("routes")
     rows = [
         ("routes loaded (fast producer)", _get(r, "load", "routes"), None, "routes"),
@@ -116,6 +116,15 @@ def summary(results: dict) -> list[dict]:
         ("  the same, highest rate sustained, pps", _get(d, "punt_rate", "kernel_to_host",
                                                          "max_sustained_offered_pps"), None, "pps"),
         ("routed / L2 TCP throughput", _get(d, "throughput", "ratio_routed_over_l2"), (">=", 0.9), "x"),
+        ("policies imported at once, on the switch, s", _get(p, "import", "on_switch_s"), None, "s"),
+        ("  policies, on a router holding routes", _pair_int(_get(p, "import", "policies"), p.get("routes")), None, ""),
+        ("policy change, store write to switch, p50, ms", _get(p, "changes", "p50_ms"), None, "ms"),
+        ("  p99, ms", _get(p, "changes", "p99_ms"), ("<=", 50.0), "ms"),
+        ("  max, ms", _get(p, "changes", "max_ms"), None, "ms"),
+        ("  not applied, or not so on the switch (sampled)", _sum(_get(p, "changes", "not_applied"),
+                                                                   _get(p, "changes", "mismatches")), ("<=", 0), ""),
+        ("/metrics scrape: daemon CPU, ms", _get(p, "scrape", "daemon_cpu_ms"), ("<=", 10.0), "ms"),
+        ("  wall time (median), ms", _get(p, "scrape", "wall_ms"), None, "ms"),
     ]
     out = []
     for name, value, target, unit in rows:
@@ -139,6 +148,10 @@ def _len(items):
 
 def _pair(first, second):
     return None if first is None or second is None else f"{first:.1f} / {second:.1f}"
+
+
+def _pair_int(first, second):
+    return None if first is None or second is None else f"{first:,} / {second:,}"
 
 
 def _sum(*values):

@@ -66,8 +66,8 @@ def main() -> int:
 
     # The worst case: every policy renamed since the last scrape, so every template is rebuilt.
     router = snapshot.routers[0]
-    renamed = [replace(snapshot, routers=(replace(router, policies=tuple(replace(p, name=f"{p.name}-{i}")
-                                                                          for p in router.policies)),))
+    renamed = [replace(snapshot, routers=(replace(router, policies=replace(
+        router.policies, names=tuple(f"{name}-{i}" for name in router.policies.names))),))
                for i in range(2)]
     rebuilt = []
     for i in range(n):

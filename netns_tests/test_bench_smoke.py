@@ -1,4 +1,5 @@
-"""The route benchmark's harness runs end to end on a small load (a smoke test: no timing is asserted)."""
+"""The route and policy benchmarks' harnesses run end to end on a small load (smoke tests: no timing is
+asserted)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,30 @@ def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
     assert results["transport"] == "tls"
     assert results["tcp"]["verify"]["load"]["missing"] == results["tcp"]["verify"]["load"]["stale"] == 0
     assert results["tcp"]["load"]["routes"] == results["tcp"]["withdraw"]["routes"] == 1000
+
+
+def test_policy_benchmark_harness_runs_and_checks_the_switch(tmp_path):
+    # A small form of the policy stage: few routes, 100 policies, 50 changes (every fifth checked
+    # against the switch), 10 scrapes. Its timings are not asserted; what it checks is.
+    out = tmp_path / "policies.json"
+    env = dict(os.environ, BENCH_ROUTES="1000", BENCH_POLICIES="100", BENCH_POLICY_CHANGES="50", BENCH_SCRAPES="10",
+               BENCH_CHECK_EVERY="5", BENCH_IDLE_S="0.5", BENCH_POLICIES_OUT=str(out), BENCH_TIMEOUT="120")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "policies.py")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    assert results["routes"] == 1000 and results["load"]["routes"] == 1000
+    assert results["import"]["policies"] == 100 and results["import"]["confirmed"]
+    assert results["import"]["flows"] >= 100
+    changes = results["changes"]
+    assert changes["changes"] == 50 and set(changes["kinds"]) == {"set priority", "set match", "disable", "enable",
+                                                                  "del", "add"}
+    assert changes["not_applied"] == 0 and changes["checked"] == 10 and changes["mismatches"] == 0, changes
+    assert 0 < changes["p50_ms"] <= changes["p99_ms"] <= changes["max_ms"]
+    assert changes["passes"]["logged"] >= 50  # each change was a pass of its own in the daemon's log
+    scrape = results["scrape"]
+    assert scrape["scrapes"] == 10 and scrape["policy_series"] == scrape["policies"] == 100
+    assert scrape["daemon_cpu_ms"] >= 0 and scrape["wall_ms"] > 0
 
 
 def test_a_harness_whose_daemon_cannot_start_leaves_no_lab_behind(monkeypatch):

@@ -86,8 +86,8 @@ class FakeDaemon:
         self._called("reload_bird", router)
         return {"results": [{"router": r, "reloaded": True, "message": "Reconfigured"} for r in self._known(router)]}
 
-    def policies_changed(self, router, names):
-        self._called("policies_changed", router, names)
+    def policies_changed(self, router, names, generations=None):
+        self._called("policies_changed", router, names, *([generations] if generations is not None else []))
         self._known(router)
         return {"router": router, "names": names, "accepted": True, "applied": True, "error": None}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taprouter.control.metrics import (BirdProtocolState, Count, Histogram, MetricsSnapshot, PacketCount,
-                                       PolicyFigures, RouterFigures)
+                                       PolicyColumns, PolicyFigures, RouterFigures)
 
 PASS_SECONDS = (0.0004, 0.003, 0.003, 0.07, 1.5, 30.0)
 
@@ -25,8 +25,8 @@ def figures(name: str, *, ports: int = 3, protocols: int = 2, policies: int = 3,
         passes=passes,
         bird=tuple(BirdProtocolState(f"bgp{i}", "BGP", "up" if i % 2 else "start", "Established" if i % 2 else "Active")
                    for i in range(protocols)),
-        policies=tuple(PolicyFigures(f"policy-{i}", 3 * i, 300 * i + 1_234_567,
-                                     ("installed", "pending", "failed")[i % 3]) for i in range(policies)))
+        policies=PolicyColumns.of(PolicyFigures(f"policy-{i}", 3 * i, 300 * i + 1_234_567,
+                                                ("installed", "pending", "failed")[i % 3]) for i in range(policies)))
 
 
 def real_router() -> MetricsSnapshot:

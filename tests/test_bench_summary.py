@@ -61,3 +61,16 @@ def test_the_full_table_of_both_families_is_judged_on_memory_and_on_matching_the
     absent = _rows({"routes": ROUTES})  # the stage did not run: no figures, no verdicts
     assert absent["full table, IPv4 + IPv6 routes"]["value"] is None
     assert absent["switch vs kernel, both families: missing + stale"]["met"] is None
+
+
+def test_policy_changes_and_the_scrape_are_judged_against_their_targets():
+    policies = {"routes": 1_000_000, "import": {"policies": 10_000, "on_switch_s": 3.1},
+                "changes": {"p50_ms": 12.0, "p99_ms": 51.0, "max_ms": 90.0, "not_applied": 0, "mismatches": 0},
+                "scrape": {"daemon_cpu_ms": 2.2, "wall_ms": 3.9}}
+    rows = _rows({"policies": policies})
+    assert rows["p99, ms"]["met"] is False  # 51 ms against 50
+    assert rows["policy change, store write to switch, p50, ms"]["met"] is None  # no target
+    assert rows["/metrics scrape: daemon CPU, ms"]["met"] is True
+    assert rows["not applied, or not so on the switch (sampled)"]["met"] is True
+    assert rows["policies, on a router holding routes"]["value"] == "10,000 / 1,000,000"
+    assert _rows({})["p99, ms"]["met"] is None  # the stage did not run: no verdict

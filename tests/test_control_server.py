@@ -57,12 +57,14 @@ def test_every_route_answers_what_the_daemon_said(served, daemon):
     assert client.post("/v1/policies/changed", {"router": "r1", "names": ["web", "ssh.v2"]}) == {
         "router": "r1", "names": ["web", "ssh.v2"], "accepted": True, "applied": True, "error": None}
     assert client.post("/v1/policies/changed", {"router": "r1", "names": None})["names"] is None
+    client.post("/v1/policies/changed", {"router": "r1", "names": ["web"], "generations": [41, 42]})
     # The daemon was asked with the checked, typed arguments (the address as Python writes it).
     served_calls = [c for c in daemon.calls if c != ("status", None) or daemon.calls.count(c) > 1]
     assert ("lookup", "r1", "2001:db8::1") in served_calls
     assert ("reload_bird", None) in daemon.calls and ("reload_bird", "r2") in daemon.calls
     assert ("policies_changed", "r1", ["web", "ssh.v2"]) in daemon.calls
     assert ("policies_changed", "r1", None) in daemon.calls
+    assert ("policies_changed", "r1", ["web"], (41, 42)) in daemon.calls
 
 
 BAD = [
@@ -80,6 +82,9 @@ BAD = [
     ("POST", "/v1/policies/changed", b'{"names": ["web"]}', "router: required"),
     ("POST", "/v1/policies/changed", b'{"router": "r1", "names": "web"}', "names: a list of policy names"),
     ("POST", "/v1/policies/changed", b'{"router": "r1", "names": ["a b"]}', "names: a list of policy names"),
+    ("POST", "/v1/policies/changed", b'{"router": "r1", "generations": [42, 41]}', "generations: the store's"),
+    ("POST", "/v1/policies/changed", b'{"router": "r1", "generations": [1, "2"]}', "generations: the store's"),
+    ("POST", "/v1/policies/changed", b'{"router": "r1", "generations": [1, 2, 3]}', "generations: the store's"),
 ]
 
 

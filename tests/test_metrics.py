@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fakemetrics import PASS_SECONDS, figures, real_router
-from taprouter.control.metrics import (PASS_BUCKETS, Histogram, MetricsSnapshot, PolicyFigures, SnapshotCollector,
-                                       policy_families)
+from taprouter.control.metrics import (PASS_BUCKETS, Histogram, MetricsSnapshot, PolicyColumns, PolicyFigures,
+                                       SnapshotCollector, policy_families)
 from taprouter.control.scrape import MetricsServer, PolicyText
 
 
@@ -179,12 +179,12 @@ def test_the_policy_text_is_what_prometheus_client_would_write():
     text = PolicyText()
     _same_as_prometheus_client(real_router(), text)
     odd = figures("r1", policies=2)
-    odd = replace(odd, policies=odd.policies + (PolicyFigures("x:y.z-1", 2**53, 0, 'odd "state"\\\n'),
-                                                PolicyFigures("50%off", 1, 2, "100%")))
+    odd = replace(odd, policies=PolicyColumns.of([*odd.policies, PolicyFigures("x:y.z-1", 2**53, 0, 'odd "state"\\\n'),
+                                                  PolicyFigures("50%off", 1, 2, "100%")]))
     _same_as_prometheus_client(MetricsSnapshot((odd, replace(odd, router="r2"))), text)
     _same_as_prometheus_client(MetricsSnapshot(()), text)
     # Renamed policies show their new names, whatever the cache held.
-    renamed = replace(odd, policies=tuple(replace(p, name=p.name + "-new") for p in odd.policies))
+    renamed = replace(odd, policies=PolicyColumns.of(replace(p, name=p.name + "-new") for p in odd.policies))
     _same_as_prometheus_client(MetricsSnapshot((renamed,)), text)
 
 

@@ -133,7 +133,12 @@ def test_the_daemon_is_told_what_changed(run, daemon):
     assert run("set", "--router", "r1", "--name", "a", "--priority", "7")[0] == 0
     assert run("set", "--router", "r1", "--name", "a", "--priority", "7")[0] == 0  # no change, nothing told
     assert run("del", "--router", "r1", "--name", "a")[0] == 0
-    assert daemon["posts"] == [("/v1/policies/changed", {"router": "r1", "names": ["a"]})] * 3
+    # Each with the store's generation before and after its write: one row, one move.
+    assert [(path, body["router"], body["names"]) for path, body in daemon["posts"]] == \
+        [("/v1/policies/changed", "r1", ["a"])] * 3
+    moves = [body["generations"] for _, body in daemon["posts"]]
+    assert all(after == before + 1 for before, after in moves)
+    assert moves[1][0] >= moves[0][1] and moves[2][0] >= moves[1][1]
     daemon["reply"] = (503, {"error": "the planner is restarting"})
     code, out, err = run("add", "--router", "r1", "--name", "b", "--action", "drop")
     assert code == 0 and "added policy b" in out
@@ -157,6 +162,8 @@ def test_export_and_import_through_the_command_line(run, tmp_path, daemon):
     code, out, _ = run("import", str(path))
     assert code == 0 and out.splitlines()[-1] == "import: 1 added, 1 changed, 0 deleted"
     assert sorted(body["router"] for _, body in daemon["posts"]) == ["r1", "r2"]
+    # One transaction for both routers: its generations go with the last notification only.
+    assert [("generations" in body) for _, body in daemon["posts"]] == [False, True]
     path.write_text("policies:\n  r1:\n  - {name: x, action: drop, sport: 5}\n")
     code, out, err = run("import", str(path))
     assert code == 2 and err.startswith("error: policies.r1[0].sport: needs --proto")

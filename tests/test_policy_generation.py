@@ -107,3 +107,13 @@ def test_the_store_outlives_a_dropped_postgresql_connection(tmp_path, pg_databas
     assert killed >= 1
     assert store.generation() == generation
     assert store.add(parse("r1", "after", {"action": "drop"})).id is not None
+
+
+def test_a_thread_keeps_its_connection_from_one_operation_to_the_next(tmp_path, database_url):
+    # Opening one per operation (Django's default) cost the daemon more than reading a policy.
+    store = open_store(tmp_path, database_url)
+    store.generation()
+    first = connections[store.alias].connection
+    store.add(parse("r1", "kept", {"action": "drop"}))
+    store.named("r1", ["kept"])
+    assert connections[store.alias].connection is first

@@ -52,7 +52,7 @@ class RecordingRouter:
         self.handed: list[Handed] = []
         self.waited: list[tuple[int, float]] = []
         self.applies = True  # what wait_applied answers
-        self.policy_report = PolicyReport({}, {}, {})
+        self.policy_report = PolicyReport.given({})
         self._lock = threading.Lock()
 
     def set_policies(self, policies: tuple[Policy, ...], reenabled: Iterable[int] = (),
@@ -67,8 +67,8 @@ class RecordingRouter:
 
     def report(self, states: Mapping[int, State] = {}, counters: Mapping[int, tuple[int, int]] = {},
                expired: Mapping[int, float] = {}) -> None:
-        self.policy_report = PolicyReport({pid: (s, "") for pid, s in states.items()}, dict(expired),
-                                          dict(counters))
+        self.policy_report = PolicyReport.given({pid: (s, "") for pid, s in states.items()}, dict(expired),
+                                                dict(counters))
 
     @property
     def last(self) -> Handed:

@@ -302,3 +302,21 @@ def test_a_restarted_daemon_leaves_the_policy_table_alone_until_its_policies_are
     after = again.table.snapshot()
     assert not [f for f in after if f.cookie == pipeline.policy_cookie(2)]
     assert after == {f for f in before if f.cookie != pipeline.policy_cookie(2)}
+
+
+def test_a_report_whose_counters_alone_changed_shares_its_states(core):
+    from taprouter.policy.model import State
+    router = core.routers[DPID]
+    sw = FakeSwitch(core, DPID, PORTS)
+    connect(core, sw)
+    router.set_policies(policies(("web", {"proto": "tcp", "dport": "80", "action": "drop"}),
+                                 ("off", {"dst": "10.8.0.0/16", "action": "drop", "enabled": "no"})))
+    run(core, sw, now=10.0)
+    before = router.policy_report
+    assert before.states == {1: (State.INSTALLED, ""), 2: (State.DISABLED, "")}
+    flows = [f for f in sw.table.snapshot() if f.cookie == pipeline.policy_cookie(1)]
+    sw.counts = {flows[0].key: (5, 500)}
+    run(core, sw, now=12.5)  # the poll after COUNT_INTERVAL
+    after = router.policy_report
+    assert after.counters == {1: (5, 500)} and after is not before
+    assert after.states_of is before.states_of

@@ -9,7 +9,7 @@ the server sends them as they are; `taprouter status` reads them, and builds the
     GET  /v1/policies[?router=R]          -> [PolicyEntry, ...]
     GET  /v1/lookup?router=R&address=A    -> Lookup
     POST /v1/bird/reload {"router": R|null}                  -> BirdReload
-    POST /v1/policies/changed {"router": R, "names": [..]|null} -> PoliciesChanged
+    POST /v1/policies/changed {"router": R, "names": [..]|null[, "generations": [B, A]]} -> PoliciesChanged
     any error                             -> {"error": "what went wrong"}
 """
 

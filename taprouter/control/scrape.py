@@ -17,12 +17,11 @@ import socketserver
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from operator import attrgetter
 from typing import Any, Callable
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from .metrics import POLICY_FAMILIES, MetricsSnapshot, router_families
+from .metrics import POLICY_FAMILIES, MetricsSnapshot, PolicyColumns, router_families
 
 LOG = logging.getLogger("taprouter.metrics")
 
@@ -55,13 +54,11 @@ class _Templates:
     lines: tuple[bytes, bytes, bytes]  # in POLICY_FAMILIES' order
 
 
-_NAME, _PACKETS, _BYTES, _STATE = (attrgetter(a) for a in ("name", "packets", "bytes", "state"))
-
-# What fills each family's template, in POLICY_FAMILIES' order, from a router's policies.
-_FILLS: tuple[Callable[[tuple, _StateText], tuple], ...] = (
-    lambda policies, states: tuple(map(_PACKETS, policies)),
-    lambda policies, states: tuple(map(_BYTES, policies)),
-    lambda policies, states: tuple(map(states.__getitem__, map(_STATE, policies))),
+# What fills each family's template, in POLICY_FAMILIES' order, from a router's policy columns.
+_FILLS: tuple[Callable[[PolicyColumns, _StateText], tuple], ...] = (
+    lambda policies, states: policies.packets,
+    lambda policies, states: policies.bytes,
+    lambda policies, states: tuple(map(states.__getitem__, policies.states)),
 )
 
 
@@ -85,7 +82,7 @@ class PolicyText:
 
     def render(self, snapshot: MetricsSnapshot) -> list[bytes]:
         """The text in pieces, to be written one after the other: joining 2 MB would cost more."""
-        templates = {r.router: self._for(r.router, tuple(map(_NAME, r.policies))) for r in snapshot.routers}
+        templates = {r.router: self._for(r.router, r.policies.names) for r in snapshot.routers}
         self._templates = templates  # routers gone from the snapshot are forgotten
         out = []
         for i, (name, kind, doc, _) in enumerate(POLICY_FAMILIES):

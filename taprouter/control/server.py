@@ -57,7 +57,8 @@ class DaemonView(Protocol):
 
     def reload_bird(self, router: str | None) -> BirdReload: ...
 
-    def policies_changed(self, router: str, names: list[str] | None) -> PoliciesChanged: ...
+    def policies_changed(self, router: str, names: list[str] | None,
+                         generations: tuple[int, int] | None = None) -> PoliciesChanged: ...
 
     def metrics(self) -> MetricsSnapshot: ...
 
@@ -104,7 +105,15 @@ def _names(value: Any) -> list[str]:
     return value
 
 
-CHECKS: dict[str, Callable[[Any], Any]] = {"router": _router, "address": _address, "names": _names}
+def _generations(value: Any) -> tuple[int, int]:
+    if not (isinstance(value, list) and len(value) == 2 and all(type(g) is int and g >= 0 for g in value)
+            and value[0] <= value[1]):
+        raise BadRequest("generations: the store's generation before and after the write, [before, after]")
+    return value[0], value[1]
+
+
+CHECKS: dict[str, Callable[[Any], Any]] = {"router": _router, "address": _address, "names": _names,
+                                           "generations": _generations}
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,8 @@ ROUTES: dict[str, Route] = {
     "/v1/lookup": Route("GET", ("router", "address"), ("router", "address"),
                         lambda d, a: d.lookup(a["router"], a["address"])),
     "/v1/bird/reload": Route("POST", ("router",), (), lambda d, a: d.reload_bird(a["router"])),
-    "/v1/policies/changed": Route("POST", ("router", "names"), ("router",),
-                                  lambda d, a: d.policies_changed(a["router"], a["names"])),
+    "/v1/policies/changed": Route("POST", ("router", "names", "generations"), ("router",),
+                                  lambda d, a: d.policies_changed(a["router"], a["names"], a["generations"])),
 }
 
 

@@ -19,6 +19,7 @@ from .openflow.errors import Subject
 class Refusals:
     def __init__(self) -> None:
         self._by_policy: dict[int, tuple[Policy, str]] = {}  # policy id -> the policy as refused, why
+        self.changes = 0  # moves on each change: what was worked out from the refusals is stale then
 
     def note(self, subject: Subject | None, error: str, policies: Mapping[int, Policy],
              group_owner: Mapping[int, int], meter_owner: Mapping[int, int]) -> Policy | None:
@@ -34,6 +35,7 @@ class Refusals:
         policy = policies.get(policy_id) if policy_id is not None else None
         if policy is not None:
             self._by_policy[policy.id] = (policy, error)
+            self.changes += 1
         return policy
 
     def error(self, policy: Policy) -> str | None:
@@ -43,10 +45,19 @@ class Refusals:
 
     def keep(self, enabled: set[int]) -> None:
         """Forget refusals of policies no longer enabled: re-enabled, they are tried again."""
-        self._by_policy = {pid: found for pid, found in self._by_policy.items() if pid in enabled}
+        kept = {pid: found for pid, found in self._by_policy.items() if pid in enabled}
+        if len(kept) != len(self._by_policy):
+            self._by_policy = kept
+            self.changes += 1
 
     def clear(self) -> None:
-        self._by_policy = {}
+        if self._by_policy:
+            self._by_policy = {}
+            self.changes += 1
+
+    def snapshot(self) -> dict[int, tuple[Policy, str]]:
+        """The refusals as they stand, for a reader in another thread."""
+        return dict(self._by_policy)
 
     def __len__(self) -> int:
         return len(self._by_policy)

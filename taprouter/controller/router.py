@@ -34,6 +34,7 @@ from ..routing.bird import BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..policy.model import Policy, State
 from ..routing.netlink import Watcher
+from .policyreport import PolicyReport, States
 from .planner.reconcile import KernelView, Pass, Planner, PortInput, SwitchView
 from .openflow import errors
 from .refusals import Refusals
@@ -44,16 +45,6 @@ LOG = logging.getLogger("taprouter.core")
 
 OFFLOAD_RECOUNT = 1.0  # seconds between recounts of the FIB for status (a walk over the hop sets)
 COUNT_INTERVAL = 2.0  # seconds between polls of the policy table's counters
-
-
-@dataclass(frozen=True)
-class PolicyReport:
-    """Where a router's policies stand, for the store, the control socket and /metrics: per policy
-    id its state and error, when it expired (wall clock), and its switch counters."""
-
-    states: dict[int, tuple[State, str]]
-    expired: dict[int, float]
-    counters: dict[int, tuple[int, int]]
 
 
 class Router:
@@ -77,8 +68,13 @@ class Router:
         self._ticket_of: dict[int, int] = {}  # barrier xid -> the policies' ticket it carries
         self.policies: tuple[Policy, ...] = ()  # this router's, from the store
         self.expired: dict[int, float] = {}  # policy id -> when its timeout fired (wall clock)
+        self._expiries = 0  # changes to `expired` so far: what was derived from it is stale when this moved
+        # What the last pass planned with, and what the last report was made of: with 10,000
+        # policies, each costs milliseconds to build again, and most passes change neither.
+        self._active: tuple[tuple, list[Policy]] = ((), [])
+        self._reported: tuple = ()
         self.counters: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes on the switch
-        self.policy_report = PolicyReport({}, {}, {})
+        self.policy_report = PolicyReport.given({})
         self._policy_states: dict[int, tuple[State, str]] = {}
         self.refusals = Refusals()
         self._counted_at = 0.0
@@ -140,6 +136,7 @@ class Router:
                 self.expired[pid] = when
             else:
                 self.expired.pop(pid, None)
+            self._expiries += 1
         while events:
             event = events.popleft()
             if isinstance(event, (FlowRemoved, Counted)):
@@ -169,13 +166,9 @@ class Router:
         mirror = self.mirror
         state = mirror.snapshot()
         kernel_view = KernelView(mirror.take_changes(), mirror.routes, mirror.items, state)
-        refusals = self.refusals
-        if refusals:
-            refusals.keep({p.id for p in handed if p.enabled})
         # Until the policy source first hands them over (ticket 0: the store not read yet, or not
         # readable), the policy table stays as the switch holds it, rather than emptied.
-        policies = [p for p in handed if p.enabled and p.id not in self.expired
-                    and (not refusals or refusals.error(p) is None)] if ticket else None
+        policies = self._active_policies(handed) if ticket else None
         plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
         planned = time.monotonic()
         if plan:
@@ -215,6 +208,7 @@ class Router:
         pid = event.cookie & 0xFFFFFFFF
         if pid not in self.expired and event.reason in (ofp.OFPRR_IDLE_TIMEOUT, ofp.OFPRR_HARD_TIMEOUT):
             self.expired[pid] = time.time()
+            self._expiries += 1
             LOG.info("router %s: policy %d expired (%s timeout); its other flows go", self.name, pid,
                      "idle" if event.reason == ofp.OFPRR_IDLE_TIMEOUT else "hard")
 
@@ -228,21 +222,33 @@ class Router:
             LOG.error("router %s: the switch refused policy %s (%s); it is marked failed, and tried again when "
                       "it changes", self.name, policy.name, errors.describe(event.type, event.code))
 
+    def _active_policies(self, handed: tuple[Policy, ...]) -> list[Policy]:
+        """The enabled, unexpired policies the switch has not refused; the same list while none of
+        that changed (the planner then looks at none of them)."""
+        refusals = self.refusals
+        if refusals:
+            refusals.keep({p.id for p in handed if p.enabled})
+        made_of = (handed, self._expiries, refusals.changes)
+        if made_of != self._active[0]:
+            active = [p for p in handed if p.enabled and p.id not in self.expired
+                      and (not refusals or refusals.error(p) is None)]
+            self._active = (made_of, active)
+        return self._active[1]
+
     def _report(self) -> None:
-        synced = self.session.synced
-        states = {}
-        for p in self.policies:
-            if not p.enabled:
-                states[p.id] = (State.DISABLED, "")
-            elif p.id in self.expired:
-                states[p.id] = (State.EXPIRED, "")
-            elif (refused := self.refusals.error(p)) is not None:
-                states[p.id] = (State.FAILED, f"the switch refused it: {refused}")
-            elif synced and p.id in self._policy_states:
-                states[p.id] = self._policy_states[p.id]
-            else:
-                states[p.id] = (State.PENDING, "" if synced else "the switch is not connected")
-        self.policy_report = PolicyReport(states, dict(self.expired), dict(self.counters))
+        """A new report when something in it changed; its states are worked out by whoever reads them."""
+        report = self.policy_report
+        made_of = (self.policies, self._policy_states, self._expiries, self.refusals.changes, self.session.synced)
+        if made_of != self._reported:  # element by element, identity first: cheap when nothing changed
+            self._reported = made_of
+            states = States(self.policies, self._policy_states, dict(self.expired), made_of[-1],
+                            self.refusals.snapshot())
+        elif self.counters is report.counters:
+            return
+        else:
+            states = report.states_of  # only counters came
+        # `counters` is replaced whole on each poll, never changed in place: no copy.
+        self.policy_report = PolicyReport(states, dict(self.expired), self.counters)
 
     def set_policies(self, policies: tuple[Policy, ...], reenabled: Iterable[int] = (),
                      expired: Mapping[int, float] | None = None) -> int:

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from .. import netns
 from ..bridge import tap
 from ..bridge.relay import ERRORS as RELAY_ERRORS
-from ..control.metrics import BirdProtocolState, Count, MetricsSnapshot, PacketCount, PolicyFigures, RouterFigures
+from ..control.metrics import BirdProtocolState, Count, MetricsSnapshot, PacketCount, PolicyColumns, RouterFigures
 from ..control.server import UnknownRouter
 from ..policy.model import State, Status
 from ..policy.source import PolicySource
@@ -41,6 +41,7 @@ BIRD_CACHE = 1.0  # seconds a BIRD answer is reused
 METER_NAMES = {pipeline.SLOW_PATH_METER: "slow_path", pipeline.PUNT_METER: "punt",
                pipeline.RESOLVE_METER: "resolve"}
 PACKET_IN_REASONS = {0: "no_match", 1: "action", 2: "invalid_ttl"}  # OpenFlow 1.3's OFPR_*
+_PENDING = (State.PENDING, "")
 
 
 class DaemonState:
@@ -51,6 +52,7 @@ class DaemonState:
         self.by_name: dict[str, Router] = {r.name: r for r in core.routers.values()}
         self._bird: dict[str, tuple[float, dict]] = {}
         self._bird_lock = threading.Lock()
+        self._columns: dict[str, tuple] = {}  # router -> its policy columns and what they were made of
 
     def _pick(self, router: str | None) -> list[Router]:
         if router is None:
@@ -144,12 +146,13 @@ class DaemonState:
                 entries.append(as_json(policy, status))
         return entries
 
-    def policies_changed(self, router: str, names: list[str] | None) -> dict:
+    def policies_changed(self, router: str, names: list[str] | None,
+                         generations: tuple[int, int] | None = None) -> dict:
         self._pick(router)
         if self.source is None:
             return {"router": router, "names": names, "accepted": False, "applied": False,
                     "error": "the daemon runs without a policy store"}
-        result = self.source.changed(router, names)
+        result = self.source.changed(router, names, moved=generations)
         return {"router": router, "names": names, "accepted": result.get("error") is None,
                 "applied": bool(result.get("applied")), "error": result.get("error")}
 
@@ -216,8 +219,28 @@ class DaemonState:
                 passes=r.passes,
                 bird=tuple(BirdProtocolState(p["name"], p["proto"], p["state"], p["info"])
                            for p in (bird or {}).get("protocols", [])),
-                policies=tuple(PolicyFigures(p.name, *(totals.get(p.id) or report.counters.get(p.id, (0, 0))),
-                                             report.states.get(p.id, (State.PENDING, ""))[0].value)
-                               for p in r.policies),
+                policies=self._policy_columns(r, totals),
             ))
         return MetricsSnapshot(tuple(figures))
+
+    def _policy_columns(self, router: Router, totals: dict) -> PolicyColumns:
+        """The router's policy figures as columns. Each column is kept while what it is made of
+        is the same object (the daemon's threads replace these whole): names while the policies
+        are, states while the report's states are, counts while the totals and counters are. So
+        a scrape builds only what changed since the last one, at most the counts, every
+        source.WRITE_EVERY seconds."""
+        policies, report = router.policies, router.policy_report
+        kept = self._columns.get(router.name)
+        if kept is None or kept[0] is not policies:
+            ids = [p.id for p in policies]
+            kept = (policies, ids, tuple(p.name for p in policies), None, None)
+        _, ids, names, states, counts = kept
+        if states is None or states[0] is not report.states_of:
+            known = report.states
+            states = (report.states_of, tuple(known.get(i, _PENDING)[0].value for i in ids))
+        if counts is None or counts[0] is not totals or counts[1] is not report.counters:
+            counters = report.counters
+            pairs = [totals.get(i) or counters.get(i, (0, 0)) for i in ids]
+            counts = (totals, counters, tuple(pair[0] for pair in pairs), tuple(pair[1] for pair in pairs))
+        self._columns[router.name] = (policies, ids, names, states, counts)
+        return PolicyColumns(names, counts[2], counts[3], states[1])

@@ -30,12 +30,18 @@ class DatabaseProblem(Exception):
     """The database cannot be opened or migrated; the message says which and why."""
 
 
+# Connections are kept (one per thread) and checked before each use (store._fresh) rather than
+# opened per operation, Django's default: opening the SQLite file with its PRAGMAs, or a session
+# with PostgreSQL, cost the daemon more than its read of one changed policy.
+KEEP = {"CONN_MAX_AGE": None, "CONN_HEALTH_CHECKS": True}
+
+
 def database(url: str) -> dict[str, Any]:
     """Django's DATABASES entry for a URL."""
     parsed = dburl.parse(url)
     if parsed.engine == "sqlite":
         return {
-            "ENGINE": "django.db.backends.sqlite3", "NAME": parsed.name,
+            **KEEP, "ENGINE": "django.db.backends.sqlite3", "NAME": parsed.name,
             # IMMEDIATE: a writer takes the lock when it begins, so two writers queue up instead of
             # one failing at once when it upgrades a read lock. WAL: readers (the daemon) do not
             # block the writer (the CLI), nor the writer them.
@@ -45,7 +51,7 @@ def database(url: str) -> dict[str, Any]:
     return {
         "ENGINE": "django.db.backends.postgresql", "NAME": parsed.name, "USER": parsed.user,
         "PASSWORD": parsed.password, "HOST": parsed.host, "PORT": str(parsed.port or ""),
-        "OPTIONS": dict(parsed.options), "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": dict(parsed.options), **KEEP,
     }
 
 

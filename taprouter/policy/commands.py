@@ -100,12 +100,16 @@ def _negated(text: str) -> str:
     return "no" if boolean("disabled", text, False) else "yes"
 
 
-def notify(config: Config, router: str, names: list[str]) -> None:
-    """Tell the daemon which policies changed; the change is stored whatever it answers."""
+def notify(config: Config, router: str, names: list[str], moved: tuple[int, int] | None = None) -> None:
+    """Tell the daemon which policies changed, and (`moved`) the store's generation before and
+    after the write, when these names are all it changed; the change is stored whatever it answers."""
     from ..control.client import ControlClient, ControlError, ControlUnavailable
 
+    body: dict[str, Any] = {"router": router, "names": names}
+    if moved is not None:
+        body["generations"] = list(moved)
     try:
-        answer = ControlClient(config.control.socket).post("/v1/policies/changed", {"router": router, "names": names})
+        answer = ControlClient(config.control.socket).post("/v1/policies/changed", body)
     except ControlUnavailable as exc:
         print(f"note: the daemon is not running ({exc}): it reads the policies when it starts", file=sys.stderr)
     except ControlError as exc:
@@ -125,35 +129,35 @@ def _add(store, args, config) -> int:
 
     policy = store.add(parse(args.router, args.name, _changes(args)))
     print(f"router {policy.router}: added policy {policy.name} (id {policy.id})")
-    notify(config, policy.router, [policy.name])
+    notify(config, policy.router, [policy.name], store.last_write)
     return 0
 
 
-def _changed(outcome, args, config, done: str, same: str) -> int:
+def _changed(store, outcome, args, config, done: str, same: str) -> int:
     if outcome.changed:
         print(f"router {args.router}: {done} policy {args.name}")
-        notify(config, args.router, [args.name])
+        notify(config, args.router, [args.name], store.last_write)
     else:
         print(f"router {args.router}: policy {args.name} {same}")
     return 0
 
 
 def _set(store, args, config) -> int:
-    return _changed(store.update(args.router, args.name, _changes(args)), args, config, "changed", "unchanged")
+    return _changed(store, store.update(args.router, args.name, _changes(args)), args, config, "changed", "unchanged")
 
 
 def _enable(store, args, config) -> int:
-    return _changed(store.enable(args.router, args.name), args, config, "enabled", "was enabled already")
+    return _changed(store, store.enable(args.router, args.name), args, config, "enabled", "was enabled already")
 
 
 def _disable(store, args, config) -> int:
-    return _changed(store.disable(args.router, args.name), args, config, "disabled", "was disabled already")
+    return _changed(store, store.disable(args.router, args.name), args, config, "disabled", "was disabled already")
 
 
 def _delete(store, args, config) -> int:
     policy_id = store.delete(args.router, args.name)
     print(f"router {args.router}: deleted policy {args.name} (id {policy_id})")
-    notify(config, args.router, [args.name])
+    notify(config, args.router, [args.name], store.last_write)
     return 0
 
 
@@ -202,6 +206,9 @@ def _import(store, args, config) -> int:
     print(f"import{' --dry-run' if args.dry_run else ''}: " + ", ".join(f"{n} {v}" for n, v in zip(counts, verbs))
           + ("" if args.dry_run or difference else " (nothing to do)"))
     if not args.dry_run:
-        for router, names in difference.names().items():
-            notify(config, router, names)
+        # One transaction for every router: its generations go with the last router's notification,
+        # once the daemon has been told of all of them.
+        changed = list(difference.names().items())
+        for i, (router, names) in enumerate(changed):
+            notify(config, router, names, store.last_write if i == len(changed) - 1 else None)
     return 0

@@ -69,9 +69,14 @@ class IdBook:
         return found
 
     def keep(self, policies: Iterable[int]) -> None:
-        """Forget the ids of policies that no longer need one."""
+        """Forget the ids of policies that no longer need one: all but these."""
         alive = set(policies)
         self.by_policy = {p: v for p, v in self.by_policy.items() if p in alive}
+
+    def forget(self, policies: Iterable[int]) -> None:
+        """Forget the ids of these policies, which no longer need one."""
+        for policy in policies:
+            self.by_policy.pop(policy, None)
 
 
 def plan(policy: Policy, bindings: Mapping[int, PortBinding], state: KernelState, groups: IdBook,
@@ -148,7 +153,9 @@ def matches(policy: Policy) -> list[Match]:
 class PolicyTable:
     """The planner's books of the policy table: per policy id, the flows the switch holds, and the
     groups and meters of the policy ranges. Planned incrementally: a pass replans the policies that
-    changed, and FORWARDs when neighbours or links did; ports changing replans all."""
+    changed, and FORWARDs when neighbours or links did; ports changing replans all. A pass that
+    replans few policies costs work for those few, not for every policy the router has: policies
+    handed over again unchanged are the same objects, so they are told apart by identity first."""
 
     installed: dict[int, frozenset[Flow]] = field(default_factory=dict)  # policy id -> its flows on the switch
     groups: dict[int, GroupSpec | None] = field(default_factory=dict)  # in the policy group range
@@ -157,6 +164,10 @@ class PolicyTable:
     meter_ids: IdBook = field(default_factory=lambda: IdBook(pipeline.POLICY_METER_MIN, pipeline.POLICY_METER_MAX))
     policies: dict[int, Policy] = field(default_factory=dict)  # as last planned
     planned: dict[int, Planned] = field(default_factory=dict)
+    flow_count: int = 0  # sum of len(installed[...])
+    _states: dict[int, tuple[State, str]] = field(default_factory=dict)  # planned's, kept alongside
+    _unresolved: dict[int, NeighbourKey] = field(default_factory=dict)  # likewise
+    _last: Sequence[Policy] | None = None  # the sequence last synced, for a pass given the same again
 
     def adopt(self, flows: Iterable[Flow], groups: Mapping[int, GroupSpec | None],
               meters: Mapping[int, MeterSpec | None]) -> None:
@@ -165,6 +176,7 @@ class PolicyTable:
         for flow in flows:
             by_id.setdefault(flow.cookie & 0xFFFFFFFF, set()).add(flow)
         self.installed = {pid: frozenset(f) for pid, f in by_id.items()}
+        self.flow_count = sum(map(len, self.installed.values()))
         self.groups = {gid: spec for gid, spec in groups.items()
                        if pipeline.POLICY_GROUP_MIN <= gid <= pipeline.POLICY_GROUP_MAX}
         self.meters = {mid: spec for mid, spec in meters.items()
@@ -172,44 +184,71 @@ class PolicyTable:
         self.group_ids.adopt((pid, a.group_id) for pid, fs in self.installed.items() for f in fs
                              for a in f.actions if isinstance(a, ToGroup))
         self.meter_ids.adopt((pid, f.meter) for pid, fs in self.installed.items() for f in fs if f.meter is not None)
-        self.policies, self.planned = {}, {}
+        self.policies, self.planned, self._states, self._unresolved, self._last = {}, {}, {}, {}, None
 
     def sync(self, policies: Sequence[Policy], bindings: Mapping[int, PortBinding], state: KernelState,
              everything: bool, neighbours: bool) -> "PolicyChanges":
         """Bring the policy table to `policies` (enabled, not expired, each with its id): what to send.
         everything: ports changed, or a read-back; neighbours: links, neighbours or addresses changed."""
+        if policies is self._last and not everything and not neighbours:
+            return PolicyChanges([], [], [], [], [])  # the very sequence planned last time
+        self._last = policies
         wanted = {p.id: p for p in policies}
-        dirty = {pid for pid, p in wanted.items() if everything or self.policies.get(pid) != p
-                 or (neighbours and p.action is Action.FORWARD)}
-        dirty |= (self.policies.keys() | self.installed.keys()) - wanted.keys()
+        had = self.policies
+        if everything:
+            dirty = set(wanted)
+        else:
+            dirty = {pid for pid, p in wanted.items()
+                     if (old := had.get(pid)) is not p and old != p or (neighbours and p.action is Action.FORWARD)}
+        dirty |= had.keys() - wanted.keys()
+        dirty |= self.installed.keys() - wanted.keys()
+        self.policies = wanted
+        if not dirty and not everything:
+            return PolicyChanges([], [], [], [], [])
+        before = {pid: self.planned[pid] for pid in dirty if pid in self.planned}
         want_flows: set[Flow] = set()
         have_flows: set[Flow] = set()
         for pid in dirty:
             policy = wanted.get(pid)
             planned = None if policy is None else plan(policy, bindings, state, self.group_ids, self.meter_ids)
-            have_flows |= self.installed.get(pid, frozenset())
+            old_flows = self.installed.get(pid, frozenset())
+            have_flows |= old_flows
+            self.flow_count -= len(old_flows)
             if planned is None:
                 self.installed.pop(pid, None)
                 self.planned.pop(pid, None)
+                self._states.pop(pid, None)
+                self._unresolved.pop(pid, None)
                 continue
             want_flows |= planned.flows
+            self.flow_count += len(planned.flows)
             self.installed[pid] = planned.flows
             self.planned[pid] = planned
-        self.policies = wanted
+            self._states[pid] = (planned.state, planned.error)
+            if planned.unresolved is None:
+                self._unresolved.pop(pid, None)
+            else:
+                self._unresolved[pid] = planned.unresolved
         flow_ops = diff(want_flows, have_flows)
-        self.group_ids.keep(pid for pid, p in self.planned.items() if p.group is not None)
-        self.meter_ids.keep(pid for pid, p in self.planned.items() if p.meter is not None)
-        group_upserts, group_deletes = _books(self.groups, {p.group[0]: p.group[1] for p in self.planned.values()
-                                                            if p.group is not None}, GroupOp)
-        meter_upserts, meter_deletes = _books(self.meters, {p.meter[0]: p.meter[1] for p in self.planned.values()
-                                                            if p.meter is not None}, MeterOp)
-        return PolicyChanges(flow_ops, group_upserts, group_deletes, meter_upserts, meter_deletes, bool(dirty))
+        if everything:  # after a read-back the switch's groups and meters may belong to no policy
+            self.group_ids.keep(pid for pid, p in self.planned.items() if p.group is not None)
+            self.meter_ids.keep(pid for pid, p in self.planned.items() if p.meter is not None)
+            groups = _books(self.groups, {p.group[0]: p.group[1] for p in self.planned.values() if p.group is not None},
+                            GroupOp)
+            meters = _books(self.meters, {p.meter[0]: p.meter[1] for p in self.planned.values() if p.meter is not None},
+                            MeterOp)
+        else:  # only the replanned policies' can have changed
+            self.group_ids.forget(pid for pid in dirty if (p := self.planned.get(pid)) is None or p.group is None)
+            self.meter_ids.forget(pid for pid in dirty if (p := self.planned.get(pid)) is None or p.meter is None)
+            groups = _changed(self.groups, *_items(dirty, before, self.planned, "group"), GroupOp)
+            meters = _changed(self.meters, *_items(dirty, before, self.planned, "meter"), MeterOp)
+        return PolicyChanges(flow_ops, *groups, *meters, True)
 
     def states(self) -> dict[int, tuple[State, str]]:
-        return {pid: (p.state, p.error) for pid, p in self.planned.items()}
+        return dict(self._states)
 
     def unresolved(self) -> frozenset[NeighbourKey]:
-        return frozenset(p.unresolved for p in self.planned.values() if p.unresolved is not None)
+        return frozenset(self._unresolved.values())
 
 
 @dataclass(frozen=True)
@@ -233,4 +272,29 @@ def _books(have: dict, want: dict, op_type) -> tuple[list, list]:
     deletes = [op_type(Op.DELETE, gid, have[gid]) for gid in sorted(have.keys() - want.keys())]
     have.clear()
     have.update(want)
+    return upserts, deletes
+
+
+def _items(dirty: Iterable[int], before: Mapping[int, Planned], after: Mapping[int, Planned],
+           kind: str) -> tuple[dict, set]:
+    """The group or meter ids the replanned policies need now, with their specs; and the ids they
+    held before and hold no more. An id belongs to one policy (IdBook), so no other needs those."""
+    want: dict = {}
+    held: set = set()
+    for pid in dirty:
+        if (item := getattr(after.get(pid), kind, None)) is not None:
+            want[item[0]] = item[1]
+        if (item := getattr(before.get(pid), kind, None)) is not None:
+            held.add(item[0])
+    return want, held - want.keys()
+
+
+def _changed(have: dict, want: dict, gone: set, op_type) -> tuple[list, list]:
+    """Upserts and deletes for some ids only (updating `have` in place): `want` set, `gone` dropped."""
+    upserts = [op_type(Op.MODIFY if gid in have else Op.ADD, gid, spec) for gid, spec in sorted(want.items())
+               if have.get(gid, False) != spec]
+    deletes = [op_type(Op.DELETE, gid, have[gid]) for gid in sorted(gone) if gid in have]
+    have.update(want)
+    for gid in gone:
+        have.pop(gid, None)
     return upserts, deletes

@@ -193,8 +193,7 @@ class Planner:
 
     def flows_planned(self) -> int:
         """Our flows on the switch as planned: base flows, route flows and policy flows."""
-        return (len(self.base_flows) + len(self.fib.targets)
-                + sum(len(f) for f in self.policy_table.installed.values()))
+        return len(self.base_flows) + len(self.fib.targets) + self.policy_table.flow_count
 
     def groups_planned(self) -> int:
         return len(self.fib.switch_groups) + len(self.policy_table.groups)
