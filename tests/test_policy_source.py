@@ -141,8 +141,17 @@ class Lab:
         if self.broken:
             raise OSError(self.broken)
         store = CountingStore.open(self.config, user="daemon")
+        store.thread = threading.current_thread().name
         self.stores.append(store)
         return store
+
+    def readers(self) -> list[CountingStore]:
+        """The stores the source's reading thread opened (its writing thread opens its own)."""
+        return [s for s in self.stores if s.thread == "policies"]
+
+    def writes(self) -> list[list]:
+        """Every write of statuses, by any source's writing thread, in order."""
+        return [w for s in self.stores for w in s.writes]
 
     def start(self, *routers: RecordingRouter) -> PolicySource:
         routers = routers or (RecordingRouter("r1"), RecordingRouter("r2"))
@@ -292,21 +301,21 @@ def test_states_and_counters_are_written_back_only_when_they_change(lab):
     a = lab.add("a", dst="10.9.0.0/16")
     b = lab.add("b", dst="10.8.0.0/16")
     source = lab.start()
-    store = lab.stores[-1]
+    store = lab.readers()[-1]
     r1 = router_of(source)
     r1.report(states={a.id: State.INSTALLED, b.id: State.PENDING}, counters={a.id: (10, 1000)})
     wait_until(lambda: lab.statuses().get(a.id, ())[:3] == ("installed", 10, 1000), "a's status written")
     assert lab.statuses()[b.id][:3] == ("pending", 0, 0)
     assert source.totals == {a.id: (10, 1000), b.id: (0, 0)}
     assert source.written(a.id).installed_at is not None and source.written(b.id).installed_at is None
-    writes, before = len(store.writes), lab.statuses()
+    writes, before = len(lab.writes()), lab.statuses()
     checks = store.checks
     wait_until(lambda: store.checks >= checks + 5, "five more rounds of the source")
-    assert len(store.writes) == writes and lab.statuses() == before  # nothing changed: nothing written
+    assert len(lab.writes()) == writes and lab.statuses() == before  # nothing changed: nothing written
     installed_at = source.written(a.id).installed_at
     r1.report(states={a.id: State.INSTALLED, b.id: State.FAILED}, counters={a.id: (12, 1200)})
-    wait_until(lambda: len(store.writes) > writes, "the change written")
-    written = {s.policy_id: s for s in store.writes[-1]}
+    wait_until(lambda: len(lab.writes()) > writes, "the change written")
+    written = {s.policy_id: s for s in lab.writes()[-1]}
     assert written[a.id].packets == 12 and written[b.id].state is State.FAILED
     assert written[a.id].installed_at == installed_at  # when it went in, not when it was last written
     wait_until(lambda: lab.statuses()[b.id][0] == "failed", "b failed, in the database")
@@ -328,12 +337,12 @@ def test_counters_are_kept_across_a_restart_and_across_the_switch_counting_again
     again = lab.start(RecordingRouter("r1"), RecordingRouter("r2"))
     r1 = router_of(again)
     r1.report(states={a.id: State.INSTALLED})  # no poll answered yet: the store's total stands
-    checks = lab.stores[-1].checks
-    wait_until(lambda: lab.stores[-1].checks >= checks + 3, "three rounds of the new source")
+    checks = lab.readers()[-1].checks
+    wait_until(lambda: lab.readers()[-1].checks >= checks + 3, "three rounds of the new source")
     assert again.totals == {a.id: (106, 10600)} and lab.statuses()[a.id][1:3] == (106, 10600)
     r1.report(states={a.id: State.INSTALLED}, counters={a.id: (12, 1200)})
-    checks = lab.stores[-1].checks
-    wait_until(lambda: lab.stores[-1].checks >= checks + 3, "three more rounds")
+    checks = lab.readers()[-1].checks
+    wait_until(lambda: lab.readers()[-1].checks >= checks + 3, "three more rounds")
     assert again.totals[a.id] == (106, 10600)  # never below what was stored
     r1.report(states={a.id: State.INSTALLED}, counters={a.id: (20, 2000)})
     wait_until(lambda: again.totals.get(a.id) == (114, 11400), "what the switch counted since")
@@ -374,7 +383,7 @@ def test_a_store_that_cannot_be_read_is_retried_and_the_routers_keep_their_polic
     checks = sum(s.checks for s in lab.stores)
     wait_until(lambda: sum(s.checks for s in lab.stores) >= checks + 3, "three more tries")
     assert len(r1.handed) == handed  # nothing handed while the store cannot be read
-    assert len(lab.stores) > 1  # each try opens the store afresh
+    assert len(lab.readers()) > 1  # each try opens the store afresh
     r1.report(states={a.id: State.INSTALLED}, counters={a.id: (60, 6000)})
     lab.sql("ALTER TABLE taprouter_policy_away RENAME TO taprouter_policy")
     wait_until(lambda: source.error is None, "the store readable again")
