@@ -63,6 +63,10 @@ def serve(config: Config, listen: Listen, insecure: bool) -> int:
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
+            # Newer gunicorn opens a control socket of its own under $HOME, shared by every
+            # instance: two UIs (or tests) would fight over it, and nothing here uses it.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             return application
