@@ -82,6 +82,7 @@ class CountingStore(Store):
         super().__init__(*args, **kwargs)
         self.checks = 0
         self.writes: list[list] = []
+        self.thread = ""  # the thread that opened it
 
     def generation(self) -> int:
         self.checks += 1
@@ -141,8 +142,15 @@ class Lab:
         if self.broken:
             raise OSError(self.broken)
         store = CountingStore.open(self.config, user="daemon")
+        store.thread = threading.current_thread().name
         self.stores.append(store)
         return store
+
+    def last(self, thread: str) -> CountingStore:
+        """The store the source's reading thread ("policies") or its writing one ("policy-states")
+        opened last: the two open theirs at once, in either order."""
+        wait_until(lambda: any(s.thread == thread for s in self.stores), f"the {thread} thread's store")
+        return [s for s in self.stores if s.thread == thread][-1]
 
     def start(self, *routers: RecordingRouter) -> PolicySource:
         routers = routers or (RecordingRouter("r1"), RecordingRouter("r2"))
@@ -292,7 +300,7 @@ def test_states_and_counters_are_written_back_only_when_they_change(lab):
     a = lab.add("a", dst="10.9.0.0/16")
     b = lab.add("b", dst="10.8.0.0/16")
     source = lab.start()
-    store = lab.stores[-1]
+    store, reader = lab.last("policy-states"), lab.last("policies")
     r1 = router_of(source)
     r1.report(states={a.id: State.INSTALLED, b.id: State.PENDING}, counters={a.id: (10, 1000)})
     wait_until(lambda: lab.statuses().get(a.id, ())[:3] == ("installed", 10, 1000), "a's status written")
@@ -300,8 +308,8 @@ def test_states_and_counters_are_written_back_only_when_they_change(lab):
     assert source.totals == {a.id: (10, 1000), b.id: (0, 0)}
     assert source.written(a.id).installed_at is not None and source.written(b.id).installed_at is None
     writes, before = len(store.writes), lab.statuses()
-    checks = store.checks
-    wait_until(lambda: store.checks >= checks + 5, "five more rounds of the source")
+    checks = reader.checks
+    wait_until(lambda: reader.checks >= checks + 5, "five more rounds of the source")
     assert len(store.writes) == writes and lab.statuses() == before  # nothing changed: nothing written
     installed_at = source.written(a.id).installed_at
     r1.report(states={a.id: State.INSTALLED, b.id: State.FAILED}, counters={a.id: (12, 1200)})
@@ -328,12 +336,12 @@ def test_counters_are_kept_across_a_restart_and_across_the_switch_counting_again
     again = lab.start(RecordingRouter("r1"), RecordingRouter("r2"))
     r1 = router_of(again)
     r1.report(states={a.id: State.INSTALLED})  # no poll answered yet: the store's total stands
-    checks = lab.stores[-1].checks
-    wait_until(lambda: lab.stores[-1].checks >= checks + 3, "three rounds of the new source")
+    checks = lab.last("policies").checks
+    wait_until(lambda: lab.last("policies").checks >= checks + 3, "three rounds of the new source")
     assert again.totals == {a.id: (106, 10600)} and lab.statuses()[a.id][1:3] == (106, 10600)
     r1.report(states={a.id: State.INSTALLED}, counters={a.id: (12, 1200)})
-    checks = lab.stores[-1].checks
-    wait_until(lambda: lab.stores[-1].checks >= checks + 3, "three more rounds")
+    checks = lab.last("policies").checks
+    wait_until(lambda: lab.last("policies").checks >= checks + 3, "three more rounds")
     assert again.totals[a.id] == (106, 10600)  # never below what was stored
     r1.report(states={a.id: State.INSTALLED}, counters={a.id: (20, 2000)})
     wait_until(lambda: again.totals.get(a.id) == (114, 11400), "what the switch counted since")
