@@ -211,3 +211,22 @@ def test_the_audit_page_shows_who_changed_what_from_what_to_what(web):
     rows = page.context["rows"]
     assert [r["entry"].action for r in rows] == ["set", "add"]  # the newest first
     assert viewer.get("/audit/?who=nobody").context["rows"] == []
+
+
+def test_the_list_is_paginated_and_its_live_part_keeps_the_page(web, monkeypatch):
+    from taprouter.web import policies
+
+    monkeypatch.setattr(policies, "PER_PAGE", 2)
+    operator = webhelp.client("olga", "operator")
+    for n in range(5):
+        operator.post("/policies/add/", {**DROP, "name": f"p{n}", "priority": str(100 + n),
+                                         "dst": f"10.0.{10 + n}.0/24"})
+    first = operator.get("/policies/")
+    assert [p["name"] for p in first.context["policies"]] == ["p4", "p3"]  # the highest priority first
+    assert 'data-live="/policies/?part=1&amp;page=1"' in first.content.decode()
+    third = operator.get("/policies/", {"page": 3})
+    assert [p["name"] for p in third.context["policies"]] == ["p0"]
+    assert 'data-live="/policies/?part=1&amp;page=3"' in third.content.decode()
+    part = operator.get("/policies/", {"part": 1, "page": 2})
+    assert [p["name"] for p in part.context["policies"]] == ["p2", "p1"]
+    assert "Policies 3 to 4 of 5" in part.content.decode()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -20,6 +21,7 @@ from .forms import PolicyForm, initial
 from .roles import OPERATE
 
 operator = permission_required(OPERATE, raise_exception=True)  # a viewer gets 403
+PER_PAGE = 100  # policies a page shows (and its live part renders every second)
 
 
 def _notify(request: HttpRequest, store, router: str, names: list[str]) -> None:
@@ -49,8 +51,10 @@ def index(request: HttpRequest) -> HttpResponse:
         problem = None
     except (DatabaseProblem, DatabaseError) as exc:
         items, problem = [], f"the policy store cannot be read: {exc}"
+    shown = Paginator(items, PER_PAGE).get_page(request.GET.get("page"))
     template = "web/policies_table.html" if request.GET.get("part") else "web/policies.html"
-    return render(request, template, {"policies": items, "problem": problem, "page": "policies"})
+    return render(request, template, {"policies": shown, "problem": problem, "page": "policies",
+                                      "number": shown.number})
 
 
 def _form_page(request: HttpRequest, form: PolicyForm, title: str) -> HttpResponse:
