@@ -54,7 +54,8 @@ def test_an_operator_drops_h1_to_h2_in_the_page_and_deletes_it_again(policy_lab,
 
         # The counter on the page (the live table, no reload) rises while h1 pings.
         row = f"policy-{lab.router}-no-h1-h2"
-        assert text_of(driver, f"#{row} td.state").strip() == "installed"
+        wait_until(lambda: (text_of(driver, f"#{row} td.state") or "").strip() == "installed", timeout=5,
+                   message=lambda: f"not installed on the page: {text_of(driver, '#' + row)}")
         first = wait_until(lambda: packets(driver, row), timeout=10,
                            message=lambda: f"no packets on the page: {text_of(driver, '#' + row)}")
         wait_until(lambda: (packets(driver, row) or 0) > first, timeout=10,

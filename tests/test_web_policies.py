@@ -137,18 +137,45 @@ def test_disable_enable_delete(web, daemon):
     assert any("has no policy" in m for m in messages_of(response))
 
 
-def test_the_list_shows_the_daemons_live_state_and_counters(web, daemon):
+def test_the_list_shows_the_state_and_counters_the_daemon_wrote(web, daemon):
+    from datetime import datetime, timezone
+
+    from taprouter.policy.model import State, Status
+    from taprouter.web import context
+
     operator = webhelp.client("olga", "operator")
-    operator.post("/policies/add/", {**DROP, "name": "web"})  # the fake daemon reports "web" on r1
+    operator.post("/policies/add/", {**DROP, "name": "web"})
     operator.post("/policies/add/", {**DROP, "name": "quiet", "priority": "100", "dst": "10.0.9.0/24"})
+    operator.post("/policies/add/", {**DROP, "name": "off", "priority": "50", "dst": "10.0.8.0/24"})
+    operator.post("/policies/r1/off/disable/")
+    ids = dict(models.Policy.objects.values_list("name", "id"))
+    store = context.store(operator.get("/").wsgi_request)
+    # What the daemon's policy source writes back (the same store call).
+    store.write_statuses([Status(ids["web"], State.INSTALLED, "", datetime.now(timezone.utc), None, 5, 500)])
     for url in ("/policies/", "/policies/?part=1"):
-        response = operator.get(url)
-        rows = {(p["router"], p["name"]): p for p in response.context["policies"]}
-        assert (rows["r1", "web"]["state"], rows["r1", "web"]["packets"], rows["r1", "web"]["bytes"]) == \
-            ("installed", 5, 500)
-        assert (rows["r1", "quiet"]["state"], rows["r1", "quiet"]["packets"]) == ("pending", 0)
+        rows = {p["name"]: p for p in operator.get(url).context["policies"]}
+        assert (rows["web"]["state"], rows["web"]["packets"], rows["web"]["bytes"]) == ("installed", 5, 500)
+        assert (rows["quiet"]["state"], rows["quiet"]["packets"]) == ("pending", 0)
+        assert rows["off"]["state"] == "disabled"
+    store.write_statuses([Status(ids["web"], State.INSTALLED, "", None, None, 7, 700),
+                          Status(ids["quiet"], State.FAILED, "OFPBAC_BAD_OUT_PORT", None, None, 0, 0)])
     part = operator.get("/policies/?part=1").content.decode()
-    assert "<html" not in part and 'id="policy-r1-web"' in part
+    assert "<html" not in part
+    web_row = part.split('id="policy-r1-web"')[1].split("</tr>")[0]
+    assert '<td class="num packets">7</td>' in web_row
+    quiet_row = part.split('id="policy-r1-quiet"')[1].split("</tr>")[0]
+    assert "failed" in quiet_row and "OFPBAC_BAD_OUT_PORT" in quiet_row
+
+
+def test_a_row_plain_sql_made_wrong_is_listed_as_failed(web):
+    from django.db import connection
+
+    operator = webhelp.client("olga", "operator")
+    operator.post("/policies/add/", DROP)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE taprouter_policy SET dst = '10.0.2.0/99' WHERE name = 'no-h2'")
+    [row] = operator.get("/policies/").context["policies"]
+    assert row["state"] == "failed" and "dst" in row["error"]
 
 
 def test_a_daemon_that_is_not_running_is_a_note_and_the_change_is_stored(web, tmp_path):
@@ -213,7 +240,7 @@ def test_the_audit_page_shows_who_changed_what_from_what_to_what(web):
     assert viewer.get("/audit/?who=nobody").context["rows"] == []
 
 
-def test_the_list_is_paginated_and_its_live_part_keeps_the_page(web, monkeypatch):
+def test_the_list_is_paginated_and_reads_only_its_page(web, monkeypatch):
     from taprouter.web import policies
 
     monkeypatch.setattr(policies, "PER_PAGE", 2)
@@ -230,3 +257,15 @@ def test_the_list_is_paginated_and_its_live_part_keeps_the_page(web, monkeypatch
     part = operator.get("/policies/", {"part": 1, "page": 2})
     assert [p["name"] for p in part.context["policies"]] == ["p2", "p1"]
     assert "Policies 3 to 4 of 5" in part.content.decode()
+    assert 'href="?page=1"' in part.content.decode() and 'href="?page=3"' in part.content.decode()
+    # A page past the end (its policies deleted since) shows the last one.
+    assert [p["name"] for p in operator.get("/policies/", {"page": 9}).context["policies"]] == ["p0"]
+    assert [p["name"] for p in operator.get("/policies/", {"page": "x"}).context["policies"]] == ["p4", "p3"]
+    # Only the page's rows are parsed.
+    from taprouter.policy import store as store_module
+
+    parsed = []
+    real = store_module.parse
+    monkeypatch.setattr(store_module, "parse", lambda *a, **k: parsed.append(a[1]) or real(*a, **k))
+    operator.get("/policies/", {"page": 2})
+    assert sorted(parsed) == ["p1", "p2"]

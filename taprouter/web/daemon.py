@@ -31,10 +31,6 @@ def status(socket_path) -> Answer:
     return ask(socket_path, "/v1/status")
 
 
-def policies(socket_path) -> Answer:
-    return ask(socket_path, "/v1/policies")
-
-
 def lookup(socket_path, router: str, address: str) -> Answer:
     return ask(socket_path, "/v1/lookup", router=router, address=address)
 
