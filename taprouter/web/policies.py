@@ -4,6 +4,7 @@ import and export, each through the policy store and then told to the daemon as 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.contrib import messages
@@ -28,17 +29,28 @@ def _notify(request: HttpRequest, store, router: str, names: list[str]) -> None:
                     report=lambda line: messages.warning(request, line))
 
 
+@dataclass(frozen=True)
 class Window:
-    """A page of the policy list, as Django's Paginator would give it, from the store's window."""
+    """A page of the policy list (what the template asks of Django's Page), from the store's window."""
 
-    def __init__(self, items: list[dict], number: int, count: int):
-        self.items, self.number, self.count = items, number, count
-        self.pages = max(1, -(-count // PER_PAGE))
-        self.start_index = (number - 1) * PER_PAGE + 1 if count else 0
-        self.end_index = (number - 1) * PER_PAGE + len(items)
+    items: tuple[dict, ...]
+    number: int
+    count: int
 
     def __iter__(self):
         return iter(self.items)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.count // PER_PAGE))
+
+    @property
+    def start_index(self) -> int:
+        return (self.number - 1) * PER_PAGE + 1 if self.items else 0
+
+    @property
+    def end_index(self) -> int:
+        return (self.number - 1) * PER_PAGE + len(self.items)
 
     def has_other_pages(self) -> bool:
         return self.pages > 1
@@ -66,7 +78,7 @@ def window(request: HttpRequest, number: int) -> Window:
     items = [views.as_json(item, effective(item, statuses.get(item.id))) if isinstance(item, Policy)
              else views.invalid_json(item.id, item.router, item.name, item.fields, str(item.error))
              for item in found]
-    return Window(items, number, count)
+    return Window(tuple(items), number, count)
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -77,7 +89,7 @@ def index(request: HttpRequest) -> HttpResponse:
     try:
         shown, problem = window(request, number), None
     except (DatabaseProblem, DatabaseError) as exc:
-        shown, problem = Window([], 1, 0), f"the policy store cannot be read: {exc}"
+        shown, problem = Window((), 1, 0), f"the policy store cannot be read: {exc}"
     template = "web/policies_table.html" if request.GET.get("part") else "web/policies.html"
     return render(request, template, {"policies": shown, "problem": problem, "page": "policies",
                                       "number": shown.number})
