@@ -278,7 +278,8 @@ def main() -> int:
         results["web_pages"] = web_pages.measure(TAPROUTER, bench.config, bench.env, bench.router, "10.1.2.3",
                                                  page_requests, bench.tmp / "web.log")
         for name, figures in results["web_pages"]["pages"].items():
-            log(f"  {name}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms ({figures['bytes']:,} bytes)")
+            log(f"  {name}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms, "
+                f"first {figures['first_ms']} ms ({figures['bytes']:,} bytes)")
     finally:
         bench.down()
     OUT.write_text(json.dumps(results, indent=2) + "\n")

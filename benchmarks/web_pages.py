@@ -72,8 +72,9 @@ def measure(taprouter: str, config: Path, env: dict, router: str, address: str, 
                     if response.geturl() != url + path and "/accounts/login/" in response.geturl():
                         raise RuntimeError(f"{path}: sent to the login page")
                 times.append((time.perf_counter() - start) * 1000)
+            first = times[0]  # the first of a page may warm caches (Django's, the daemon's): kept apart
             times.sort()
-            figures[name] = {"path": path, "requests": requests, "bytes": size,
+            figures[name] = {"path": path, "requests": requests, "bytes": size, "first_ms": round(first, 1),
                              "p50_ms": round(statistics.median(times), 1),
                              "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 1),
                              "max_ms": round(times[-1], 1)}
