@@ -18,7 +18,9 @@ in one run:
   timing, and the change's policy checked against its own fields;
 - scrapes /metrics BENCH_SCRAPES times (100; 30 quick) and divides the daemon's CPU time
   (/proc/PID/stat, user + system) by them, less what the idle daemon used in as long a time
-  (measured before and after); the wall time of each scrape too.
+  (measured before and after); the wall time of each scrape too;
+- fetches each web UI page BENCH_PAGE_REQUESTS times (100; 20 quick) as a logged-in viewer
+  (benchmarks/web_pages.py): the issue's budget is 300 ms a page with a full table.
 The daemon log's passes during the changes (planning and sending) say where their time went.
 
 Usage: .venv/bin/python benchmarks/policies.py  (writes benchmarks/policies.json, or BENCH_POLICIES_OUT)
@@ -43,7 +45,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "netns_tests")]
 import yaml  # noqa: E402
 
 import ofctl  # noqa: E402
-from benchmarks import steal  # noqa: E402
+from benchmarks import steal, web_pages  # noqa: E402
 from benchmarks.flowprobe import FlowProbe  # noqa: E402
 from benchmarks.policy_workload import Change, Kind, Workload, initial, mismatch  # noqa: E402
 from benchmarks.routes import TAPROUTER, TIMEOUT, RouteBench, cpu_seconds  # noqa: E402
@@ -258,6 +260,7 @@ def main() -> int:
     scrapes = int(os.environ.get("BENCH_SCRAPES", "30" if QUICK else "100"))
     every = int(os.environ.get("BENCH_CHECK_EVERY", "50"))
     idle_s = float(os.environ.get("BENCH_IDLE_S", "2" if QUICK else "5"))
+    page_requests = int(os.environ.get("BENCH_PAGE_REQUESTS", "20" if QUICK else "100"))
     bench = RouteBench(routes, tls=False)
     bench.metrics_listen = f"127.0.0.1:{free_port()}"
     results: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "routes": routes, "policies": count,
@@ -271,6 +274,12 @@ def main() -> int:
         stages.import_all(results)
         stages.changes(results, changes, every)
         stages.scrape(results, scrapes, idle_s)
+        log(f"web UI pages: {page_requests} requests each, as a viewer")
+        results["web_pages"] = web_pages.measure(TAPROUTER, bench.config, bench.env, bench.router, "10.1.2.3",
+                                                 page_requests, bench.tmp / "web.log")
+        for name, figures in results["web_pages"]["pages"].items():
+            log(f"  {name}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms, "
+                f"first {figures['first_ms']} ms ({figures['bytes']:,} bytes)")
     finally:
         bench.down()
     OUT.write_text(json.dumps(results, indent=2) + "\n")

@@ -125,6 +125,7 @@ def summary(results: dict) -> list[dict]:
                                                                    _get(p, "changes", "mismatches")), ("<=", 0), ""),
         ("/metrics scrape: daemon CPU, ms", _get(p, "scrape", "daemon_cpu_ms"), ("<=", 10.0), "ms"),
         ("  wall time (median), ms", _get(p, "scrape", "wall_ms"), None, "ms"),
+        ("web UI: slowest page's p99, ms", _get(p, "web_pages", "slowest_p99_ms"), ("<=", 300), "ms"),
     ]
     out = []
     for name, value, target, unit in rows:

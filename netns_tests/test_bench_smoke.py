@@ -61,7 +61,8 @@ def test_policy_benchmark_harness_runs_and_checks_the_switch(tmp_path):
     # against the switch), 10 scrapes. Its timings are not asserted; what it checks is.
     out = tmp_path / "policies.json"
     env = dict(os.environ, BENCH_ROUTES="1000", BENCH_POLICIES="100", BENCH_POLICY_CHANGES="50", BENCH_SCRAPES="10",
-               BENCH_CHECK_EVERY="5", BENCH_IDLE_S="0.5", BENCH_POLICIES_OUT=str(out), BENCH_TIMEOUT="120")
+               BENCH_CHECK_EVERY="5", BENCH_IDLE_S="0.5", BENCH_POLICIES_OUT=str(out), BENCH_TIMEOUT="120",
+               BENCH_PAGE_REQUESTS="3")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "policies.py")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -78,6 +79,8 @@ def test_policy_benchmark_harness_runs_and_checks_the_switch(tmp_path):
     scrape = results["scrape"]
     assert scrape["scrapes"] == 10 and scrape["policy_series"] == scrape["policies"] == 100
     assert scrape["daemon_cpu_ms"] >= 0 and scrape["wall_ms"] > 0
+    pages = results["web_pages"]["pages"]
+    assert len(pages) == 8 and all(p["requests"] == 3 and p["bytes"] > 0 and p["p50_ms"] > 0 for p in pages.values())
 
 
 def test_a_harness_whose_daemon_cannot_start_leaves_no_lab_behind(monkeypatch):

@@ -4,14 +4,17 @@
 Builds an Open vSwitch bridge (userspace datapath, fail-mode secure) with three
 hosts in network namespaces, runs `taprouter run` on examples/demo.yaml, and
 shows the kernel answering through the switch, then a policy added and deleted
-from the command line. Ctrl-C tears everything down; DEMO_ONESHOT=1 runs once
-and exits (non-zero if anything failed).
+from the command line. The web UI runs too (`taprouter web`, on the config's
+web.listen or DEMO_WEB_LISTEN), with a demo admin whose one-time password is
+printed. Ctrl-C tears everything down; DEMO_ONESHOT=1 runs once and exits
+(non-zero if anything failed); DEMO_SCREENSHOTS=DIR saves the web UI's pages.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,7 +98,45 @@ def metrics_line(listen, prefix: str) -> str:
     return next((line for line in text.splitlines() if line.startswith(prefix)), f"(no {prefix} in {url})")
 
 
-def policy_scene(env: dict, metrics) -> int:
+def start_web(env: dict, log_path: Path) -> tuple[subprocess.Popen | None, str, str]:
+    """The web UI and a demo admin with a fresh password: the process, the URL and the password."""
+    made = subprocess.run([TAPROUTER, "web", "createuser", "-c", str(CONFIG), "demo-admin", "--role", "admin"],
+                          env=env, text=True, capture_output=True, stdin=subprocess.DEVNULL)
+    found = re.search(r"password \(shown once\): (\S+)", made.stdout)
+    if made.returncode != 0 or not found:
+        print(f"demo: the web UI's admin could not be made: {made.stderr.strip()}")
+        return None, "", ""
+    listen = os.environ.get("DEMO_WEB_LISTEN") or \
+        f"{configuration.load(CONFIG).web.listen.host}:{configuration.load(CONFIG).web.listen.port}"
+    web = subprocess.Popen([TAPROUTER, "web", "-c", str(CONFIG), "--listen", listen], env=env,
+                           stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    url = f"http://{listen}"
+
+    def answers() -> bool:
+        if web.poll() is not None:
+            return True
+        try:
+            with urllib.request.urlopen(url + "/accounts/login/", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    wait_for(answers, 30, "the web UI")
+    if web.poll() is not None:
+        print(f"demo: the web UI stopped: {log_path.read_text()[-2000:]}")
+        return None, "", ""
+    return web, url, found.group(1)
+
+
+def screenshots(url: str, password: str) -> None:
+    folder = os.environ.get("DEMO_SCREENSHOTS")
+    if folder and url:
+        say(f"screenshots of the web UI into {folder}")
+        subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "scripts" / "screenshots.py"), url,
+                        "demo-admin", password, folder, "demo", "10.30.0.1"])
+
+
+def policy_scene(env: dict, metrics, web_url: str = "", web_password: str = "") -> int:
     """A policy from the command line: h1's pings to h3 dropped by the switch, counted, then let
     through again once it is deleted. Returns the number of steps that went wrong."""
     failures = 0
@@ -116,6 +157,7 @@ def policy_scene(env: dict, metrics) -> int:
     if metrics is not None:
         say("and in /metrics (one line of it)")
         print(metrics_line(metrics, f'taprouter_policy_packets_total{{router="demo",policy="{POLICY}"}}'))
+    screenshots(web_url, web_password)
     say("taprouter policy del, and demoh1 pings demoh3 again")
     failures += taprouter(env, "policy", "del", "-c", str(CONFIG), "--router", "demo", "--name", POLICY).returncode != 0
     failures += ping("demoh1", "10.0.3.2", 3).returncode != 0
@@ -128,6 +170,8 @@ def main() -> int:
     env = dict(os.environ, TAPROUTER_RUN_DIR=str(RUN_DIR))
     lab = Lab("demo", 6653, dpid=0xD1)
     daemon = None
+    web = None
+    web_url = web_password = ""
     peers: list[subprocess.Popen] = []
     log_path = RUN_DIR.with_suffix(".log")
     failures = 0
@@ -155,6 +199,11 @@ def main() -> int:
         if daemon.poll() is not None:
             print(log_path.read_text())
             return 1
+        web, web_url, web_password = start_web(env, RUN_DIR.with_name(RUN_DIR.name + "-web.log"))
+        if web is not None:
+            say(f"the web UI: {web_url}/  user demo-admin, password {web_password} (this run's only)")
+        else:
+            failures += 1
         for host in hosts:
             for target in (str(host.gateway4), str(host.gateway6)):
                 say(f"{host.name} ({host.ipv4.ip}) pings its router address {target}")
@@ -187,7 +236,7 @@ def main() -> int:
         print(f"\n  120 transit echo requests and their 120 replies cost {punted} PacketIns in all "
               "(ARP/ND and the packets sent before a neighbour was resolved); the rest never left "
               "the switch.")
-        failures += policy_scene(env, config.metrics.listen)
+        failures += policy_scene(env, config.metrics.listen, web_url, web_password)
         say("taprouter status")
         print(subprocess.run([TAPROUTER, "status", "-c", str(CONFIG)], env=env, text=True,
                              capture_output=True).stdout)
@@ -206,7 +255,8 @@ def main() -> int:
                 f"TAPROUTER_RUN_DIR={RUN_DIR} .venv/bin/taprouter status -c {CONFIG.relative_to(ROOT)} | "
                 f".venv/bin/taprouter policy list -c {CONFIG.relative_to(ROOT)} | "
                 f"ip netns exec demo-r birdc -s {RUN_DIR / 'demo' / 'bird.ctl'} show protocols | "
-                "Ctrl-C tears it all down")
+                + (f"the web UI at {web_url}/ (demo-admin, {web_password}) | " if web is not None else "")
+                + "Ctrl-C tears it all down")
             stop = threading.Event()
             signal.signal(signal.SIGINT, lambda *_: stop.set())
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -214,6 +264,12 @@ def main() -> int:
                 pass
     finally:
         say("tearing down")
+        if web is not None and web.poll() is None:
+            web.terminate()
+            try:
+                web.wait(10)
+            except subprocess.TimeoutExpired:
+                web.kill()
         if daemon is not None and daemon.poll() is None:
             daemon.terminate()
             try:

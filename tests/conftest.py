@@ -13,6 +13,8 @@ import pytest
 
 from pgcluster import Cluster
 
+import webhelp
+
 BACKENDS = ("sqlite", "postgresql")
 TABLES = ("taprouter_policy", "taprouter_policy_status", "taprouter_audit")
 
@@ -67,3 +69,11 @@ def database_url(request, tmp_path) -> str:
     with connections[configure(url)].cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
     yield url
+
+
+def pytest_configure(config):
+    webhelp.configure_django()
+
+
+def pytest_unconfigure(config):
+    webhelp.remove()

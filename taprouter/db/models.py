@@ -101,3 +101,14 @@ class AuditEntry(models.Model):
     class Meta:
         db_table = "taprouter_audit"
         indexes = [models.Index(fields=["router", "name"], name="taprouter_audit_policy")]
+
+
+class Secret(models.Model):
+    """A named secret shared by every process on this database: the web UI's signing key, so its
+    sessions outlive a restart and every worker signs alike."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    value = models.TextField()
+
+    class Meta:
+        db_table = "taprouter_secret"

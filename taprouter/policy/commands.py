@@ -100,9 +100,15 @@ def _negated(text: str) -> str:
     return "no" if boolean("disabled", text, False) else "yes"
 
 
-def notify(config: Config, router: str, names: list[str], moved: tuple[int, int] | None = None) -> None:
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def notify(config: Config, router: str, names: list[str], moved: tuple[int, int] | None = None,
+           report: Callable[[str], None] = _to_stderr) -> None:
     """Tell the daemon which policies changed, and (`moved`) the store's generation before and
-    after the write, when these names are all it changed; the change is stored whatever it answers."""
+    after the write, when these names are all it changed; the change is stored whatever it answers.
+    What the user should know of the answer goes to `report` (stderr; the web UI shows it)."""
     from ..control.client import ControlClient, ControlError, ControlUnavailable
 
     body: dict[str, Any] = {"router": router, "names": names}
@@ -111,17 +117,16 @@ def notify(config: Config, router: str, names: list[str], moved: tuple[int, int]
     try:
         answer = ControlClient(config.control.socket).post("/v1/policies/changed", body)
     except ControlUnavailable as exc:
-        print(f"note: the daemon is not running ({exc}): it reads the policies when it starts", file=sys.stderr)
+        report(f"note: the daemon is not running ({exc}): it reads the policies when it starts")
     except ControlError as exc:
-        print(f"warning: the daemon did not take the change ({exc}); it is stored, and the daemon reads it "
-              "when it next reads the policies", file=sys.stderr)
+        report(f"warning: the daemon did not take the change ({exc}); it is stored, and the daemon reads it "
+               "when it next reads the policies")
     else:
         if not answer.get("accepted", True):
-            print(f"warning: the daemon cannot read the policy store ({answer.get('error')}); the switch keeps "
-                  "what it had", file=sys.stderr)
+            report(f"warning: the daemon cannot read the policy store ({answer.get('error')}); the switch keeps "
+                   "what it had")
         elif not answer.get("applied", True):
-            print("note: stored and read by the daemon; the switch has not confirmed it yet (see policy show)",
-                  file=sys.stderr)
+            report("note: stored and read by the daemon; the switch has not confirmed it yet (see policy show)")
 
 
 def _add(store, args, config) -> int:

@@ -1,0 +1,90 @@
+"""What the web UI's pages cost to answer on a loaded router: `taprouter web` started on the bench's
+config, a viewer logged in over HTTP, and each page (and each live part a page polls) fetched
+BENCH_PAGE_REQUESTS times, one after another; the wall time of each, by page. The issue's budget
+is 300 ms a page with a full table; this measures, it does not assert."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+PASSWORD = "bench-viewer-password"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pages(router: str, address: str) -> list[tuple[str, str]]:
+    return [("overview", "/"), ("overview, live part", "/?part=1"), ("devices, live part", "/devices/?part=1"),
+            ("routing", "/routing/"),
+            ("routing, address lookup", f"/routing/?{urllib.parse.urlencode({'router': router, 'address': address})}"),
+            ("policies (first 100)", "/policies/"), ("policies, live part", "/policies/?part=1"),
+            ("audit log (first 50)", "/audit/")]
+
+
+def measure(taprouter: str, config: Path, env: dict, router: str, address: str, requests: int,
+            log_path: Path) -> dict:
+    """Each page's wall time in ms (p50, p99, max) and bytes; the budget's verdict is the reader's."""
+    made = subprocess.run([taprouter, "web", "createuser", "-c", str(config), "bench-viewer", "--role", "viewer",
+                           "--password-stdin"], input=PASSWORD + "\n", text=True, capture_output=True, env=env)
+    if made.returncode != 0:
+        raise RuntimeError(f"web createuser: {made.stderr.strip()}")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    web = subprocess.Popen([taprouter, "web", "-c", str(config), "--listen", f"127.0.0.1:{port}"], env=env,
+                           stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    try:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                login = opener.open(url + "/accounts/login/", timeout=5).read().decode()
+                break
+            except OSError:
+                if web.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"taprouter web did not answer: {log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login).group(1)
+        body = urllib.parse.urlencode({"username": "bench-viewer", "password": PASSWORD,
+                                       "csrfmiddlewaretoken": token}).encode()
+        answer = opener.open(urllib.request.Request(url + "/accounts/login/", data=body), timeout=10)
+        if answer.geturl().endswith("/accounts/login/"):
+            raise RuntimeError("the bench viewer could not log in")
+        figures = {}
+        for name, path in pages(router, address):
+            times, size = [], 0
+            for _ in range(requests):
+                start = time.perf_counter()
+                with opener.open(url + path, timeout=30) as response:
+                    size = len(response.read())
+                    if response.geturl() != url + path and "/accounts/login/" in response.geturl():
+                        raise RuntimeError(f"{path}: sent to the login page")
+                times.append((time.perf_counter() - start) * 1000)
+            first = times[0]  # the first of a page may warm caches (Django's, the daemon's): kept apart
+            times.sort()
+            figures[name] = {"path": path, "requests": requests, "bytes": size, "first_ms": round(first, 1),
+                             "p50_ms": round(statistics.median(times), 1),
+                             "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 1),
+                             "max_ms": round(times[-1], 1)}
+        slowest = max(figures.values(), key=lambda f: f["p99_ms"])
+        return {"pages": figures, "slowest_p99_ms": slowest["p99_ms"], "slowest": slowest["path"],
+                "budget_ms": 300}
+    finally:
+        web.send_signal(signal.SIGTERM)
+        try:
+            web.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            web.kill()
+            web.wait(timeout=5)
