@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from .. import keep
+
 LOG = logging.getLogger(__name__)
 MAX_FDS = 253  # SCM_MAX_FD
 MSG_SIZE = 1 << 16
@@ -135,10 +137,11 @@ class HolderClient:
             return pid
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        # A new session: Ctrl-C or SIGTERM to the daemon's process group must not reach it.
-        proc = subprocess.Popen([sys.executable, "-m", "taprouter.bridge.holder", str(self.sock_path)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, close_fds=True)
+        # A new session (Ctrl-C or SIGTERM to the daemon's process group must not reach it), and
+        # outside the daemon's cgroup (a service restart must not kill it).
+        proc = keep.spawn([sys.executable, "-m", "taprouter.bridge.holder", str(self.sock_path)],
+                          f"taprouter TAP holder of {self.run_dir.name}",
+                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True)
         log.close()
         self.pid_path.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + 5
