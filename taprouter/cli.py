@@ -79,7 +79,7 @@ def cmd_reload(args) -> int:
 
 
 def cmd_bird_config(args) -> int:
-    from .routing.birdconf import starter
+    from .routing.birdconf import StarterError, starter
     config = _load(args.config)
     routers = [r for r in config.routers if args.router in (None, r.name)]
     if not routers:
@@ -88,7 +88,12 @@ def cmd_bird_config(args) -> int:
     if len(routers) > 1:
         print("error: the file has several routers; choose one with --router", file=sys.stderr)
         return 2
-    sys.stdout.write(starter(routers[0], hello=args.ospf_hello))
+    try:
+        text = starter(routers[0], hello=args.ospf_hello)
+    except StarterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
     return 0
 
 
@@ -182,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
         if name == "bird-config":
             p.add_argument("--router", help="which router (needed when the file has several)")
             p.add_argument("--ospf-hello", type=int, default=10, metavar="SECONDS",
-                           help="OSPF hello interval, 1 to 65535; dead and wait are four times it (default 10)")
+                           help="OSPF hello interval, 1 to 16383; dead and wait are four times it (default 10)")
     from .policy import commands as policy_commands
     policy_commands.add_parser(sub, _load, common, _config_argument)
     return top
