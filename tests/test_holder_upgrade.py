@@ -97,6 +97,8 @@ def test_old_holder_hands_its_descriptors_to_a_new_one(run_dir):
     # A second start finds the current protocol and changes nothing.
     assert client.start() == new_pid
     assert client.quit()
+    assert not (path / "holder.sock").exists(), "the new holder left the socket it took over"
+    assert not (path / "holder.pid").exists()
     for r in pipes.values():
         assert open_at_eof(r)
         os.close(r)

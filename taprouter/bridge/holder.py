@@ -11,6 +11,7 @@ Protocol: one JSON request per connection, descriptors passed with SCM_RIGHTS.
   {"op": "drop", "name": N}       -> {"ok": true}
   {"op": "ping"}                  -> {"ok": true, "pid": P, "version": V}
   {"op": "quit"}                  -> {"ok": true}, then the holder closes everything and exits
+  {"op": "moved", "path": P}      -> {"ok": true}: its socket was renamed to P (version 2 on)
 
 Versions: a holder outlives upgrades of the daemon, so a new daemon may meet an old holder. Version 1
 (taprouter 0.1.0) sent no "version" in its ping reply. Every version keeps the ops above. A daemon
@@ -81,6 +82,10 @@ def _serve(sock_path: Path) -> None:
                 elif op == "quit":
                     conn.sendall(b'{"ok": true}')
                     running = False
+                elif op == "moved":
+                    # An upgrade renamed our socket into place: unlink that path when we quit.
+                    sock_path = Path(request["path"])
+                    conn.sendall(b'{"ok": true}')
                 else:
                     conn.sendall(json.dumps({"ok": False, "error": f"unknown op {op!r}"}).encode())
             except (OSError, ValueError, KeyError, IndexError) as exc:
@@ -175,6 +180,7 @@ class HolderClient:
         while time.monotonic() < deadline and pid_alive(old_pid):
             time.sleep(0.02)
         os.replace(side.sock_path, self.sock_path)
+        self._request({"op": "moved", "path": str(self.sock_path)})
         self.pid_path.write_text(f"{new_pid}\n")
         LOG.info("TAP holder upgraded from protocol %d (pid %d) to %d (pid %d), %d descriptors handed over",
                  old_version, old_pid, PROTOCOL, new_pid, len(fds))
