@@ -28,9 +28,12 @@ def test_a_hard_timeout_expires_a_policy_until_it_is_enabled_again(policy_lab):
     assert abs(expired_at(lab.served()["brief"]) - when) < 1, lab.served()["brief"]
 
     # Not put back: not by the pass another policy's change causes, nor by the re-read of every
-    # policy that follows when the daemon sees the store's generation moved.
+    # policy that follows when the daemon sees the store's generation moved. A writer's
+    # notification carries the generation it moved, so the daemon re-reads nothing after
+    # `policy add`; a change behind its back (plain SQL) makes it re-read everything.
     offset = len(lab.log_text())
     lab.add("other", "--dst", "10.0.3.0/24", "--proto", "tcp", "--action", "drop")
+    lab.sql("UPDATE taprouter_policy SET comment = 'changed by hand' WHERE name = 'other'")
     lab.wait_log(r"policies: 2 read from the store", timeout=10, since=offset)
     assert lab.policy_flows(pid) == [], lab.explain()
     assert lab.listed()["brief"]["state"] == lab.served()["brief"]["state"] == "expired"
