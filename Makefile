@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bootstrap demo test unit netns bench clean
+.PHONY: bootstrap demo test unit netns bench wheel-check clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -24,6 +24,10 @@ netns: bootstrap
 # BENCH_ROUTES=100000 BENCH_QUICK=1 for a quick run.
 bench: bootstrap
 	$(PY) benchmarks/run.py
+
+# The wheel, built and installed with pip into a fresh venv outside the repository.
+wheel-check:
+	bash scripts/wheel-check.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,1 +1,3 @@
 """taprouter: OpenFlow switches as routers whose control plane is the Linux kernel."""
+
+__version__ = "0.1.0"

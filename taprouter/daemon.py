@@ -7,8 +7,9 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 
-from . import gctune
+from . import gctune, logcap, paths
 from .config import Config
 
 LOG = logging.getLogger("taprouter")
@@ -62,6 +63,14 @@ def _control_room(config: Config, core):
     return control, metrics, source
 
 
+def log_files(config: Config) -> list[Path]:
+    """The logs of each router's holder and BIRD, which write to them for as long as they live."""
+    from .bridge.holder import HolderClient
+    from .routing.bird import BirdPaths
+    dirs = [paths.router_dir(r.name) for r in config.routers]
+    return [*(HolderClient(d).log_path for d in dirs), *(BirdPaths.under(d).log for d in dirs)]
+
+
 def run(config: Config) -> int:
     # Imported here so that `taprouter check` and `status` stay fast and need no os-ken.
     from os_ken import cfg
@@ -109,9 +118,11 @@ def run(config: Config) -> int:
     LOG.info("listening for switches on %s:%d (%s); routers: %s", config.listen.host, config.listen.port,
              "TLS" if tls_context else "TCP",
              ", ".join(f"{r.name} (dpid {r.dpid:#x})" for r in config.routers))
+    logs = log_files(config)
     while "stop" not in requests:
         wake.wait(1.0)
         wake.clear()
+        logcap.cap_all(logs)
         if "reload" in requests:
             requests.discard("reload")
             LOG.info("received SIGHUP, reloading BIRD configurations")

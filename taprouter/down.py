@@ -10,7 +10,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import netns, paths
+from . import logcap, netns, paths
 from .bridge import tap
 from .bridge.holder import HolderClient
 from .config import RouterConfig
@@ -35,6 +35,7 @@ def run_files(run_dir: Path) -> tuple[Path, ...]:
     holder = HolderClient(run_dir)
     birds = bird.BirdPaths.under(run_dir)
     return (holder.sock_path, holder.pid_path, holder.log_path, birds.socket, birds.pidfile, birds.log,
+            logcap.rotated(holder.log_path), logcap.rotated(birds.log),
             *(run_dir / name for name in STATUS_FILES))
 
 

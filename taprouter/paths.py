@@ -17,6 +17,15 @@ def is_plain(name: object, max_length: int = NAME_MAX) -> bool:
             and PLAIN_NAME.fullmatch(name) is not None)
 
 
+CONFIG_ENV = "TAPROUTER_CONFIG"
+DEFAULT_CONFIG = "/etc/taprouter/taprouter.yaml"
+
+
+def default_config() -> str:
+    """The config file when the command line names none: $TAPROUTER_CONFIG, else the packaged path."""
+    return os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
+
+
 def run_root() -> Path:
     return Path(os.environ.get("TAPROUTER_RUN_DIR", "/run/taprouter"))
 

@@ -9,8 +9,14 @@ Protocol: one JSON request per connection, descriptors passed with SCM_RIGHTS.
   {"op": "put", "name": N} + 1 fd  -> {"ok": true}
   {"op": "get"}                   -> {"ok": true, "names": [...]} + fds in that order
   {"op": "drop", "name": N}       -> {"ok": true}
-  {"op": "ping"}                  -> {"ok": true, "pid": P}
+  {"op": "ping"}                  -> {"ok": true, "pid": P, "version": V}
   {"op": "quit"}                  -> {"ok": true}, then the holder closes everything and exits
+  {"op": "moved", "path": P}      -> {"ok": true}: its socket was renamed to P (version 2 on)
+
+Versions: a holder outlives upgrades of the daemon, so a new daemon may meet an old holder. Version 1
+(taprouter 0.1.0) sent no "version" in its ping reply. Every version keeps the ops above. A daemon
+that finds an older holder hands its descriptors over to a new one (see HolderClient.upgrade),
+without a moment when no process holds them, so the TAPs never lose carrier.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ import sys
 import time
 from pathlib import Path
 
+from .. import keep
+
 LOG = logging.getLogger(__name__)
 MAX_FDS = 253  # SCM_MAX_FD
 MSG_SIZE = 1 << 16
+PROTOCOL = 2
 
 
 class HolderError(Exception):
@@ -69,10 +78,14 @@ def _serve(sock_path: Path) -> None:
                         os.close(old)
                     conn.sendall(b'{"ok": true}')
                 elif op == "ping":
-                    conn.sendall(json.dumps({"ok": True, "pid": os.getpid()}).encode())
+                    conn.sendall(json.dumps({"ok": True, "pid": os.getpid(), "version": PROTOCOL}).encode())
                 elif op == "quit":
                     conn.sendall(b'{"ok": true}')
                     running = False
+                elif op == "moved":
+                    # An upgrade renamed our socket into place: unlink that path when we quit.
+                    sock_path = Path(request["path"])
+                    conn.sendall(b'{"ok": true}')
                 else:
                     conn.sendall(json.dumps({"ok": False, "error": f"unknown op {op!r}"}).encode())
             except (OSError, ValueError, KeyError, IndexError) as exc:
@@ -90,9 +103,9 @@ def _serve(sock_path: Path) -> None:
 class HolderClient:
     """The daemon's side: talks to (and if needed starts) one router's holder."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, sock_name: str = "holder.sock"):
         self.run_dir = run_dir
-        self.sock_path = run_dir / "holder.sock"
+        self.sock_path = run_dir / sock_name
         self.pid_path = run_dir / "holder.pid"
         self.log_path = run_dir / "holder.log"
 
@@ -118,29 +131,72 @@ class HolderClient:
             raise HolderError(f"TAP holder refused {request.get('op')}: {reply.get('error')}")
         return reply, got
 
-    def alive(self) -> int | None:
-        """The holder's pid if it answers, else None."""
+    def ping(self) -> tuple[int, int] | None:
+        """The holder's pid and protocol version if it answers, else None."""
         if not self.sock_path.exists():
             return None
         try:
             reply, _ = self._request({"op": "ping"}, timeout=1.0)
         except HolderError:
             return None
-        return reply["pid"]
+        return reply["pid"], reply.get("version", 1)
+
+    def alive(self) -> int | None:
+        """The holder's pid if it answers, else None."""
+        answer = self.ping()
+        return answer[0] if answer else None
 
     def start(self) -> int:
-        """Start the holder unless one answers already; returns its pid."""
-        pid = self.alive()
-        if pid:
-            return pid
+        """Start the holder unless one answers already (an older one is upgraded); returns its pid."""
+        answer = self.ping()
+        if answer and answer[1] < PROTOCOL:
+            return self.upgrade(answer)
+        if answer:
+            return answer[0]
+        return self._spawn()
+
+    def upgrade(self, answer: tuple[int, int]) -> int:
+        """Hand an older holder's descriptors to a new holder, then let the old one go.
+
+        The new holder takes a duplicate of every descriptor before the old one closes its own, so
+        at no moment does no process hold a TAP. It listens on a side socket until the old holder
+        has exited (an old holder unlinks its socket path as it quits), then takes the path over.
+        """
+        old_pid, old_version = answer
+        fds = self.get()
+        side = HolderClient(self.run_dir, self.sock_path.name + ".new")
+        try:
+            new_pid = side._spawn(record=False)
+            for name, fd in fds.items():
+                side.put(name, fd)
+        except HolderError:
+            side.quit()  # the old holder still holds everything and keeps serving
+            raise
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        self._request({"op": "quit"})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and pid_alive(old_pid):
+            time.sleep(0.02)
+        os.replace(side.sock_path, self.sock_path)
+        self._request({"op": "moved", "path": str(self.sock_path)})
+        self.pid_path.write_text(f"{new_pid}\n")
+        LOG.info("TAP holder upgraded from protocol %d (pid %d) to %d (pid %d), %d descriptors handed over",
+                 old_version, old_pid, PROTOCOL, new_pid, len(fds))
+        return new_pid
+
+    def _spawn(self, record: bool = True) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        # A new session: Ctrl-C or SIGTERM to the daemon's process group must not reach it.
-        proc = subprocess.Popen([sys.executable, "-m", "taprouter.bridge.holder", str(self.sock_path)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, close_fds=True)
+        # A new session (Ctrl-C or SIGTERM to the daemon's process group must not reach it), and
+        # outside the daemon's cgroup (a service restart must not kill it).
+        proc = keep.spawn([sys.executable, "-m", "taprouter.bridge.holder", str(self.sock_path)],
+                          f"taprouter TAP holder of {self.run_dir.name}",
+                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True)
         log.close()
-        self.pid_path.write_text(f"{proc.pid}\n")
+        if record:  # a holder on a side socket is recorded once it takes the path over
+            self.pid_path.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             if self.alive():
@@ -169,7 +225,11 @@ class HolderClient:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.02)
-        self.pid_path.unlink(missing_ok=True)
+        try:
+            if int(self.pid_path.read_text()) == pid:  # not another holder's (one on a side socket)
+                self.pid_path.unlink()
+        except (OSError, ValueError):
+            pass
         return True
 
 

@@ -34,13 +34,15 @@ FLAGS = (("--priority", "priority", "N", "0..999, the higher first (default 100)
 Load = Callable[[str], Config]
 
 
-def add_parser(sub: argparse._SubParsersAction, load: Load) -> None:
-    policy = sub.add_parser("policy", help="add, change, list, export and import policies (ACLs, PBR)")
-    verbs = policy.add_subparsers(dest="verb", required=True)
+def add_parser(sub: argparse._SubParsersAction, load: Load, common: argparse.ArgumentParser,
+               config_argument: Callable[[argparse.ArgumentParser], None]) -> None:
+    text = "add, change, list, export and import policies (ACLs, PBR)"
+    policy = sub.add_parser("policy", help=text, description=text.capitalize() + ".", parents=[common])
+    verbs = policy.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, text: str, run: Callable, named: bool = True) -> argparse.ArgumentParser:
-        p = verbs.add_parser(name, help=text, description=text)
-        p.add_argument("-c", "--config", required=True, help="the taprouter YAML file")
+        p = verbs.add_parser(name, help=text, description=text, parents=[common])
+        config_argument(p)
         if named:
             p.add_argument("--router", required=True, help="the router (as named in the config file)")
             p.add_argument("--name", required=True, help="the policy's name, unique on its router")

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import keep
 from .birdctl import BirdControl, BirdError
 
 LOG = logging.getLogger("taprouter.bird")
@@ -126,12 +127,12 @@ class BirdSupervisor:
             return False
         self.paths.socket.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.paths.log, "ab")
-        # -f: BIRD stays our child, so we learn its exit status; a new session keeps
-        # Ctrl-C and our own SIGTERM away from it.
-        self._child = subprocess.Popen(
+        # -f: BIRD stays our child, so we learn its exit status; a new session keeps Ctrl-C and
+        # our own SIGTERM away from it, and keep.spawn keeps it out of the daemon's cgroup.
+        self._child = keep.spawn(
             ["ip", "netns", "exec", self.netns, "bird", "-f", "-c", str(self.config),
              "-s", str(self.paths.socket), "-P", str(self.paths.pidfile)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            f"taprouter BIRD of {self.router}", stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -12,18 +12,20 @@ from ..config import Config
 Load = Callable[[str], Config]
 
 
-def add_parser(sub: argparse._SubParsersAction, load: Load) -> None:
-    web = sub.add_parser("web", help="serve the web UI, or create its users",
+def add_parser(sub: argparse._SubParsersAction, load: Load, common: argparse.ArgumentParser,
+               config_argument: Callable[[argparse.ArgumentParser], None]) -> None:
+    web = sub.add_parser("web", help="serve the web UI, or create its users", parents=[common],
                          description="Serve the web UI (taprouter web -c FILE), or create a user "
                                      "(taprouter web createuser -c FILE NAME --role ROLE).")
-    web.add_argument("-c", "--config", help="the taprouter YAML file")
+    config_argument(web)
     web.add_argument("--listen", metavar="ADDR:PORT", help="where to serve (default: the config's web.listen)")
     web.add_argument("--insecure", action="store_true",
                      help="serve a non-loopback address over plain HTTP (no web.tls)")
     web.set_defaults(func=lambda args: _serve(args, load))
     verbs = web.add_subparsers(dest="web_verb")
-    create = verbs.add_parser("createuser", help="create a user of the web UI")
-    create.add_argument("-c", "--config", required=True, help="the taprouter YAML file")
+    create = verbs.add_parser("createuser", help="create a user of the web UI", parents=[common],
+                              description="Create a user of the web UI, with a role.")
+    config_argument(create)
     create.add_argument("name", help="the user name")
     create.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

@@ -1,0 +1,1 @@
+"""Switch ports <-> TAPs: the mapping, the TAPs themselves, their holder, and the frame relay."""

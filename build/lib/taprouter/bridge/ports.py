@@ -1,0 +1,20 @@
+"""Switch ports as the bridge names them: where a frame enters or leaves, and what the switch says of a port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SwitchPort:
+    dpid: int
+    port: int
+
+
+@dataclass(frozen=True)
+class PortState:
+    """A switch port as the switch describes it (port description, port status)."""
+
+    number: int
+    mac: str
+    link_up: bool

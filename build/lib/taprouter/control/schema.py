@@ -1,0 +1,194 @@
+"""The JSON the control socket speaks: every answer's shape, written down once for both sides.
+
+The daemon builds these from what it has published (never by waiting on the reconcile thread);
+the server sends them as they are; `taprouter status` reads them, and builds the same
+`RouterStatus` itself from the kernel when no daemon answers. Times are Unix times in seconds
+(floats); durations are seconds; a field the daemon cannot know yet is null, never left out.
+
+    GET  /v1/status[?router=R]            -> Status
+    GET  /v1/policies[?router=R]          -> [PolicyEntry, ...]
+    GET  /v1/lookup?router=R&address=A    -> Lookup
+    POST /v1/bird/reload {"router": R|null}                  -> BirdReload
+    POST /v1/policies/changed {"router": R, "names": [..]|null[, "generations": [B, A]]} -> PoliciesChanged
+    any error                             -> {"error": "what went wrong"}
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+
+class DaemonInfo(TypedDict):
+    pid: int
+    started: float | None  # when the daemon started (null only from a status file)
+    # The daemon sends "control socket"; `taprouter status` says "status file" for a daemon that
+    # does not answer on the socket but whose status file names a live pid.
+    source: Literal["control socket", "status file"]
+
+
+class SwitchStatus(TypedDict):
+    connected: bool
+    since: float | None  # when the current connection came up (null while none is up)
+    address: str | None  # where it connected from, "HOST:PORT"
+    transport: Literal["tcp", "tls"] | None
+    reconnects: int  # connections after the first since the daemon started
+    errors: int  # OpenFlow errors the switch sent
+
+
+class PortCounters(TypedDict):
+    """The TAP's kernel counters (what the relay wrote to it is rx, what it read tx)."""
+
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+    rx_dropped: int
+    tx_dropped: int
+
+
+class PortStatus(TypedDict):
+    port: int  # the switch port number
+    tap: str
+    present: bool  # the TAP exists in the router's netns
+    mac: str | None
+    carrier: bool  # the TAP's carrier, which follows the switch port's link
+    up: bool  # the TAP is administratively up
+    link_up: bool | None  # the switch port's link as the switch reports it (null: no switch)
+    addresses: list[str]  # "10.0.1.1/24", "2001:db8:1::1/64"
+    counters: PortCounters | None
+
+
+class RouteCounts(TypedDict):
+    kernel_routes: int  # the main table's, but for link-local and multicast ones (no FIB carries them)
+    fib_entries: int  # route flows on the switch
+    switched: int  # of those, forwarded by the switch through a group
+    to_kernel: int  # of those, sent to the kernel (no usable next hop, blackholes, ...)
+    unresolved_next_hops: int  # next hops waiting for the kernel to resolve their neighbour
+
+
+class BirdProtocol(TypedDict):
+    """`birdc show protocols all`, in BIRD's words (routing.birdctl.Protocol)."""
+
+    name: str
+    proto: str  # BGP, OSPF, Kernel, Device, Direct, Static
+    table: str
+    state: str  # up, down, start, flush
+    since: str
+    info: str  # Established, Running, Active, ...
+    routes_imported: int | None
+    routes_exported: int | None
+
+
+class OspfNeighbour(TypedDict):
+    protocol: str
+    router_id: str
+    state: str  # Full/DR, 2-Way/DROther, ...
+    interface: str
+    address: str
+
+
+class BirdStatus(TypedDict):
+    config: str  # the BIRD file
+    pid: int | None  # null: not running
+    protocols: list[BirdProtocol]
+    ospf_neighbours: list[OspfNeighbour]
+    error: str | None  # why BIRD could not be asked, or why it is not running
+
+
+class PassSummary(TypedDict):
+    """The last reconcile pass that ran (changed something or not)."""
+
+    time: float | None
+    duration: float | None  # seconds, planning and sending
+    add: int
+    modify: int
+    delete: int
+    groups: int  # group changes
+
+
+class RouterStatus(TypedDict):
+    router: str
+    dpid: str  # "0x1"
+    netns: str
+    netns_present: bool
+    holder_pid: int | None  # the TAP descriptor holder
+    daemon: DaemonInfo | None  # null: no daemon runs this router
+    switch: SwitchStatus | None  # null without a daemon
+    ports: list[PortStatus]  # every configured port, in port order
+    flows_installed: int | None  # null until the first pass after a read-back
+    groups_installed: int | None
+    routes: RouteCounts | None
+    bird: BirdStatus | None  # null when the router has no BIRD configured
+    last_pass: PassSummary | None
+    relay: dict[str, int] | None  # frames to_tap, to_switch, and each kind of error
+
+
+class Status(TypedDict):
+    daemon: DaemonInfo
+    routers: list[RouterStatus]  # every router the daemon runs, or the one asked for
+
+
+class PolicyEntry(TypedDict):
+    """One policy and where it stands on its switch: what `taprouter policy list --json` prints."""
+
+    router: str
+    name: str
+    priority: int
+    match: dict  # policy.model.Match.as_dict()
+    action: Literal["drop", "permit", "forward", "police"]
+    state: Literal["installed", "pending", "disabled", "expired", "failed"]
+    error: str | None
+    packets: int
+    bytes: int
+
+
+class NextHop(TypedDict):
+    via: str | None  # the gateway; null for a connected destination
+    port: int | None  # the switch port (null: the kernel's interface is no switch port)
+    tap: str | None
+    mac: str | None  # the neighbour's MAC; null while unresolved
+
+
+class SwitchEntry(TypedDict):
+    """What the switch does with the address: the FIB flow it hits and that flow's target."""
+
+    prefix: str | None  # the FIB entry's destination; null: a table miss (to the kernel)
+    table: int | None
+    priority: int | None
+    target: Literal["group", "kernel"]
+    group: int | None  # the group id when target is "group"
+    group_type: Literal["indirect", "select"] | None
+    next_hops: list[NextHop]  # one per bucket
+
+
+class KernelEntry(TypedDict):
+    prefix: str | None  # the route the kernel picks; null: no route
+    type: str | None  # unicast, blackhole, unreachable, prohibit, local
+    protocol: str | None  # kernel, static, bird, ...
+    next_hops: list[NextHop]
+
+
+class Lookup(TypedDict):
+    router: str
+    address: str
+    switch: SwitchEntry
+    kernel: KernelEntry
+    agree: bool  # the switch's entry is the kernel's route, to the same next hops
+
+
+class BirdReloadResult(TypedDict):
+    router: str
+    reloaded: bool
+    message: str  # BIRD's answer, or why it was not asked (no BIRD configured, a broken file)
+
+
+class BirdReload(TypedDict):
+    results: list[BirdReloadResult]  # one per router asked (all with BIRD when router was null)
+
+
+class PoliciesChanged(TypedDict):
+    router: str
+    names: list[str] | None  # as asked; null: every policy of the router
+    accepted: bool  # the daemon re-read them from the database
+    applied: bool  # and the switch has them (it answered the barrier after their flows)
+    error: str | None  # why they were not re-read (the database cannot be read), or null

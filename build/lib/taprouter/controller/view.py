@@ -1,0 +1,246 @@
+"""The daemon as the control socket and /metrics see it (control/server.py's DaemonView).
+
+Called from the control server's and the metrics server's threads, several at once. Everything
+comes from what the daemon's threads publish whole (a router's status, policy report, last pass,
+counters) or from the kernel and BIRD asked afresh, never by waiting on the reconcile thread:
+
+- a port's TAP (present, up, carrier, addresses, counters) is read from the kernel on each
+  status, so a deleted bridge or TAP shows as it is, not as it was;
+- kernel route counts are the mirror's, live; FIB counts are the planner's, recounted at least
+  once a second by the reconcile thread;
+- BIRD is asked afresh for each status (it is what an operator or a script just changed), and
+  at most once per BIRD_CACHE seconds for /metrics, however many scrapers ask.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+import time
+from datetime import datetime, timezone
+
+from .. import netns
+from ..bridge import tap
+from ..bridge.relay import ERRORS as RELAY_ERRORS
+from ..control.metrics import BirdProtocolState, Count, MetricsSnapshot, PacketCount, PolicyColumns, RouterFigures
+from ..control.server import UnknownRouter
+from ..policy.model import State, Status
+from ..policy.source import PolicySource
+from ..policy.views import as_json
+from ..routing.bird import BirdConfigError, BirdPaths, describe
+from .. import paths
+from . import lookup
+from .openflow import pipeline
+from .router import Router
+
+LOG = logging.getLogger("taprouter.control")
+
+BIRD_CACHE = 1.0  # seconds a BIRD answer is reused
+METER_NAMES = {pipeline.SLOW_PATH_METER: "slow_path", pipeline.PUNT_METER: "punt",
+               pipeline.RESOLVE_METER: "resolve"}
+PACKET_IN_REASONS = {0: "no_match", 1: "action", 2: "invalid_ttl"}  # OpenFlow 1.3's OFPR_*
+_PENDING = (State.PENDING, "")
+
+
+class DaemonState:
+    def __init__(self, core, source: PolicySource | None, started: float | None = None) -> None:
+        self.core = core
+        self.source = source
+        self.started = time.time() if started is None else started
+        self.by_name: dict[str, Router] = {r.name: r for r in core.routers.values()}
+        self._bird: dict[str, tuple[float, dict]] = {}
+        self._bird_lock = threading.Lock()
+        self._columns: dict[str, tuple] = {}  # router -> its policy columns and what they were made of
+
+    def _pick(self, router: str | None) -> list[Router]:
+        if router is None:
+            return list(self.by_name.values())
+        if router not in self.by_name:
+            raise UnknownRouter(router)
+        return [self.by_name[router]]
+
+    def _daemon(self) -> dict:
+        return {"pid": os.getpid(), "started": self.started, "source": "control socket"}
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def status(self, router: str | None) -> dict:
+        return {"daemon": self._daemon(), "routers": [self._router_status(r) for r in self._pick(router)]}
+
+    def _router_status(self, router: Router) -> dict:
+        config, published = router.config, router.status
+        present = netns.exists(config.netns)
+        connected = published["switch_connected"]
+        offload = published["offload"]
+        return {
+            "router": router.name, "dpid": f"{config.dpid:#x}", "netns": config.netns, "netns_present": present,
+            "holder_pid": router.holder.alive(), "daemon": self._daemon(),
+            "switch": {"connected": connected, "since": router.connected_since if connected else None,
+                       "address": published["switch_address"], "transport": published["switch_transport"],
+                       "reconnects": max(0, router.connections - 1), "errors": published["switch_errors"]},
+            "ports": self._ports(router, present, published["switch_ports"] if connected else None),
+            "flows_installed": published["flows_installed"], "groups_installed": published["groups_installed"],
+            "routes": None if not offload else {
+                "kernel_routes": len(router.mirror.routes), "fib_entries": offload["fib_entries"],
+                "switched": offload["switched"], "to_kernel": offload["to_kernel"],
+                "unresolved_next_hops": offload["unresolved_next_hops"]},
+            "bird": self._bird_status(router, fresh=True),
+            "last_pass": router.last_pass,
+            "relay": self.core.relay.counters_of(router.config.dpid),
+        }
+
+    def _ports(self, router: Router, present: bool, switch_ports: dict | None) -> list[dict]:
+        ports = router.config.ports
+        try:
+            found = tap.links(router.config.netns, {p.tap for p in ports}) if present else {}
+        except OSError as exc:  # the netns went away between the two looks
+            LOG.debug("router %s: cannot read its TAPs: %s", router.name, exc)
+            found = {}
+        out = []
+        for port in ports:
+            state, counters = found.get(port.tap, (None, None))
+            switch_port = (switch_ports or {}).get(port.number)
+            out.append({
+                "port": port.number, "tap": port.tap, "present": state is not None,
+                "mac": state.mac if state else None, "carrier": bool(state and state.carrier),
+                "up": bool(state and state.up),
+                "link_up": None if switch_ports is None else bool(switch_port and switch_port["link_up"]),
+                "addresses": [str(a) for a in state.addresses] if state else [],
+                "counters": counters.__dict__.copy() if counters else None,
+            })
+        return out
+
+    def _bird_status(self, router: Router, fresh: bool = False) -> dict | None:
+        """BIRD's answer; unless `fresh`, one at most BIRD_CACHE old (what scrapes ask for)."""
+        bird = router.config.bird
+        if bird is None:
+            return None
+        now = time.monotonic()
+        with self._bird_lock:
+            cached = self._bird.get(router.name)
+            if not fresh and cached is not None and now - cached[0] < BIRD_CACHE:
+                return cached[1]
+        answer = describe(bird.config, BirdPaths.under(paths.router_dir(router.name)))
+        with self._bird_lock:
+            self._bird[router.name] = (time.monotonic(), answer)
+        return answer
+
+    # --- policies ---------------------------------------------------------------------------------
+
+    def policies(self, router: str | None) -> list[dict]:
+        totals = self.source.totals if self.source is not None else {}
+        entries = []
+        for r in self._pick(router):
+            report = r.policy_report
+            for policy in sorted(r.policies, key=lambda p: (-p.priority, p.name)):
+                state, error = report.states.get(policy.id, (State.PENDING, ""))
+                packets, octets = totals.get(policy.id) or report.counters.get(policy.id, (0, 0))
+                expired = report.expired.get(policy.id)
+                written = self.source.written(policy.id) if self.source is not None else None
+                status = Status(policy.id, state, error,
+                                installed_at=written.installed_at if written is not None else None,
+                                expired_at=datetime.fromtimestamp(expired, timezone.utc) if expired else None,
+                                packets=packets, bytes=octets)
+                entries.append(as_json(policy, status))
+        return entries
+
+    def policies_changed(self, router: str, names: list[str] | None,
+                         generations: tuple[int, int] | None = None) -> dict:
+        self._pick(router)
+        if self.source is None:
+            return {"router": router, "names": names, "accepted": False, "applied": False,
+                    "error": "the daemon runs without a policy store"}
+        result = self.source.changed(router, names, moved=generations)
+        return {"router": router, "names": names, "accepted": result.get("error") is None,
+                "applied": bool(result.get("applied")), "error": result.get("error")}
+
+    # --- lookup -----------------------------------------------------------------------------------
+
+    def lookup(self, router: str, address: str) -> dict:
+        r = self._pick(router)[0]
+        addr = ipaddress.ip_address(address)
+        state = r.mirror.snapshot()
+        tap_of_port = {p.number: p.tap for p in r.config.ports}
+        port_of_tap = {p.tap: p.number for p in r.config.ports}
+        fib = r.planner.fib
+        hopsets = {gid: shards.hopset for gid, shards in list(fib.books.owner.items())}
+        switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state, hopsets)
+        kernel = lookup.kernel_entry(lookup.kernel_routes(r.config.netns, addr), addr, port_of_tap, state)
+        return {"router": r.name, "address": str(addr), "switch": switch, "kernel": kernel,
+                "agree": lookup.agree(switch, kernel)}
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    def reload_bird(self, router: str | None) -> dict:
+        results = []
+        for r in self._pick(router):
+            if r.bird is None:
+                if router is not None:
+                    results.append({"router": r.name, "reloaded": False, "message": "no BIRD configured"})
+                continue
+            try:
+                r.bird.reload()
+                results.append({"router": r.name, "reloaded": True, "message": f"reconfigured from {r.bird.config}"})
+            except BirdConfigError as exc:
+                LOG.error("router %s: BIRD config not reloaded, BIRD keeps its old one: %s", r.name, exc)
+                results.append({"router": r.name, "reloaded": False, "message": str(exc)})
+        return {"results": results}
+
+    # --- metrics ----------------------------------------------------------------------------------
+
+    def metrics(self) -> MetricsSnapshot:
+        relay = self.core.relay
+        packet_ins, packet_outs, errors = dict(relay.packet_ins), dict(relay.packet_outs), dict(relay.errors)
+        totals = self.source.totals if self.source is not None else {}
+        figures = []
+        for r in self.by_name.values():
+            dpid = r.config.dpid
+            published = r.status
+            offload = published["offload"] or {}
+            report = r.policy_report
+            bird = self._bird_status(r)
+            figures.append(RouterFigures(
+                router=r.name,
+                switch_connected=published["switch_connected"],
+                switch_reconnects=max(0, r.connections - 1),
+                packet_ins=tuple(PacketCount(port, PACKET_IN_REASONS.get(reason, str(reason)), n)
+                                 for (d, port, reason), n in sorted(packet_ins.items()) if d == dpid),
+                packet_outs=tuple(PacketCount(port, "relay", n)
+                                  for (d, port), n in sorted(packet_outs.items()) if d == dpid),
+                punt_drops=tuple(Count(METER_NAMES.get(m, str(m)), n) for m, n in sorted(r.punt_drops.items())),
+                relay_errors=tuple(Count(kind, errors.get((dpid, kind), 0)) for kind in RELAY_ERRORS),
+                kernel_routes=len(r.mirror.routes),
+                fib_switched=offload.get("switched", 0),
+                fib_to_kernel=offload.get("to_kernel", 0),
+                unresolved_next_hops=offload.get("unresolved_next_hops", 0),
+                backlog=len(r.planner.backlog),
+                passes=r.passes,
+                bird=tuple(BirdProtocolState(p["name"], p["proto"], p["state"], p["info"])
+                           for p in (bird or {}).get("protocols", [])),
+                policies=self._policy_columns(r, totals),
+            ))
+        return MetricsSnapshot(tuple(figures))
+
+    def _policy_columns(self, router: Router, totals: dict) -> PolicyColumns:
+        """The router's policy figures as columns. Each column is kept while what it is made of
+        is the same object (the daemon's threads replace these whole): names while the policies
+        are, states while the report's states are, counts while the totals and counters are. So
+        a scrape builds only what changed since the last one, at most the counts, every
+        source.WRITE_EVERY seconds."""
+        policies, report = router.policies, router.policy_report
+        kept = self._columns.get(router.name)
+        if kept is None or kept[0] is not policies:
+            ids = [p.id for p in policies]
+            kept = (policies, ids, tuple(p.name for p in policies), None, None)
+        _, ids, names, states, counts = kept
+        if states is None or states[0] is not report.states_of:
+            known = report.states
+            states = (report.states_of, tuple(known.get(i, _PENDING)[0].value for i in ids))
+        if counts is None or counts[0] is not totals or counts[1] is not report.counters:
+            counters = report.counters
+            pairs = [totals.get(i) or counters.get(i, (0, 0)) for i in ids]
+            counts = (totals, counters, tuple(pair[0] for pair in pairs), tuple(pair[1] for pair in pairs))
+        self._columns[router.name] = (policies, ids, names, states, counts)
+        return PolicyColumns(names, counts[2], counts[3], states[1])

@@ -1,0 +1,1 @@
+"""Policy flows (ACLs and policy-based routing): their typed model, validation and storage."""

@@ -1,0 +1,1 @@
+"""Kernel routing state: the netlink mirror and BIRD supervision."""

@@ -1,0 +1,189 @@
+"""Runs BIRD 2 inside a router's netns: validate, start, supervise, re-adopt, reload, stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import keep
+from .birdctl import BirdControl, BirdError
+
+LOG = logging.getLogger("taprouter.bird")
+BACKOFF_MAX = 30.0
+
+
+class BirdConfigError(Exception):
+    """BIRD refused a config file; the message carries BIRD's own words with the line."""
+
+
+@dataclass(frozen=True)
+class BirdPaths:
+    socket: Path
+    pidfile: Path
+    log: Path
+
+    @staticmethod
+    def under(run_dir: Path) -> "BirdPaths":
+        return BirdPaths(run_dir / "bird.ctl", run_dir / "bird.pid", run_dir / "bird.log")
+
+
+def validate(config: Path) -> None:
+    """`bird -p`: parse only. Raises BirdConfigError naming the file and line."""
+    try:
+        proc = subprocess.run(["bird", "-p", "-c", str(config)], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise BirdConfigError("bird is not installed (Debian package bird2)") from None
+    if proc.returncode != 0:
+        message = (proc.stderr or proc.stdout).strip().removeprefix("bird: ")
+        raise BirdConfigError(message or f"bird -p exited with {proc.returncode}")
+
+
+def describe(config: Path, paths: BirdPaths) -> dict:
+    """BIRD as `taprouter status` shows it (control/schema.py's BirdStatus): its pid, its protocols
+    and OSPF neighbours in its own words, or why it cannot be asked."""
+    result: dict = {"config": str(config), "pid": running_pid(paths), "protocols": [], "ospf_neighbours": [],
+                    "error": None}
+    if result["pid"] is None:
+        result["error"] = "BIRD is not running"
+        return result
+    control = BirdControl(str(paths.socket))
+    try:
+        result["protocols"] = [asdict(p) for p in control.protocols()]
+        if any(p["proto"] == "OSPF" for p in result["protocols"]):
+            result["ospf_neighbours"] = [asdict(n) for n in control.ospf_neighbours()]
+    except BirdError as exc:
+        result["error"] = str(exc)
+    return result
+
+
+def running_pid(paths: BirdPaths) -> int | None:
+    """The pid of a BIRD that answers on our control socket, if any."""
+    try:
+        pid = int(paths.pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().split(b"\0")
+    except OSError:
+        return None
+    if not cmdline or not cmdline[0].endswith(b"bird") or str(paths.socket).encode() not in cmdline:
+        return None  # a recycled pid: not our BIRD
+    return pid
+
+
+def stop(paths: BirdPaths, timeout: float = 5.0) -> bool:
+    """Stop our BIRD by pid (never by name); True if one was running."""
+    pid = running_pid(paths)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running_pid(paths) == pid:
+        time.sleep(0.05)
+    if running_pid(paths) == pid:
+        os.kill(pid, signal.SIGKILL)
+    paths.pidfile.unlink(missing_ok=True)
+    return True
+
+
+class BirdSupervisor:
+    """Keeps one BIRD running for one router; a BIRD left by an earlier daemon is adopted, not restarted."""
+
+    def __init__(self, router: str, netns: str, config: Path, run_dir: Path):
+        self.router = router
+        self.netns = netns
+        self.config = config
+        self.paths = BirdPaths.under(run_dir)
+        self.control = BirdControl(str(self.paths.socket))
+        self._child: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._backoff = 1.0
+        self._thread = threading.Thread(target=self._run, name=f"bird-{router}", daemon=True)
+
+    def start(self) -> None:
+        pid = running_pid(self.paths)
+        if pid is not None:
+            LOG.info("router %s: adopted BIRD (pid %d) still running from before", self.router, pid)
+        else:
+            self._launch()
+        self._thread.start()
+
+    def stop_supervising(self) -> None:
+        """Stop watching; BIRD itself keeps running so that sessions survive our restart."""
+        self._stop.set()
+
+    def _launch(self) -> bool:
+        try:
+            validate(self.config)
+        except BirdConfigError as exc:
+            LOG.error("router %s: not starting BIRD, its config is broken: %s", self.router, exc)
+            return False
+        self.paths.socket.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.paths.log, "ab")
+        # -f: BIRD stays our child, so we learn its exit status; a new session keeps Ctrl-C and
+        # our own SIGTERM away from it, and keep.spawn keeps it out of the daemon's cgroup.
+        self._child = keep.spawn(
+            ["ip", "netns", "exec", self.netns, "bird", "-f", "-c", str(self.config),
+             "-s", str(self.paths.socket), "-P", str(self.paths.pidfile)],
+            f"taprouter BIRD of {self.router}", stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._child.poll() is not None:
+                LOG.error("router %s: BIRD exited with %s at start; see %s", self.router, self._child.returncode,
+                          self.paths.log)
+                return False
+            if running_pid(self.paths) is not None and self.control.alive():
+                LOG.info("router %s: started BIRD (pid %d) with %s", self.router,
+                         running_pid(self.paths), self.config)
+                return True
+            time.sleep(0.05)
+        LOG.error("router %s: BIRD did not answer on its control socket within 10 s", self.router)
+        return False
+
+    def _died(self) -> str | None:
+        """Why BIRD is gone, or None while it runs."""
+        if self._child is not None:
+            code = self._child.poll()
+            if code is None:
+                return None
+            self._child = None
+            return f"exited with status {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+        if running_pid(self.paths) is None:
+            return "is no longer running (it was adopted, so its exit status is unknown)"
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            why = self._died()
+            if why is None:
+                self._backoff = 1.0
+                continue
+            LOG.error("router %s: BIRD %s; restarting in %.0f s (last lines of %s follow)\n%s", self.router,
+                      why, self._backoff, self.paths.log, self._log_tail())
+            if self._stop.wait(self._backoff):
+                return
+            self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+            self._launch()
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.paths.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def reload(self) -> None:
+        """Validate, then `configure` in place. A broken file leaves BIRD on its old config."""
+        validate(self.config)
+        try:
+            self.control.configure()
+        except BirdError as exc:
+            raise BirdConfigError(f"BIRD refused to reconfigure: {exc}") from None
+        LOG.info("router %s: BIRD reconfigured from %s", self.router, self.config)

@@ -1,0 +1,239 @@
+"""Watches a router netns over rtnetlink: subscribe first, then dump; resync on overflow."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+from pyroute2.netlink.rtnl import (RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR,
+                                   RTMGRP_IPV6_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH)
+
+from .. import netns
+from ..netns import iproute
+from . import recvmany, rtdecode, rtshape
+from .mirror import KernelMirror
+from .rtnl import (AF_INET, AF_INET6, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_DELROUTE,
+                   RTM_GETROUTE, RTM_NEWROUTE)
+
+LOG = logging.getLogger("taprouter.netlink")
+
+NETLINK_ROUTE = 0
+# A full table arrives as a million notifications, each taking about a kilobyte of socket
+# buffer, faster than Python drains them at the peak of a load; an overflow costs a full
+# re-dump. The buffer is memory the kernel only uses while a backlog exists.
+EVENTS_RCVBUF = 512 << 20
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+BATCH_SIZE = 8 << 20
+BURST_GAP = 0.005  # a wake-up this soon after the last one is part of a burst
+BURST_GATHER = 0.001
+RECV_SIZE = 1 << 20
+MESSAGE_CLASSES = {16: ifinfmsg, 17: ifinfmsg, 20: ifaddrmsg, 21: ifaddrmsg, 24: rtmsg, 25: rtmsg,
+                   28: ndmsg, 29: ndmsg}
+
+GROUPS = (RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_IFADDR
+          | RTMGRP_IPV6_IFADDR)
+
+
+class Watcher:
+    """One thread per router netns, feeding a KernelMirror."""
+
+    def __init__(self, netns: str, mirror: KernelMirror, rcvbuf: int = EVENTS_RCVBUF):
+        self.netns = netns
+        self.mirror = mirror
+        self.rcvbuf = rcvbuf
+        self.resyncs = 0
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"netlink-{netns}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def dump(self) -> None:
+        """A full dump on sockets of their own, so replies never mix with events."""
+        routes = dump_routes(self.netns)
+        with iproute(self.netns) as ipr:
+            links = list(ipr.get_links())
+            neighbours = list(ipr.get_neighbours(family=AF_INET)) + list(ipr.get_neighbours(family=AF_INET6))
+            addresses = list(ipr.get_addr())
+        self.mirror.replace(links, routes, neighbours, addresses)
+        LOG.info("netns %s: dumped %d links, %d routes, %d neighbours", self.netns, len(links),
+                 len(routes), len(neighbours))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._watch()
+            except Exception:  # keep watching whatever happened; the kernel stays the truth
+                LOG.exception("netns %s: watcher failed; resubscribing in 1 s", self.netns)
+                self._stop.wait(1.0)
+
+    def _watch(self) -> None:
+        # A raw socket rather than pyroute2's: its get() drains the socket into an
+        # internal queue and hands back one message per call, so select() on the fd
+        # stalls the rest; and overflow (ENOBUFS) must reach us as an error.
+        with netns.entered(self.netns):
+            events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        try:
+            _set_rcvbuf(events, self.rcvbuf)
+            events.bind((0, GROUPS))
+            self.dump()  # after subscribing: nothing is lost in between
+            self.ready.set()
+            self.mirror.notify()  # a reconcile that ran before ready was set must run again
+            batch, receiver = memoryview(bytearray(RECV_SIZE)), recvmany.Receiver()
+            last = 0.0
+            while not self._stop.is_set():
+                readable, _, _ = select.select([events], [], [], 0.5)
+                if not readable:
+                    continue
+                if time.monotonic() - last < BURST_GAP:
+                    # Events are trickling in (the kernel deletes routes at its own pace): gather a
+                    # millisecond of them per wake-up, as each wake-up has a fixed cost.
+                    time.sleep(BURST_GATHER)
+                last = time.monotonic()
+                try:
+                    data = _receive(events, batch, receiver)
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS and not isinstance(exc, recvmany.Truncated):
+                        raise
+                    self.resyncs += 1
+                    LOG.warning("netns %s: netlink events lost (%s); resyncing from a fresh dump",
+                                self.netns, exc.strerror)
+                    _drain(events)
+                    self.dump()
+                    continue
+                self._apply(data)
+        finally:
+            events.close()
+
+    def _apply(self, data: bytes) -> None:
+        """Queued datagrams, joined: their events in order, route events in runs by their shape."""
+        routes = rtshape.route_events(data)
+        if routes is not None:  # only routes: the bulk of a full-table load
+            if routes:
+                self.mirror.apply_routes(routes)
+            return
+        # Other messages among them (a neighbour refreshed during a load is enough): the runs
+        # of route messages between them still go through the shape decoders.
+        start = 0  # where the route messages not yet applied begin
+        for kind, offset in rtdecode.split(data):
+            if kind == RTM_NEWROUTE or kind == RTM_DELROUTE:
+                continue
+            if offset > start:
+                self._apply_routes(data[start:offset])
+            if kind in MESSAGE_CLASSES:
+                self.mirror.apply(_pyroute2_message(kind, data, offset))
+            start = offset + ((struct.unpack_from("=I", data, offset)[0] + 3) & ~3)
+        if start < len(data):
+            self._apply_routes(data[start:])
+
+    def _apply_routes(self, data: bytes) -> None:
+        routes = rtshape.route_events(data)
+        if routes:
+            self.mirror.apply_routes(routes)
+
+
+def _set_rcvbuf(sock: socket.socket, size: int) -> None:
+    """As asked when privileged (SO_RCVBUFFORCE passes net.core.rmem_max); else as the sysctl allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def _receive(sock: socket.socket, batch: memoryview, receiver: recvmany.Receiver) -> bytes:
+    """Every datagram queued now (up to about BATCH_SIZE), concatenated: each holds whole,
+    aligned messages.
+
+    The kernel sends each route change as a datagram of its own: a full table is a
+    million of them. Reading them in blocks of a recvmmsg() call, then decoding the lot,
+    costs one select() and one decode call per batch instead of per route.
+    """
+    size = sock.recv_into(batch)  # select() said readable; this one may be of any size
+    parts, total = [bytes(batch[:size])], size
+    while total < BATCH_SIZE:
+        more = receiver.read(sock)
+        if not more:
+            break
+        parts.append(more)
+        total += len(more)
+    return b"".join(parts)
+
+
+def _drain(sock: socket.socket) -> None:
+    """Discard what is queued: it is older than the dump that follows.
+
+    The kernel reports an overflow once and then drops further events silently
+    until the queue has been emptied, so the queue must be empty before the dump
+    starts, or changes made during the dump would be lost without an error.
+    """
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+    finally:
+        sock.setblocking(True)
+
+
+def _pyroute2_message(kind: int, data: bytes, offset: int):
+    length = struct.unpack_from("=I", data, offset)[0]
+    msg = MESSAGE_CLASSES[kind](data[offset:offset + length])
+    msg.decode()
+    return msg
+
+
+def decode(data: bytes):
+    """Split a netlink datagram into decoded pyroute2 messages of the kinds the mirror keeps."""
+    for kind, offset in rtdecode.split(data):
+        if kind in MESSAGE_CLASSES:
+            yield _pyroute2_message(kind, data, offset)
+
+
+
+
+def dump_routes(netns_name: str) -> list[tuple]:
+    """Every main-table route the FIB may carry, as (prefix, (metric, hops)), read with a raw dump."""
+    with netns.entered(netns_name):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    routes = []
+    with sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sock.bind((0, 0))
+        request = struct.pack("=IHHII", 16 + 12, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+        request += struct.pack("=BBBBBBBBI", 0, 0, 0, 0, 0, 0, 0, 0, 0)  # AF_UNSPEC: both families
+        sock.send(request)
+        while True:
+            data = sock.recv(RECV_SIZE)
+            events = rtshape.route_events(data)  # a datagram of routes only: decoded by its shape
+            if events is not None:
+                routes += [(pk, entry) for pk, entry, _delete in events]
+                continue
+            for kind, offset in rtdecode.split(data):
+                if kind == NLMSG_DONE:
+                    return routes
+                if kind == NLMSG_ERROR:
+                    code = struct.unpack_from("=i", data, offset + 16)[0]
+                    raise OSError(-code, f"route dump in netns {netns_name} failed: {os.strerror(-code)}")
+                if kind == RTM_NEWROUTE:
+                    route = rtdecode.decode(data, offset)
+                    if route is not None:
+                        routes.append((route[0], route[1:]))
