@@ -191,6 +191,17 @@ class PolicyLab(RouterLab):
                 self.in_router("ip", "neigh", "replace", entry["dst"], "dev", entry["dev"], "lladdr",
                                entry["lladdr"], "nud", "permanent")
 
+    def pin_host_gateways(self, *hosts) -> None:
+        """Make each host's neighbour entries permanent: a host's entry for its gateway, learnt from
+        the router's own ARP moments ago, is confirmed by a unicast probe some 5 s after first use;
+        with no daemon to answer it, the entry fails and the host stops sending. A test of what
+        the switch does alone must not hang on that."""
+        for host in hosts:
+            for entry in json.loads(host.run("ip", "-j", "neigh", "show") or "[]"):
+                if entry.get("lladdr") and "PERMANENT" not in entry.get("state", []):
+                    host.run("ip", "neigh", "replace", entry["dst"], "dev", entry["dev"], "lladdr",
+                             entry["lladdr"], "nud", "permanent")
+
     def udp_flood(self, host, dst: str, port: int, rate: float, seconds: float, size: int = 18) -> dict:
         """Send UDP datagrams of `size` bytes from a host at `rate` per second for `seconds`;
         returns {"sent", "errors", "elapsed"}."""

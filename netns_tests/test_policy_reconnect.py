@@ -30,6 +30,7 @@ def test_a_reconnecting_switch_gets_the_policies_deleted_meanwhile_back(policy_l
     group = lab.policy_flows(pids["via-h3"])[0].group
     assert group is not None, lab.explain()
 
+    lab.pin_host_gateways(h1, lab.host(2))
     lab.disconnect()
     lab.wait_until(lambda: not lab.switch_connected(), timeout=10, message="the switch let go of the daemon")
     # The daemon knows: its policies wait for a switch.

@@ -89,6 +89,7 @@ class PolicySource:
         self.totals: dict[int, tuple[int, int]] = {}  # policy id -> packets, bytes (replaced whole)
         self.error: str | None = None  # why the store cannot be read, while it cannot
         self._ready = threading.Event()
+        self.loads: list[int | None] = []  # the generation of each reading of every policy, in order
         self._generation: int | None = None  # the store's generation the policies are read at
         self._moves: dict[int, int] = {}  # explained moves not yet reached: generation before -> after
 
@@ -229,6 +230,7 @@ class PolicySource:
                 self._hand_over(store, name, mine)
             self._keep(name, mine)
         LOG.info("policies: %d read from the store (generation %s)", len(everything), generation)
+        self.loads.append(generation)
         return generation
 
     def _hand_over(self, store, name: str, mine: dict[int, Policy]) -> int:
