@@ -35,7 +35,7 @@ def run_files(run_dir: Path) -> tuple[Path, ...]:
     holder = HolderClient(run_dir)
     birds = bird.BirdPaths.under(run_dir)
     return (holder.sock_path, holder.pid_path, holder.log_path, birds.socket, birds.pidfile, birds.log,
-            *(run_dir / name for name in STATUS_FILES))
+            birds.accepted, *(run_dir / name for name in STATUS_FILES))
 
 
 def down(router: RouterConfig) -> Teardown:

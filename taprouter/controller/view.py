@@ -181,8 +181,7 @@ class DaemonState:
                     results.append({"router": r.name, "reloaded": False, "message": "no BIRD configured"})
                 continue
             try:
-                r.bird.reload()
-                results.append({"router": r.name, "reloaded": True, "message": f"reconfigured from {r.bird.config}"})
+                results.append({"router": r.name, "reloaded": True, "message": r.bird.reload()})
             except BirdConfigError as exc:
                 LOG.error("router %s: BIRD config not reloaded, BIRD keeps its old one: %s", r.name, exc)
                 results.append({"router": r.name, "reloaded": False, "message": str(exc)})
