@@ -43,6 +43,10 @@ def cmd_check(args) -> int:
             print(f"error: {args.config}: routers.{router.name}.bird.config: BIRD refuses it: {exc}",
                   file=sys.stderr)
             failed = True
+            continue
+        from .routing.birdlint import warnings
+        for warning in warnings(router.bird.config.read_text(errors="replace")):
+            print(f"warning: {router.bird.config}: {warning}", file=sys.stderr)
     if failed:
         return 2
     ports = sum(len(r.ports) for r in config.routers)

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import birdlint
 from .birdctl import BirdControl, BirdError
 
 LOG = logging.getLogger("taprouter.bird")
@@ -160,6 +161,8 @@ class BirdSupervisor:
             LOG.error("router %s: not starting BIRD, its config is broken: %s", self.router, exc)
             return None
         keep_accepted(self.config, self.paths)
+        for warning in birdlint.warnings(self.config.read_text(errors="replace")):
+            LOG.warning("router %s: %s: %s", self.router, self.config, warning)
         return self.config
 
     def _launch(self) -> bool:

@@ -34,9 +34,12 @@ def starter(router: RouterConfig, hello: int = 10) -> str:
         "}",
         "",
         "# Routes BIRD learns go into the kernel; taprouter puts the kernel's routes on the switch.",
+        "# graceful restart: when taprouter restarts a BIRD that died (with -R), the routes the dead",
+        "# BIRD left in the kernel stay there, and on the switch, until BGP and OSPF have converged.",
         "protocol kernel kernel4 {",
         "  ipv4 { import none; export filter { if source = RTS_DEVICE then reject; accept; }; };",
         "  merge paths on;  # ECMP: the switch gets a select group",
+        "  graceful restart on;",
         "}",
     ]
     if has_v6:
@@ -44,6 +47,7 @@ def starter(router: RouterConfig, hello: int = 10) -> str:
             "protocol kernel kernel6 {",
             "  ipv6 { import none; export filter { if source = RTS_DEVICE then reject; accept; }; };",
             "  merge paths on;",
+            "  graceful restart on;",
             "}",
         ]
     lines += [
