@@ -43,6 +43,33 @@ def _punt(priority: int, *fields, meter: int | None) -> Flow:
     return _flow(Table.PUNT, priority, *fields, punt=True, meter=meter)
 
 
+def _policed(priority: int, *fields) -> Flow:
+    """Punted, after the per-port meters of PUNT_POLICE."""
+    return _flow(Table.PUNT, priority, *fields, goto=Table.PUNT_POLICE)
+
+
+def police_flows(ports: Iterable[PortView]) -> list[Flow]:
+    """PUNT_POLICE: what the punt table hands over goes to the controller through the meters of the
+    port it came in on: ARP and ND/RA/MLD through the port's resolve meter, the rest through its
+    local meter. A port without meters of its own (its number out of range) shares PUNT_METER."""
+    flows = []
+    for port in ports:
+        ids = pipeline.port_meters(port.number)
+        if ids is None:
+            continue
+        resolve, local = ids
+        in_port = exact("in_port", port.number)
+        flows.append(_flow(Table.PUNT_POLICE, PRIO_ND, in_port, exact("eth_type", ETH_TYPE_ARP), punt=True,
+                           meter=resolve))
+        for icmp_type in ICMPV6_CONTROL_TYPES:
+            flows.append(_flow(Table.PUNT_POLICE, PRIO_ND, in_port, exact("eth_type", ETH_TYPE_IPV6),
+                               exact("ip_proto", IPPROTO_ICMPV6), exact("icmpv6_type", icmp_type), punt=True,
+                               meter=resolve))
+        flows.append(_flow(Table.PUNT_POLICE, PRIO_LOCAL, in_port, punt=True, meter=local))
+    flows.append(_flow(Table.PUNT_POLICE, 0, punt=True, meter=pipeline.PUNT_METER))
+    return flows
+
+
 def protocol_flows(v4: list, v6: list) -> list[Flow]:
     """OSPF (to any address: hellos are multicast) and BGP to or from our addresses, unmetered."""
     flows = []
@@ -77,24 +104,20 @@ def punt_flows(ports: Iterable[PortView]) -> list[Flow]:
     v6 = sorted({a for p in ports for a in p.addresses if a.version == 6}, key=str)
     ipv4 = exact("eth_type", ETH_TYPE_IPV4)
     ipv6 = exact("eth_type", ETH_TYPE_IPV6)
-    resolve, local = pipeline.RESOLVE_METER, pipeline.PUNT_METER
     flows.extend(protocol_flows(v4, v6))
     for iface in v4:
-        flows.append(_punt(PRIO_ND, exact("eth_type", ETH_TYPE_ARP), exact("arp_tpa", int(iface.ip)),
-                           meter=resolve))
-        flows.append(_punt(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.ip)), meter=local))
+        flows.append(_policed(PRIO_ND, exact("eth_type", ETH_TYPE_ARP), exact("arp_tpa", int(iface.ip))))
+        flows.append(_policed(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.ip))))
         if iface.network.prefixlen < 31:
-            flows.append(_punt(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.network.broadcast_address)),
-                               meter=local))
+            flows.append(_policed(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.network.broadcast_address))))
     for iface in v6:
-        flows.append(_punt(PRIO_LOCAL, ipv6, exact("ipv6_dst", int(iface.ip)), meter=local))
+        flows.append(_policed(PRIO_LOCAL, ipv6, exact("ipv6_dst", int(iface.ip))))
     for icmp_type in ICMPV6_CONTROL_TYPES:
-        flows.append(_punt(PRIO_ND, ipv6, exact("ip_proto", IPPROTO_ICMPV6), exact("icmpv6_type", icmp_type),
-                           meter=resolve))
-    flows.append(_punt(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(IPV4_LIMITED_BROADCAST)), meter=local))
-    flows.append(_punt(PRIO_MULTICAST, ipv4, prefix_match("ipv4_dst", IPV4_LINK_LOCAL_MULTICAST), meter=local))
-    flows.append(_punt(PRIO_MULTICAST, ipv6, prefix_match("ipv6_dst", IPV6_LINK_SCOPE_MULTICAST), meter=local))
-    flows.append(_punt(PRIO_MULTICAST, ipv6, prefix_match("ipv6_dst", IPV6_LINK_LOCAL), meter=local))
+        flows.append(_policed(PRIO_ND, ipv6, exact("ip_proto", IPPROTO_ICMPV6), exact("icmpv6_type", icmp_type)))
+    flows.append(_policed(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(IPV4_LIMITED_BROADCAST))))
+    flows.append(_policed(PRIO_MULTICAST, ipv4, prefix_match("ipv4_dst", IPV4_LINK_LOCAL_MULTICAST)))
+    flows.append(_policed(PRIO_MULTICAST, ipv6, prefix_match("ipv6_dst", IPV6_LINK_SCOPE_MULTICAST)))
+    flows.append(_policed(PRIO_MULTICAST, ipv6, prefix_match("ipv6_dst", IPV6_LINK_LOCAL)))
     return flows
 
 
@@ -106,4 +129,5 @@ def plan(ports: Iterable[PortView]) -> frozenset[Flow]:
         flows.extend(ingress_flows(port))
     if ports:
         flows.extend(punt_flows(ports))
+        flows.extend(police_flows(ports))
     return frozenset(flows)
