@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
@@ -11,12 +12,14 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from . import birdlint
 from .birdctl import BirdControl, BirdError
 
 LOG = logging.getLogger("taprouter.bird")
 BACKOFF_MAX = 30.0
+PEERS_INTERVAL = 5.0  # seconds between looks at BIRD's BGP neighbours
 
 
 class BirdConfigError(Exception):
@@ -123,8 +126,12 @@ class BirdSupervisor:
     protocols configured for graceful restart then keep those routes until they have converged.
     """
 
-    def __init__(self, router: str, netns: str, config: Path, run_dir: Path):
+    def __init__(self, router: str, netns: str, config: Path, run_dir: Path,
+                 on_peers: Callable[[frozenset | None], None] | None = None):
         self.router = router
+        self._on_peers = on_peers  # told BIRD's BGP neighbours' addresses whenever they change
+        self.peers: frozenset | None = None
+        self._peers_at = 0.0
         self.netns = netns
         self.config = config
         self.paths = BirdPaths.under(run_dir)
@@ -143,6 +150,7 @@ class BirdSupervisor:
             LOG.info("router %s: adopted BIRD (pid %d) still running from before", self.router, pid)
         else:
             self._launch()
+        self.refresh_peers()
         self._thread.start()
 
     def stop_supervising(self) -> None:
@@ -221,6 +229,8 @@ class BirdSupervisor:
             why = self._died()
             if why is None:
                 self._backoff = 1.0
+                if time.monotonic() - self._peers_at >= PEERS_INTERVAL:
+                    self.refresh_peers()
                 continue
             LOG.error("router %s: BIRD %s; restarting in %.0f s (last lines of %s follow)\n%s", self.router,
                       why, self._backoff, self.paths.log, self._log_tail())
@@ -228,6 +238,23 @@ class BirdSupervisor:
                 return
             self._backoff = min(self._backoff * 2, BACKOFF_MAX)
             self._launch()
+
+    def refresh_peers(self) -> None:
+        """Ask BIRD for its BGP neighbours; tell on_peers if they changed. A BIRD that does not
+        answer changes nothing: its restart should not churn the punt flows."""
+        self._peers_at = time.monotonic()
+        try:
+            found = self.control.bgp_neighbours()
+        except BirdError:
+            return
+        peers = None if found is None else frozenset(ipaddress.ip_address(a) for a in found)
+        if peers != self.peers:
+            LOG.info("router %s: BGP admitted from %s", self.router,
+                     "any source, metered (BIRD's neighbours cannot all be known)" if peers is None
+                     else ", ".join(sorted(map(str, peers))) or "no one (no BGP protocol)")
+            self.peers = peers
+            if self._on_peers is not None:
+                self._on_peers(peers)
 
     def _log_tail(self, lines: int = 5) -> str:
         try:
@@ -244,6 +271,7 @@ class BirdSupervisor:
                 if not self._launch_locked():
                     raise BirdConfigError(f"BIRD was not running and did not start; see {self.paths.log}")
                 self._backoff = 1.0
+                self.refresh_peers()
                 return f"started from {self.config}"
             # BIRD re-reads the file it was started with, which may be the kept copy: update it first.
             keep_accepted(self.config, self.paths)
@@ -252,4 +280,5 @@ class BirdSupervisor:
             except BirdError as exc:
                 raise BirdConfigError(f"BIRD refused to reconfigure: {exc}") from None
         LOG.info("router %s: BIRD reconfigured from %s", self.router, self.config)
+        self.refresh_peers()
         return f"reconfigured from {self.config}"

@@ -21,7 +21,7 @@ class Table(IntEnum):
 
 
 _PUNT_FIELDS = frozenset({"eth_type", "arp_tpa", "ip_proto", "icmpv6_type", "ipv4_dst", "ipv6_dst", "tcp_src",
-                          "tcp_dst"})
+                          "tcp_dst", "ipv4_src", "ipv6_src"})
 # Which fields each table may match on; every planned flow is checked against it.
 TABLE_FIELDS: dict[Table, frozenset[str]] = {
     Table.INGRESS: frozenset({"in_port", "eth_dst"}),

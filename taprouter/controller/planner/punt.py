@@ -70,19 +70,23 @@ def police_flows(ports: Iterable[PortView]) -> list[Flow]:
     return flows
 
 
-def protocol_flows(v4: list, v6: list) -> list[Flow]:
-    """OSPF (to any address: hellos are multicast) and BGP to or from our addresses, unmetered."""
+def protocol_flows(v4: list, v6: list, bgp_peers: frozenset | None = None) -> list[Flow]:
+    """OSPF (to any address: hellos are multicast), unmetered; and BGP between our addresses and
+    `bgp_peers`, unmetered. With the peers unknown (None), BGP is not singled out: TCP to port 179
+    is policed with the rest of the router's own traffic, so a SYN flood from anyone stays metered."""
     flows = []
     for eth_type in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
         flows.append(_punt(PRIO_PROTOCOL, exact("eth_type", eth_type), exact("ip_proto", IPPROTO_OSPF),
                            meter=None))
-    for iface in v4 + v6:
-        eth = exact("eth_type", ETH_TYPE_IPV4 if iface.version == 4 else ETH_TYPE_IPV6)
-        dst = exact("ipv4_dst" if iface.version == 4 else "ipv6_dst", int(iface.ip))
-        tcp = exact("ip_proto", IPPROTO_TCP)
-        flows.append(_punt(PRIO_PROTOCOL, eth, dst, tcp, exact("tcp_dst", BGP_PORT), meter=None))
-        # One below, so a segment with both ports 179 matches exactly one flow.
-        flows.append(_punt(PRIO_PROTOCOL - 1, eth, dst, tcp, exact("tcp_src", BGP_PORT), meter=None))
+    for peer in sorted(bgp_peers or (), key=lambda a: (a.version, int(a))):
+        for iface in v4 if peer.version == 4 else v6:
+            eth = exact("eth_type", ETH_TYPE_IPV4 if iface.version == 4 else ETH_TYPE_IPV6)
+            src = exact("ipv4_src" if iface.version == 4 else "ipv6_src", int(peer))
+            dst = exact("ipv4_dst" if iface.version == 4 else "ipv6_dst", int(iface.ip))
+            tcp = exact("ip_proto", IPPROTO_TCP)
+            flows.append(_punt(PRIO_PROTOCOL, eth, src, dst, tcp, exact("tcp_dst", BGP_PORT), meter=None))
+            # One below, so a segment with both ports 179 matches exactly one flow.
+            flows.append(_punt(PRIO_PROTOCOL - 1, eth, src, dst, tcp, exact("tcp_src", BGP_PORT), meter=None))
     return flows
 
 
@@ -97,14 +101,14 @@ def ingress_flows(port: PortView) -> list[Flow]:
     ]
 
 
-def punt_flows(ports: Iterable[PortView]) -> list[Flow]:
+def punt_flows(ports: Iterable[PortView], bgp_peers: frozenset | None = None) -> list[Flow]:
     """The router's own traffic, port-agnostic: Linux answers for any of its addresses on any port."""
     flows: list[Flow] = []
     v4 = sorted({a for p in ports for a in p.addresses if a.version == 4}, key=str)
     v6 = sorted({a for p in ports for a in p.addresses if a.version == 6}, key=str)
     ipv4 = exact("eth_type", ETH_TYPE_IPV4)
     ipv6 = exact("eth_type", ETH_TYPE_IPV6)
-    flows.extend(protocol_flows(v4, v6))
+    flows.extend(protocol_flows(v4, v6, bgp_peers))
     for iface in v4:
         flows.append(_policed(PRIO_ND, exact("eth_type", ETH_TYPE_ARP), exact("arp_tpa", int(iface.ip))))
         flows.append(_policed(PRIO_LOCAL, ipv4, exact("ipv4_dst", int(iface.ip))))
@@ -121,13 +125,14 @@ def punt_flows(ports: Iterable[PortView]) -> list[Flow]:
     return flows
 
 
-def plan(ports: Iterable[PortView]) -> frozenset[Flow]:
-    """All ingress and punt flows for a router's ports; pure."""
+def plan(ports: Iterable[PortView], bgp_peers: frozenset | None = None) -> frozenset[Flow]:
+    """All ingress and punt flows for a router's ports, BGP admitted from `bgp_peers` (addresses)
+    only; pure."""
     ports = list(ports)
     flows: list[Flow] = []
     for port in ports:
         flows.extend(ingress_flows(port))
     if ports:
-        flows.extend(punt_flows(ports))
+        flows.extend(punt_flows(ports, bgp_peers))
         flows.extend(police_flows(ports))
     return frozenset(flows)

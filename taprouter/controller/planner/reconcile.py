@@ -67,6 +67,7 @@ class SwitchView:
 
     ports: Sequence[PortInput]
     read_back: ReadBack | None = None
+    bgp_peers: frozenset | None = None  # BGP neighbours' addresses (BIRD's), None if unknown
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Planner:
         self.fib = FibState()
         self.backlog = Backlog(pass_routes)
         self._base: frozenset[Flow] = frozenset()  # our base flows on the switch
-        self._base_for: list[punt.PortView] | None = None  # the ports _base was planned for
+        self._base_for: tuple | None = None  # the ports and BGP peers _base was planned for
         self._bound: dict[int, PortBinding] | None = None  # the port bindings policies were planned for
         self._meters: dict[int, MeterSpec | None] = {}
         self.policy_table = PolicyTable()
@@ -139,12 +140,12 @@ class Planner:
                                 kernel.items, gone=gone)
         if changes.full:
             backlog.clear()  # it looked at every route
-        if views == self._base_for:
-            early, late = [], []  # ports and addresses as last time: nothing to redo
+        if (views, switch.bgp_peers) == self._base_for:
+            early, late = [], []  # ports, addresses and BGP peers as last time: nothing to redo
         else:
-            want = baseflows.build(views)
+            want = baseflows.build(views, switch.bgp_peers)
             early, late = _split(diff(want, self._base))
-            self._base, self._base_for = want, views
+            self._base, self._base_for = want, (views, switch.bgp_peers)
         everything = adopted or bindings != self._bound
         self._bound = bindings
         table = self.policy_table
