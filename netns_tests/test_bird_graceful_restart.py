@@ -109,3 +109,53 @@ def test_bird_kill_loses_no_transit_packet(lab, request):
     after = lab.fib_flow("10.30.0.0/24")
     assert after is not None and after.duration >= kept.duration + (time.monotonic() - kept_at) - 1.5, \
         (kept, after)
+
+
+STUB = "10.20.0.1"  # on the OSPF neighbour's lo (h2)
+
+
+@pytest.fixture
+def ospf_lab(request, tmp_path, ovs):
+    extra = birdlab.router_bgp(peer_port=3, peer_as=65003, hold=HOLD)
+    yield from birdlab.bird_lab(request, tmp_path, peers=[peer(100), birdlab.ospf_peer(port=2)], router_extra=extra)
+
+
+def pinger(lab, address: str) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", lab.host(1).name, "ping", "-n", "-q", "-c", str(PING_COUNT),
+                             "-i", str(PING_INTERVAL), "-W", "1", address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_bird_kill_with_ospf_and_bgp_loses_no_transit_packet(ospf_lab):
+    lab = ospf_lab
+    lab.wait_protocol("peer3", "Established", timeout=60)
+    lab.wait_protocol("ospf4", "Running", timeout=30)
+    lab.wait_fib_group_flow("10.20.0.0/24", timeout=60)
+    lab.wait_fib_group_flow("10.30.0.0/24", timeout=60)
+    lab.assert_ping(lab.host(1), STUB)
+    old_pid = lab.bird()["pid"]
+    pings = {address: pinger(lab, address) for address in (STUB, TARGET)}
+    try:
+        time.sleep(1)
+        os.kill(old_pid, signal.SIGKILL)
+        watch = birdlab.Stopwatch()
+        wait_until(lambda: (pid := lab.bird()["pid"]) and pid != old_pid and pid, timeout=15, interval=0.1,
+                   message=lab.bird_report)
+        lab.wait_protocol("peer3", "Established", timeout=60)
+        wait_until(lambda: any(n["state"].startswith("Full") for n in lab.bird()["ospf_neighbours"]), timeout=60,
+                   interval=0.2, message=lab.bird_report)
+        full = watch()
+        results = {a: p.communicate(timeout=PING_COUNT * PING_INTERVAL * 4 + 30) for a, p in pings.items()}
+    finally:
+        for p in pings.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lost = {}
+    for address, (out, err) in results.items():
+        match = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        assert match, out + err
+        lost[address] = int(match.group(1)) - int(match.group(2))
+    print(f"BIRD kill -9 with OSPF and BGP: OSPF Full again after {full:.1f} s; pings lost: "
+          f"{lost[STUB]} of {PING_COUNT} to the OSPF stub, {lost[TARGET]} of {PING_COUNT} through BGP")
+    assert lost == {STUB: 0, TARGET: 0}, lost
