@@ -164,9 +164,19 @@ class BenchLab:
                 "netns": self.router_ns,
                 "ports": {1: {"tap": self.taps[1], "addresses": ["10.0.1.1/24"]},
                           2: {"tap": self.taps[2], "addresses": ["10.0.2.1/24"]}},
+                # h1 is a (passive, silent) BGP neighbour, so that TCP to port 179 from it is the
+                # unmetered peer class the punt stage measures the relay with.
+                "bird": {"config": str(self.write_bird())},
             }},
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def write_bird(self) -> Path:
+        path = self.tmp / "bird.conf"
+        path.write_text("router id 10.0.1.1;\nprotocol device {}\n"
+                        "protocol bgp h1 {\n  local 10.0.1.1 as 65000;\n  neighbor 10.0.1.2 as 65001;\n"
+                        "  passive on;\n  ipv4 { import none; export none; };\n}\n")
+        return path
 
     def add_l2_flows(self) -> None:
         for a, b in ((11, 12), (12, 11)):

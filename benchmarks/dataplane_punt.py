@@ -132,8 +132,9 @@ class PuntBench(BenchLab):
             return self.snmp(ns, "Tcp")["InSegs"]  # counted before any check, as the kernel says
 
         # (direction, sender netns, destination, port, rates, receive counter, counted at, punt flow)
-        # UDP to the router's address is policed (PUNT_METER); TCP to port 179 is the BGP class,
-        # never metered, so it shows what the relay itself carries.
+        # UDP to the router's address is policed (port 1's local meter); TCP to port 179 from h1, a
+        # BGP neighbour in the router's BIRD file, is the BGP class, never metered, so it shows what
+        # the relay itself carries.
         directions = (
             ("host_to_kernel", self.h1.name, "10.0.1.1", UDP_PORT, rates, lambda: udp_in(self.router_ns),
              "router netns /proc/net/snmp Udp InDatagrams+NoPorts+InErrors", "nw_dst=10.0.1.1 "),

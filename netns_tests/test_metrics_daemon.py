@@ -14,11 +14,12 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import PYTHON, run
-from taprouter.controller.openflow.pipeline import (PUNT_METER, RESOLVE_METER, SLOW_PATH_METER, Owner, Table,
-                                                  owner_of, policy_cookie)
+from taprouter.controller.openflow.pipeline import (Owner, Table, meter_name, owner_of, policy_cookie,
+                                                  port_meters)
 
 COUNT_POLL = 2.0  # seconds between the daemon's polls of policy and meter counters (router.py)
-METERS = {"slow_path", "punt", "resolve"}
+METERS = {"slow_path", "punt", "resolve_port1", "local_port1", "resolve_port2", "local_port2"}
+LOCAL_1 = port_meters(1)[1]  # what h1 sends to the router's addresses
 # test_route_counts_...: on groups, the 6 static routes and a host entry per host and family; to
 # the kernel, the 6 connected subnets (for hosts not resolved yet) and the blackhole.
 SWITCHED, TO_KERNEL = 6 + 6, 6 + 1
@@ -209,14 +210,13 @@ def test_punt_drops_per_meter(router_lab):
 
     lab.wait_until(lambda: meters().keys() >= METERS, timeout=3 * COUNT_POLL + 2,
                    message=lambda: f"a series per punt meter: {meters()}")
-    # Echo requests to the router, far faster than the punt meter's 2,000 packets a second.
+    # Echo requests to the router, far faster than port 1's local meter lets through.
     (gateway,) = json.loads(h1.run("ip", "-json", "neigh", "show", "10.0.1.1"))
     run(PYTHON, "-c", FLOOD, gateway["lladdr"], str(FLOOD_FRAMES), netns=h1.name, timeout=120)
     on_switch = meter_drops(lab)
-    assert on_switch[PUNT_METER] > 0, on_switch
-    found = lab.wait_until(lambda: (m := meters())["punt"] == meter_drops(lab)[PUNT_METER] and m,
+    assert on_switch[LOCAL_1] > 0, on_switch
+    found = lab.wait_until(lambda: (m := meters())["local_port1"] == meter_drops(lab)[LOCAL_1] and m,
                            timeout=3 * COUNT_POLL + 2,
                            message=lambda: f"scraped {meters()}, on the switch {meter_drops(lab)}")
-    names = {SLOW_PATH_METER: "slow_path", PUNT_METER: "punt", RESOLVE_METER: "resolve"}
-    assert {names[m]: n for m, n in meter_drops(lab).items() if m in names} == found
-    print(f"the punt meter dropped {found['punt']:.0f} of {FLOOD_FRAMES} echo requests to the router")
+    assert {meter_name(m): n for m, n in meter_drops(lab).items()} == found
+    print(f"port 1's local meter dropped {found['local_port1']:.0f} of {FLOOD_FRAMES} echo requests to the router")

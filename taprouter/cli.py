@@ -43,6 +43,10 @@ def cmd_check(args) -> int:
             print(f"error: {args.config}: routers.{router.name}.bird.config: BIRD refuses it: {exc}",
                   file=sys.stderr)
             failed = True
+            continue
+        from .routing.birdlint import warnings
+        for warning in warnings(router.bird.config.read_text(errors="replace")):
+            print(f"warning: {router.bird.config}: {warning}", file=sys.stderr)
     if failed:
         return 2
     ports = sum(len(r.ports) for r in config.routers)
@@ -61,17 +65,41 @@ def _chosen(args, config: config_mod.Config | None = None) -> list:
 
 
 def cmd_reload(args) -> int:
-    """Validate each router's BIRD file, then `configure` its BIRD in place (no restart)."""
+    """Ask the daemon to reload each router's BIRD (it validates, then `configure`s BIRD in place, or
+    starts a BIRD that is not running); with no daemon, validate and `configure` BIRD directly."""
+    from . import paths
+    from .control.client import ControlClient, ControlError, ControlUnavailable
     from .routing.bird import BirdConfigError, BirdPaths, validate
     from .routing.birdctl import BirdControl, BirdError
+    from .status import control_socket
+    config = _load(args.config)
+    routers = _chosen(args, config)
     status = 0
-    for router in _chosen(args):
+    try:
+        # Starting a BIRD can take its whole 10 s start window: wait longer than the default.
+        answer = ControlClient(control_socket(config), timeout=30).post(
+            "/v1/bird/reload", {"router": getattr(args, "router", None)})
+    except ControlUnavailable:
+        answer = None
+    except ControlError as exc:
+        print(f"error: the daemon did not reload BIRD: {exc}", file=sys.stderr)
+        return 1
+    if answer is not None:
+        for result in answer["results"]:
+            if result["reloaded"]:
+                print(f"router {result['router']}: BIRD {result['message']}")
+            else:
+                print(f"error: router {result['router']}: BIRD not reconfigured: {result['message']}",
+                      file=sys.stderr)
+                status = 1
+        return status
+    for router in routers:
         if router.bird is None:
             continue
         try:
             validate(router.bird.config)
             BirdControl(str(BirdPaths.under(paths.router_dir(router.name)).socket)).configure()
-            print(f"router {router.name}: BIRD reconfigured from {router.bird.config}")
+            print(f"router {router.name}: BIRD reconfigured from {router.bird.config} (no daemon answered)")
         except (BirdConfigError, BirdError) as exc:
             print(f"error: router {router.name}: BIRD not reconfigured: {exc}", file=sys.stderr)
             status = 1

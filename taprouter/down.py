@@ -36,7 +36,7 @@ def run_files(run_dir: Path) -> tuple[Path, ...]:
     birds = bird.BirdPaths.under(run_dir)
     return (holder.sock_path, holder.pid_path, holder.log_path, birds.socket, birds.pidfile, birds.log,
             logcap.rotated(holder.log_path), logcap.rotated(birds.log),
-            *(run_dir / name for name in STATUS_FILES))
+            birds.accepted, *(run_dir / name for name in STATUS_FILES))
 
 
 def down(router: RouterConfig) -> Teardown:

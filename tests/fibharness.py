@@ -208,7 +208,11 @@ def read_back(table: OFTable, meters: dict | None = None) -> ReadBack:
                 others.add(flow)
         else:
             others.add(flow)
-    return ReadBack(routes, frozenset(others), owned_groups(table), dict(pipeline.METERS) if meters is None else meters)
+    if meters is None:  # the punt meters of the ports the policing table names
+        ports = {f.value for flow in others if flow.table == pipeline.Table.PUNT_POLICE
+                 for f in flow.match.fields if f.name == "in_port"}
+        meters = pipeline.meters_for(ports)
+    return ReadBack(routes, frozenset(others), owned_groups(table), meters)
 
 
 def flow_ops(plan: Pass) -> list[FlowOp]:

@@ -51,14 +51,17 @@ def test_meters_go_first_and_only_when_the_switch_lacks_them_or_has_them_wrong()
     view = KernelView(MirrorChanges({}, True, True, False, []), routes_now, lambda: list(routes_now.items()),
                       k.state())
     plan = planner.plan(view, SwitchView(k.port_inputs(), empty), now=0.0)
-    assert {(m.op, m.meter_id, m.spec) for m in plan.meters} == {(Op.ADD, i, s) for i, s in pipeline.METERS.items()}
+    want = pipeline.meters_for(p.number for p in k.port_inputs())
+    assert want.keys() > pipeline.METERS.keys()  # the shared ones and each port's
+    assert {(m.op, m.meter_id, m.spec) for m in plan.meters} == {(Op.ADD, i, s) for i, s in want.items()}
     quiet = KernelView(MirrorChanges({}, False, False, False, []), routes_now, lambda: [], k.state())
     assert planner.plan(quiet, SwitchView(k.port_inputs()), now=1.0).meters == []
     # A switch found holding one meter at another rate, one in a form we do not write, one missing.
-    ids = sorted(pipeline.METERS)
+    ids = sorted(want)
     found = {ids[0]: MeterSpec(1, 1), ids[1]: None}
     plan = Planner().plan(view, SwitchView(k.port_inputs(), ReadBack({}, frozenset(), {}, found)), now=0.0)
-    assert {(m.op, m.meter_id) for m in plan.meters} == {(Op.MODIFY, ids[0]), (Op.MODIFY, ids[1]), (Op.ADD, ids[2])}
+    assert {(m.op, m.meter_id) for m in plan.meters} == ({(Op.MODIFY, ids[0]), (Op.MODIFY, ids[1])}
+                                                         | {(Op.ADD, i) for i in ids[2:]})
 
 
 def test_base_flows_are_planned_again_only_when_ports_or_addresses_change():
@@ -84,3 +87,22 @@ def test_a_read_back_starts_the_planner_over_from_what_the_switch_holds():
                       k.state())
     plan = sw.planner.plan(view, SwitchView(k.port_inputs(), held), now=0.0)
     assert plan.adopted and plan.full and not plan and len(sw.planner.backlog) == 0
+
+
+def test_punt_meters_follow_the_ports_and_the_shared_resolve_meter_of_old_goes():
+    k = gateways()
+    routes_now = k.mirror()
+    view = KernelView(MirrorChanges({}, True, True, False, []), routes_now, lambda: list(routes_now.items()),
+                      k.state())
+    numbers = [p.number for p in k.port_inputs()]
+    found = dict(pipeline.meters_for(numbers)) | {3: MeterSpec.pps(1000)}  # an older daemon's ARP/ND meter
+    planner = Planner()
+    plan = planner.plan(view, SwitchView(k.port_inputs(), ReadBack({}, frozenset(), {}, found)), now=0.0)
+    assert plan.meters == [] and [(m.op, m.meter_id) for m in plan.meter_deletes] == [(Op.DELETE, 3)]
+    # A port leaves: its meters go, after the flows that named them.
+    gone = k.port_inputs()[-1]
+    rest = [p for p in k.port_inputs() if p.number != gone.number]
+    quiet = KernelView(MirrorChanges({}, False, False, False, []), routes_now, lambda: [], k.state())
+    plan = planner.plan(quiet, SwitchView(rest), now=1.0)
+    assert sorted(m.meter_id for m in plan.meter_deletes) == sorted(pipeline.port_meters(gone.number))
+    assert any(op.op is Op.DELETE and op.flow.table == pipeline.Table.PUNT_POLICE for op in plan.late)

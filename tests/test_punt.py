@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from ipaddress import IPv4Address, IPv6Address, ip_interface
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 
 import pytest
 
@@ -358,42 +358,118 @@ def test_reconcile_converges_when_only_the_cookie_changed():
 IPPROTO_TCP = 6
 
 
-def bgp(in_port: int, dst: str, sport: int, dport: int) -> dict[str, int]:
-    packet = ipv4(in_port, dst, proto=IPPROTO_TCP) if ":" not in dst else ipv6(in_port, dst, proto=IPPROTO_TCP)
+PEER4, PEER6, STRANGER4 = "10.0.1.2", "2001:db8:1::2", "10.0.1.66"
+PEERS = frozenset({ip_address(PEER4), ip_address(PEER6)})
+
+
+def bgp(in_port: int, dst: str, sport: int, dport: int, src: str | None = None) -> dict[str, int]:
+    if ":" not in dst:
+        packet = ipv4(in_port, dst, proto=IPPROTO_TCP)
+        packet["ipv4_src"] = v4(src or PEER4)
+    else:
+        packet = ipv6(in_port, dst, proto=IPPROTO_TCP)
+        packet["ipv6_src"] = v6(src or PEER6)
     packet.update(tcp_src=sport, tcp_dst=dport)
     return packet
+
+
+@pytest.fixture(scope="module")
+def peers_table() -> OFTable:
+    return OFTable(plan(PORTS, PEERS) | frozenset(policy_table_flows(list(PORTS), PEERS)))
 
 
 @pytest.mark.parametrize("packet", [
     bgp(1, "10.0.1.1", 40000, 179),  # a peer opening a session to us
     bgp(2, "10.0.1.1", 179, 40000),  # the peer's side of a session we opened
+    bgp(1, "10.0.1.1", 179, 179),  # both ports 179: one flow, still BGP
     bgp(1, "2001:db8:1::1", 40001, 179),
+    bgp(2, "10.0.2.1", 40000, 179),  # a peer's session to another of our addresses
+], ids=["bgp-in", "bgp-out", "bgp-both-179", "bgp6", "bgp-other-address"])
+def test_bgp_from_a_known_peer_reaches_the_kernel_unmetered(peers_table, packet):
+    fate = peers_table.process(packet)
+    assert punted(fate, packet)
+    assert fate.meters == ()
+
+
+@pytest.mark.parametrize("packet", [
+    bgp(1, "10.0.1.1", 40000, 179, src=STRANGER4),  # a SYN flood from a non-peer
+    bgp(1, "10.0.1.1", 179, 40000, src=STRANGER4),
+    bgp(1, "2001:db8:1::1", 40001, 179, src="2001:db8:1::66"),
+], ids=["syn", "from-179", "v6"])
+def test_bgp_from_anyone_else_is_policed_on_its_port(peers_table, packet):
+    fate = peers_table.process(packet)
+    assert punted(fate, packet)
+    assert fate.meters == (pipeline.port_meters(1)[1],)
+
+
+def test_with_the_peers_unknown_bgp_is_policed(table):
+    packet = bgp(1, "10.0.1.1", 40000, 179)
+    fate = table.process(packet)
+    assert punted(fate, packet) and fate.meters == (pipeline.port_meters(1)[1],)
+
+
+def test_a_peer_only_admits_to_our_addresses_not_transit():
+    flows = [f for f in plan(PORTS, PEERS) if any(m.name == "tcp_dst" for m in f.match.fields)]
+    ours = {int(a.ip) for p in PORTS for a in p.addresses}
+    assert flows and all(any(m.name in ("ipv4_dst", "ipv6_dst") and m.value in ours for m in f.match.fields)
+                         for f in flows)
+
+
+@pytest.mark.parametrize("packet", [
     ipv4(1, "224.0.0.5", eth_dst=multicast_mac_v4("224.0.0.5"), proto=IPPROTO_OSPF),  # OSPF hello
     ipv4(1, "10.0.1.1", proto=IPPROTO_OSPF),  # OSPF unicast (DD, LSR)
     ipv6(1, "ff02::5", eth_dst=multicast_mac_v6("ff02::5"), proto=IPPROTO_OSPF),  # OSPFv3
-], ids=["bgp-in", "bgp-out", "bgp6", "ospf-hello", "ospf-unicast", "ospf3"])
+], ids=["ospf-hello", "ospf-unicast", "ospf3"])
 def test_routing_protocols_reach_the_kernel_unmetered(table, packet):
     fate = table.process(packet)
     assert punted(fate, packet)
     assert fate.meters == ()
 
 
+def resolve(port: int) -> int:
+    return pipeline.port_meters(port)[0]
+
+
+def local(port: int) -> int:
+    return pipeline.port_meters(port)[1]
+
+
 @pytest.mark.parametrize("packet,meter", [
-    (ipv4(1, "10.0.1.1", proto=1), pipeline.PUNT_METER),  # ping
-    (bgp(1, "10.0.1.1", 40000, 22), pipeline.PUNT_METER),  # ssh: TCP, but not BGP
-    (bgp(1, "10.0.1.1", 179, 179), None),  # both ports 179 is still BGP
-    (ipv4(1, "10.0.1.255"), pipeline.PUNT_METER),
-    (arp(1, "10.0.1.1"), pipeline.RESOLVE_METER),
-    (ipv6(1, "ff02::1:ff00:1", eth_dst=multicast_mac_v6("ff02::1:ff00:1"), icmpv6_type=135),
-     pipeline.RESOLVE_METER),
-], ids=["ping", "ssh", "bgp-both-179", "broadcast", "arp", "nd"])
-def test_other_punted_traffic_is_policed(table, packet, meter):
+    (ipv4(1, "10.0.1.1", proto=1), local(1)),  # ping
+    (ipv4(2, "10.0.1.1", proto=1), local(2)),  # ping to port 1's address, from port 2: port 2's meter
+    (bgp(1, "10.0.1.1", 40000, 22), local(1)),  # ssh: TCP, but not BGP
+    (ipv4(1, "10.0.1.255"), local(1)),
+    (ipv6(2, "2001:db8:2::1", proto=58, icmpv6_type=128), local(2)),  # ping6: ICMPv6, but not ND
+    (arp(1, "10.0.1.1"), resolve(1)),
+    (arp(2, "10.0.2.1"), resolve(2)),
+    (ipv6(1, "ff02::1:ff00:1", eth_dst=multicast_mac_v6("ff02::1:ff00:1"), icmpv6_type=135), resolve(1)),
+], ids=["ping", "ping-other-port", "ssh", "broadcast", "ping6", "arp", "arp-port2", "nd"])
+def test_other_punted_traffic_is_policed_per_port(table, packet, meter):
     fate = table.process(packet)
     assert punted(fate, packet)
     assert fate.meters == (() if meter is None else (meter,))
 
 
-def test_metered_classes_together_leave_room_for_protocols():
+def test_each_port_has_meters_of_its_own():
+    ids = [pipeline.port_meters(p.number) for p in PORTS]
+    assert len({m for pair in ids for m in pair}) == 2 * len(PORTS)
+    meters = pipeline.meters_for(p.number for p in PORTS)
+    assert all(pipeline.owns_meter(m) and pipeline.is_punt_meter(m) for m in meters)
+    assert {pipeline.meter_name(m) for m in meters} == {"slow_path", "punt", "resolve_port1", "local_port1",
+                                                        "resolve_port2", "local_port2"}
+
+
+def test_a_port_out_of_the_meter_range_shares_the_punt_meter():
+    far = PortView(200_000, P2_MAC, (ip_interface("10.0.9.1/24"),))
+    assert pipeline.port_meters(far.number) is None
+    table = OFTable(pipeline_flows(PORTS + (far,)))
+    packet = ipv4(200_000, "10.0.9.1", eth_dst=P2_MAC, proto=1)
+    fate = table.process(packet)
+    assert punted(fate, packet) and fate.meters == (pipeline.PUNT_METER,)
+
+
+def test_metered_classes_of_one_port_leave_room_for_protocols():
     # The relay carries roughly 5-15K frames/s to the kernel on the 2-core machine (benchmarks/dataplane.py);
-    # the policed classes must stay well below that so protocol traffic is never crowded out.
+    # one port's policed classes, flooded, stay well below that, so protocol traffic is never crowded out.
+    assert pipeline.PORT_RESOLVE_RATE + pipeline.PORT_LOCAL_RATE <= 2000
     assert sum(spec.rate for spec in pipeline.METERS.values()) <= 5000

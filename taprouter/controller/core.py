@@ -165,7 +165,7 @@ class RouterCore:
     def meter_stats(self, dp, stats: list) -> None:
         """The punt meters' counters: packets their bands dropped."""
         self.routers[dp.id].punt_drops = {m.meter_id: sum(b.packet_band_count for b in m.band_stats)
-                                          for m in stats if m.meter_id in pipeline.METERS}
+                                          for m in stats if pipeline.is_punt_meter(m.meter_id)}
 
     def barrier_reply(self, dp, xid: int) -> None:
         router = self.routers[dp.id]

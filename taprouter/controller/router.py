@@ -56,7 +56,10 @@ class Router:
         self.mirror = KernelMirror(wake)
         self.watcher = Watcher(config.netns, self.mirror)
         self.resolver = kernel.Resolver(config.name, config.netns)
-        self.bird = (BirdSupervisor(config.name, config.netns, config.bird.config, paths.router_dir(config.name))
+        # BIRD's BGP neighbours (addresses), replaced whole by the supervisor's thread; None: unknown.
+        self.bgp_peers: frozenset | None = None
+        self.bird = (BirdSupervisor(config.name, config.netns, config.bird.config, paths.router_dir(config.name),
+                                    on_peers=self._bgp_peers_changed)
                      if config.bird is not None else None)
         self.planner = Planner(pass_routes)
         self.session = SwitchSession(config.name)
@@ -114,6 +117,11 @@ class Router:
         if self.bird is not None:
             self.bird.stop_supervising()  # BIRD keeps running: its sessions must outlive our restart
 
+    def _bgp_peers_changed(self, peers: frozenset | None) -> None:
+        """From BIRD's supervisor: the punt flows admit BGP from these peers only; a pass follows."""
+        self.bgp_peers = peers
+        self._wake()
+
     def hand_over(self, event: SessionEvent) -> None:
         """From os-ken's thread: an event for the reconcile thread."""
         self.events.append(event)
@@ -169,7 +177,7 @@ class Router:
         # Until the policy source first hands them over (ticket 0: the store not read yet, or not
         # readable), the policy table stays as the switch holds it, rather than emptied.
         policies = self._active_policies(handed) if ticket else None
-        plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back()), now, policies)
+        plan = self.planner.plan(kernel_view, SwitchView(self._ports(), session.take_read_back(), self.bgp_peers), now, policies)
         planned = time.monotonic()
         if plan:
             self._ticket_of[session.send(plan)] = ticket

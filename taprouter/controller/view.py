@@ -38,8 +38,6 @@ from .router import Router
 LOG = logging.getLogger("taprouter.control")
 
 BIRD_CACHE = 1.0  # seconds a BIRD answer is reused
-METER_NAMES = {pipeline.SLOW_PATH_METER: "slow_path", pipeline.PUNT_METER: "punt",
-               pipeline.RESOLVE_METER: "resolve"}
 PACKET_IN_REASONS = {0: "no_match", 1: "action", 2: "invalid_ttl"}  # OpenFlow 1.3's OFPR_*
 _PENDING = (State.PENDING, "")
 
@@ -181,8 +179,7 @@ class DaemonState:
                     results.append({"router": r.name, "reloaded": False, "message": "no BIRD configured"})
                 continue
             try:
-                r.bird.reload()
-                results.append({"router": r.name, "reloaded": True, "message": f"reconfigured from {r.bird.config}"})
+                results.append({"router": r.name, "reloaded": True, "message": r.bird.reload()})
             except BirdConfigError as exc:
                 LOG.error("router %s: BIRD config not reloaded, BIRD keeps its old one: %s", r.name, exc)
                 results.append({"router": r.name, "reloaded": False, "message": str(exc)})
@@ -209,7 +206,7 @@ class DaemonState:
                                  for (d, port, reason), n in sorted(packet_ins.items()) if d == dpid),
                 packet_outs=tuple(PacketCount(port, "relay", n)
                                   for (d, port), n in sorted(packet_outs.items()) if d == dpid),
-                punt_drops=tuple(Count(METER_NAMES.get(m, str(m)), n) for m, n in sorted(r.punt_drops.items())),
+                punt_drops=tuple(Count(pipeline.meter_name(m), n) for m, n in sorted(r.punt_drops.items())),
                 relay_errors=tuple(Count(kind, errors.get((dpid, kind), 0)) for kind in RELAY_ERRORS),
                 kernel_routes=len(r.mirror.routes),
                 fib_switched=offload.get("switched", 0),

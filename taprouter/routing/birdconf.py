@@ -31,6 +31,9 @@ def _ospf(version: int, name: str, channel: str, taps: str, hello: int) -> list[
     return [
         f"protocol ospf v{version} {name} {{",
         f"  {channel} {{ import all; export none; }};",
+        "  # A restarted BIRD's recovery waits for OSPF's adjacencies too, at most this long (an",
+        "  # interface with no OSPF neighbour makes it wait the whole time).",
+        f"  graceful restart yes; graceful restart time {min(2 * dead, 1800)};  # BIRD allows 1 to 1800",
         "  area 0 {",
         f"    interface {taps} {{ hello {hello}; dead {dead}; wait {dead}; }};",
         "  };",
@@ -43,6 +46,7 @@ def _kernel(name: str, channel: str) -> list[str]:
         f"protocol kernel {name} {{",
         f"  {channel} {{ import none; export filter {{ if source = RTS_DEVICE then reject; accept; }}; }};",
         "  merge paths on;  # ECMP: the switch gets a select group",
+        "  graceful restart on;",
         "}",
     ]
 
@@ -73,6 +77,8 @@ def starter(router: RouterConfig, hello: int = 10) -> str:
         "}",
         "",
         "# Routes BIRD learns go into the kernel; taprouter puts the kernel's routes on the switch.",
+        "# graceful restart: when taprouter restarts a BIRD that died (with -R), the routes the dead",
+        "# BIRD left in the kernel stay there, and on the switch, until BGP and OSPF have converged.",
     ]
     if taps4:
         lines += _kernel("kernel4", "ipv4")

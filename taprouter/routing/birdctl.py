@@ -117,6 +117,11 @@ class BirdControl:
             result.append(Protocol(**current))
         return result
 
+    def bgp_neighbours(self) -> frozenset[str] | None:
+        """The neighbour address of every BGP protocol, or None when one has none of its own (a
+        `neighbor range`: its peers cannot be known in advance)."""
+        return bgp_neighbours(self.query("show protocols all"))
+
     def ospf_neighbours(self) -> list[OspfNeighbour]:
         result = []
         protocol = ""
@@ -145,3 +150,26 @@ class BirdControl:
     def configure(self) -> None:
         """Reload the configuration in place: sessions stay up where BIRD can keep them."""
         self._pybird(self.pybird.configure)
+
+
+def bgp_neighbours(lines: list[tuple[int, str]]) -> frozenset[str] | None:
+    """From `show protocols all`: each BGP protocol's "Neighbor address" (a zone `%eth0` dropped), or
+    None if a BGP protocol shows a "Neighbor range" or no address."""
+    found: set[str] = set()
+    bgp = None  # whether the protocol being read is BGP, and if so whether its address was seen
+    for code, text in lines:
+        if code == 1002:
+            fields = text.split()
+            if bgp is False:
+                return None
+            bgp = False if len(fields) > 1 and fields[1] == "BGP" else None
+            continue
+        stripped = text.strip()
+        if bgp is False and stripped.startswith("Neighbor address:"):
+            found.add(stripped.split(":", 1)[1].strip().split("%")[0])
+            bgp = True
+        elif bgp is False and stripped.startswith("Neighbor range:"):
+            return None
+    if bgp is False:
+        return None
+    return frozenset(found)

@@ -4,6 +4,7 @@ and the form of a route flow."""
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Iterable
 
 from ... import prefix
 from .flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, FieldMatch, Flow, Match, ToGroup, exact, to_controller
@@ -16,10 +17,11 @@ class Table(IntEnum):
     PUNT = 2  # what the kernel must see goes to the controller
     FIB4 = 3  # IPv4 longest-prefix match, priority by prefix length
     FIB6 = 4  # IPv6 likewise
+    PUNT_POLICE = 5  # the punt table's metered classes, policed per ingress port, then to the controller
 
 
 _PUNT_FIELDS = frozenset({"eth_type", "arp_tpa", "ip_proto", "icmpv6_type", "ipv4_dst", "ipv6_dst", "tcp_src",
-                          "tcp_dst"})
+                          "tcp_dst", "ipv4_src", "ipv6_src"})
 # Which fields each table may match on; every planned flow is checked against it.
 TABLE_FIELDS: dict[Table, frozenset[str]] = {
     Table.INGRESS: frozenset({"in_port", "eth_dst"}),
@@ -28,15 +30,17 @@ TABLE_FIELDS: dict[Table, frozenset[str]] = {
     Table.PUNT: _PUNT_FIELDS,
     Table.FIB4: frozenset({"eth_type", "ipv4_dst"}),
     Table.FIB6: frozenset({"eth_type", "ipv6_dst"}),
+    Table.PUNT_POLICE: frozenset({"in_port", "eth_type", "ip_proto", "icmpv6_type"}),
 }
 
 # Which tables a table may continue to.
 NEXT_TABLES: dict[Table, frozenset[Table]] = {
     Table.INGRESS: frozenset({Table.POLICY}),
     Table.POLICY: frozenset({Table.PUNT}),
-    Table.PUNT: frozenset({Table.FIB4, Table.FIB6}),
+    Table.PUNT: frozenset({Table.FIB4, Table.FIB6, Table.PUNT_POLICE}),
     Table.FIB4: frozenset(),
     Table.FIB6: frozenset(),
+    Table.PUNT_POLICE: frozenset(),
 }
 
 # Every flow taprouter installs carries a cookie whose top 16 bits say "taprouter",
@@ -71,14 +75,52 @@ POLICY_GROUP_MAX = 0x7A6FFFFF
 OFPFF_SEND_FLOW_REM = 1  # a flow with a timeout reports its end: a policy expired
 
 # Control-plane policing. The relay carries some thousands of frames per second to the
-# kernel; the metered classes together stay below that, so routing protocol traffic,
-# which is never metered, always gets through (BGP keepalives must not starve).
+# kernel; routing protocol traffic is never metered (BGP keepalives must not starve). The rest
+# of what the router must see is policed per ingress port, in two classes, so that one host's
+# flood costs only its own port: the punt table sends those frames to PUNT_POLICE, which meters
+# them by in_port and class. FIB misses (the slow path) share one meter.
 SLOW_PATH_METER = 1  # FIB misses and unresolved next hops: the kernel forwards them
-PUNT_METER = 2  # other traffic to the router's addresses (ping, ssh, ...) and broadcasts
-RESOLVE_METER = 3  # ARP and IPv6 ND/RA/MLD
-METERS: dict[int, MeterSpec] = {SLOW_PATH_METER: MeterSpec.pps(2000), PUNT_METER: MeterSpec.pps(2000),
-                                RESOLVE_METER: MeterSpec.pps(1000)}
+PUNT_METER = 2  # a frame in PUNT_POLICE from a port without meters of its own (its miss)
+METERS: dict[int, MeterSpec] = {SLOW_PATH_METER: MeterSpec.pps(2000), PUNT_METER: MeterSpec.pps(1000)}
+# Per port: ARP and IPv6 ND/RA/MLD (resolve), and everything else addressed to the router (local).
+PORT_RESOLVE_RATE, PORT_LOCAL_RATE = 300, 1000  # packets/s
+PORT_METER_MIN, PORT_METER_MAX = 0x10000, 0x3FFFF  # Open vSwitch 3.1 refuses ids above 262,144
+FORMER_METERS = frozenset({3})  # ARP and ND shared by every port, before per-port policing: deleted when read back
 POLICY_METER_MIN, POLICY_METER_MAX = 0x100, 0xFFFF  # one per policy that polices
+
+
+
+def port_meters(port: int) -> tuple[int, int] | None:
+    """The (resolve, local) meter ids of a port, or None if its number leaves the range."""
+    resolve = PORT_METER_MIN + 2 * port
+    return (resolve, resolve + 1) if resolve + 1 <= PORT_METER_MAX else None
+
+
+def meters_for(ports: Iterable[int]) -> dict[int, MeterSpec]:
+    """The punt meters a router with these switch ports needs (policies' meters aside)."""
+    meters = dict(METERS)
+    for port in ports:
+        ids = port_meters(port)
+        if ids is not None:
+            meters[ids[0]], meters[ids[1]] = MeterSpec.pps(PORT_RESOLVE_RATE), MeterSpec.pps(PORT_LOCAL_RATE)
+    return meters
+
+
+def is_punt_meter(meter_id: int) -> bool:
+    return meter_id in METERS or meter_id in FORMER_METERS or PORT_METER_MIN <= meter_id <= PORT_METER_MAX
+
+
+def meter_name(meter_id: int) -> str:
+    """A punt meter's name in /metrics: slow_path, punt, or resolve_portN / local_portN."""
+    if meter_id == SLOW_PATH_METER:
+        return "slow_path"
+    if meter_id == PUNT_METER:
+        return "punt"
+    if PORT_METER_MIN <= meter_id <= PORT_METER_MAX:
+        offset = meter_id - PORT_METER_MIN
+        return f"{'local' if offset & 1 else 'resolve'}_port{offset >> 1}"
+    return str(meter_id)
+
 
 # Priorities in the punt table: routing protocols above neighbour discovery above the router's
 # own addresses above link-scope multicast; the hand-over to the FIBs is below them all.
@@ -109,7 +151,7 @@ def owns_group(group_id: int) -> bool:
 
 
 def owns_meter(meter_id: int) -> bool:
-    return meter_id in METERS or POLICY_METER_MIN <= meter_id <= POLICY_METER_MAX
+    return is_punt_meter(meter_id) or POLICY_METER_MIN <= meter_id <= POLICY_METER_MAX
 
 
 def cookie(owner: Owner) -> int:

@@ -22,7 +22,7 @@ def fib_flows() -> list[Flow]:
     return [pipeline.check(f) for f in flows]
 
 
-def policy_table_flows(ports: list[punt.PortView]) -> list[Flow]:
+def policy_table_flows(ports: list[punt.PortView], bgp_peers: frozenset | None = None) -> list[Flow]:
     """The policy table's own flows (pipeline.py has the bands): the ICMPv6 that keeps the router
     reachable on at the top, the router's own traffic on (as the punt table will punt it) between
     the two bands of policies, and the miss on to the punt table."""
@@ -32,7 +32,7 @@ def policy_table_flows(ports: list[punt.PortView]) -> list[Flow]:
                                                                exact("icmpv6_type", icmp_type)),
                   goto=int(Table.PUNT), cookie=fixed)
              for icmp_type in punt.ICMPV6_CONTROL_TYPES]
-    for own in punt.punt_flows(ports):
+    for own in punt.punt_flows(ports, bgp_peers):
         if any(f.name == "eth_type" and f.value == ETH_TYPE_ARP for f in own.match.fields):
             continue  # policies match IP only: ARP always reaches the punt table
         flows.append(Flow(int(Table.POLICY), PRIO_POLICY_OWN + own.priority, own.match, goto=int(Table.PUNT),
@@ -41,10 +41,11 @@ def policy_table_flows(ports: list[punt.PortView]) -> list[Flow]:
     return [pipeline.check(f) for f in flows]
 
 
-def build(ports: list[punt.PortView]) -> frozenset[Flow]:
-    """Every base flow for these ports; none without a port, as there is nothing to route between."""
-    flows = set(punt.plan(ports))
+def build(ports: list[punt.PortView], bgp_peers: frozenset | None = None) -> frozenset[Flow]:
+    """Every base flow for these ports (BGP admitted from `bgp_peers`); none without a port, as there
+    is nothing to route between."""
+    flows = set(punt.plan(ports, bgp_peers))
     if ports:
-        flows.update(policy_table_flows(ports))
+        flows.update(policy_table_flows(ports, bgp_peers))
         flows.update(fib_flows())
     return frozenset(flows)

@@ -19,7 +19,7 @@ from ..openflow.flows import Flow
 from ..openflow.groups import GroupSpec
 from ..openflow.meters import MeterSpec
 from ..openflow.ops import FlowOp, GroupOp, MeterOp, Op, RouteOp
-from ..openflow.pipeline import GROUP_MAX, GROUP_MIN, METERS, Owner, Table, owner_of
+from ..openflow.pipeline import GROUP_MAX, GROUP_MIN, Owner, Table, is_punt_meter, meters_for, owner_of
 from . import baseflows, punt
 from .backlog import PASS_ROUTES, Backlog
 from .diff import diff
@@ -67,6 +67,7 @@ class SwitchView:
 
     ports: Sequence[PortInput]
     read_back: ReadBack | None = None
+    bgp_peers: frozenset | None = None  # BGP neighbours' addresses (BIRD's), None if unknown
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Planner:
         self.fib = FibState()
         self.backlog = Backlog(pass_routes)
         self._base: frozenset[Flow] = frozenset()  # our base flows on the switch
-        self._base_for: list[punt.PortView] | None = None  # the ports _base was planned for
+        self._base_for: tuple | None = None  # the ports and BGP peers _base was planned for
         self._bound: dict[int, PortBinding] | None = None  # the port bindings policies were planned for
         self._meters: dict[int, MeterSpec | None] = {}
         self.policy_table = PolicyTable()
@@ -139,12 +140,12 @@ class Planner:
                                 kernel.items, gone=gone)
         if changes.full:
             backlog.clear()  # it looked at every route
-        if views == self._base_for:
-            early, late = [], []  # ports and addresses as last time: nothing to redo
+        if (views, switch.bgp_peers) == self._base_for:
+            early, late = [], []  # ports, addresses and BGP peers as last time: nothing to redo
         else:
-            want = baseflows.build(views)
+            want = baseflows.build(views, switch.bgp_peers)
             early, late = _split(diff(want, self._base))
-            self._base, self._base_for = want, views
+            self._base, self._base_for = want, (views, switch.bgp_peers)
         everything = adopted or bindings != self._bound
         self._bound = bindings
         table = self.policy_table
@@ -155,12 +156,13 @@ class Planner:
         policy_early, policy_late = _split(policy.flows)
         adds, modifies, _ = changes.counts
         routes = changes.routes
-        return Pass(meters=self._meter_ops() + policy.meter_upserts,
+        meter_upserts, meter_deletes = self._meter_ops(meters_for(view.number for view in views))
+        return Pass(meters=meter_upserts + policy.meter_upserts,
                     group_upserts=changes.group_upserts + policy.group_upserts, early=early + policy_early,
                     routes=(sorted(routes[:adds], key=_PREFIX) + sorted(routes[adds:adds + modifies], key=_PREFIX)
                             + sorted(routes[adds + modifies:], key=_PREFIX)),
                     late=late + policy_late, group_deletes=changes.group_deletes + policy.group_deletes,
-                    meter_deletes=policy.meter_deletes, route_counts=changes.counts,
+                    meter_deletes=meter_deletes + policy.meter_deletes, route_counts=changes.counts,
                     deleted_with_groups=changes.deleted_with_groups, full=changes.full, adopted=adopted,
                     unresolved=self.fib.unresolved | table.unresolved(),
                     policy_states=table.states() if policy.replanned else None)
@@ -170,19 +172,22 @@ class Planner:
         self.fib.adopt(read_back.routes, fib_groups)
         policy_flows = {f for f in read_back.flows if owner_of(f.cookie) == Owner.POLICY}
         self._base, self._base_for = read_back.flows - policy_flows, None
-        self._meters = {mid: spec for mid, spec in read_back.meters.items() if mid in METERS}
+        self._meters = {mid: spec for mid, spec in read_back.meters.items() if is_punt_meter(mid)}
         self.policy_table.adopt(policy_flows, read_back.groups, read_back.meters)
         self.backlog.clear()  # the full pass that follows looks at every route
 
-    def _meter_ops(self) -> list[MeterOp]:
-        """Meters as pipeline.METERS says; Open vSwitch refuses a flow naming a missing one."""
-        ops = []
-        for meter_id, spec in METERS.items():
+    def _meter_ops(self, want: dict[int, MeterSpec]) -> tuple[list[MeterOp], list[MeterOp]]:
+        """The punt meters as `want` says: (upserts, deletes). Upserts go before the flows (Open
+        vSwitch refuses a flow naming a missing meter), deletes after them."""
+        ups = []
+        for meter_id, spec in sorted(want.items()):
             have = self._meters.get(meter_id, False)
             if have != spec:
-                ops.append(MeterOp(Op.ADD if have is False else Op.MODIFY, meter_id, spec))
+                ups.append(MeterOp(Op.ADD if have is False else Op.MODIFY, meter_id, spec))
                 self._meters[meter_id] = spec
-        return ops
+        deletes = [MeterOp(Op.DELETE, mid, self._meters.pop(mid))
+                   for mid in sorted(self._meters.keys() - want.keys())]
+        return ups, deletes
 
     # --- reading ----------------------------------------------------------------------------
 
