@@ -160,3 +160,6 @@ def test_a_broken_file_or_one_that_needs_a_restart_changes_nothing(reload_lab):
     assert lab.daemon_alive()
     lab.config_path.write_text(good)
     assert "no change" in lab.reload().stdout
+    mark = lab.log_path.stat().st_size
+    lab.proc.send_signal(signal.SIGHUP)  # a good file through SIGHUP too
+    lab.wait_log(r"reload: \S+: no change to ports or addresses", since=mark)
