@@ -65,41 +65,53 @@ def _chosen(args, config: config_mod.Config | None = None) -> list:
 
 
 def cmd_reload(args) -> int:
-    """Ask the daemon to reload each router's BIRD (it validates, then `configure`s BIRD in place, or
-    starts a BIRD that is not running); with no daemon, validate and `configure` BIRD directly."""
-    from . import paths
+    """Ask the daemon to re-read the config file and apply what changed; with no daemon, only
+    reconfigure each router's BIRD from its file."""
     from .control.client import ControlClient, ControlError, ControlUnavailable
-    from .routing.bird import BirdConfigError, BirdPaths, validate
-    from .routing.birdctl import BirdControl, BirdError
-    from .status import control_socket
     config = _load(args.config)
     routers = _chosen(args, config)
-    status = 0
     try:
-        # Starting a BIRD can take its whole 10 s start window: wait longer than the default.
-        answer = ControlClient(control_socket(config), timeout=30).post(
-            "/v1/bird/reload", {"router": getattr(args, "router", None)})
-    except ControlUnavailable:
-        answer = None
+        # The daemon may start a BIRD that is not running, which can take its whole 10 s start
+        # window: wait longer than the default.
+        answer = ControlClient(config.control.socket, timeout=30).post(
+            "/v1/reload", {"router": getattr(args, "router", None)})
     except ControlError as exc:
-        print(f"error: the daemon did not reload BIRD: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    if answer is not None:
-        for result in answer["results"]:
-            if result["reloaded"]:
-                print(f"router {result['router']}: BIRD {result['message']}")
-            else:
-                print(f"error: router {result['router']}: BIRD not reconfigured: {result['message']}",
-                      file=sys.stderr)
-                status = 1
-        return status
+    except ControlUnavailable as exc:
+        print(f"note: {exc}; reconfiguring BIRD only", file=sys.stderr)
+        return _reload_bird_only(routers)
+    for line in answer["changes"]:
+        print(line)
+    if answer["applied"] and not answer["changes"]:
+        print(f"{config.path}: no change to ports or addresses")
+    for error in answer["errors"]:
+        print(f"error: {error}", file=sys.stderr)
+    if not answer["applied"]:
+        print("error: nothing changed", file=sys.stderr)
+        return 1
+    status = 0
+    for result in answer["bird"]:
+        if result["reloaded"]:
+            print(f"router {result['router']}: BIRD {result['message']}")
+        else:
+            print(f"error: router {result['router']}: BIRD not reconfigured: {result['message']}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _reload_bird_only(routers) -> int:
+    """Validate each router's BIRD file, then `configure` its BIRD in place (no restart)."""
+    from .routing.bird import BirdConfigError, BirdPaths, validate
+    from .routing.birdctl import BirdControl, BirdError
+    status = 0
     for router in routers:
         if router.bird is None:
             continue
         try:
             validate(router.bird.config)
             BirdControl(str(BirdPaths.under(paths.router_dir(router.name)).socket)).configure()
-            print(f"router {router.name}: BIRD reconfigured from {router.bird.config} (no daemon answered)")
+            print(f"router {router.name}: BIRD reconfigured from {router.bird.config}")
         except (BirdConfigError, BirdError) as exc:
             print(f"error: router {router.name}: BIRD not reconfigured: {exc}", file=sys.stderr)
             status = 1
@@ -167,8 +179,10 @@ COMMANDS = (
      "Show each router as the daemon (or, without one, the host) tells it. Exit 0 when every router "
      "is healthy (daemon running, switch connected, BIRD up where configured), 1 otherwise, 2 for "
      "usage and config errors."),
-    ("reload", cmd_reload, "reconfigure BIRD from its file without restarting it",
-     "Validate each router's BIRD file, then reconfigure BIRD in place (sessions stay up)."),
+    ("reload", cmd_reload, "apply the config file (and BIRD's) without a restart",
+     "Have the daemon re-read the config file and apply what changed (ports, addresses), then "
+     "reconfigure BIRD in place (sessions stay up). A file that fails validation, or changes what "
+     "needs a restart, changes nothing. Exit 1 when nothing changed or BIRD refused."),
     ("bird-config", cmd_bird_config, "print a starter BIRD 2 config for a router",
      "Print a starter BIRD 2 config: router id, device, direct and kernel protocols, OSPFv2 on the "
      "IPv4 TAPs and OSPFv3 on the IPv6 ones."),

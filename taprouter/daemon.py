@@ -60,7 +60,7 @@ def _control_room(config: Config, core):
             control.stop()
             raise StartError(f"metrics.listen: cannot serve /metrics on {listen.host}:{listen.port}: "
                              f"{exc.strerror}") from None
-    return control, metrics, source
+    return control, metrics, source, view
 
 
 def log_files(config: Config) -> list[Path]:
@@ -96,7 +96,7 @@ def run(config: Config) -> int:
     cfg.CONF.set_override("maximum_unreplied_echo_requests", ECHO_UNANSWERED)
 
     core = RouterCore(config)
-    control, metrics, source = _control_room(config, core)
+    control, metrics, source, view = _control_room(config, core)
     core.start()
     source.start()
 
@@ -125,8 +125,8 @@ def run(config: Config) -> int:
         logcap.cap_all(logs)
         if "reload" in requests:
             requests.discard("reload")
-            LOG.info("received SIGHUP, reloading BIRD configurations")
-            core.reload_bird()
+            LOG.info("received SIGHUP, re-reading %s", config.path)
+            view.reload(None)  # logs what changed, or why nothing did
     LOG.info("stopping")
     control.stop()
     if metrics is not None:

@@ -86,6 +86,11 @@ class FakeDaemon:
         self._called("reload_bird", router)
         return {"results": [{"router": r, "reloaded": True, "message": "Reconfigured"} for r in self._known(router)]}
 
+    def reload(self, router):
+        self._called("reload", router)
+        self._known(router)
+        return {"applied": True, "changes": ["router r1: port 3 (r1-p3) added"], "errors": [], "bird": []}
+
     def policies_changed(self, router, names, generations=None):
         self._called("policies_changed", router, names, *([generations] if generations is not None else []))
         self._known(router)

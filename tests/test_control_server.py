@@ -54,6 +54,8 @@ def test_every_route_answers_what_the_daemon_said(served, daemon):
     assert client.post("/v1/bird/reload") == {"results": [{"router": r, "reloaded": True, "message": "Reconfigured"}
                                                           for r in ("r1", "r2")]}
     assert client.post("/v1/bird/reload", {"router": "r2"})["results"][0]["router"] == "r2"
+    assert client.post("/v1/reload")["changes"] == ["router r1: port 3 (r1-p3) added"]
+    assert client.post("/v1/reload", {"router": "r2"})["applied"] is True
     assert client.post("/v1/policies/changed", {"router": "r1", "names": ["web", "ssh.v2"]}) == {
         "router": "r1", "names": ["web", "ssh.v2"], "accepted": True, "applied": True, "error": None}
     assert client.post("/v1/policies/changed", {"router": "r1", "names": None})["names"] is None
@@ -62,6 +64,7 @@ def test_every_route_answers_what_the_daemon_said(served, daemon):
     served_calls = [c for c in daemon.calls if c != ("status", None) or daemon.calls.count(c) > 1]
     assert ("lookup", "r1", "2001:db8::1") in served_calls
     assert ("reload_bird", None) in daemon.calls and ("reload_bird", "r2") in daemon.calls
+    assert ("reload", None) in daemon.calls and ("reload", "r2") in daemon.calls
     assert ("policies_changed", "r1", ["web", "ssh.v2"]) in daemon.calls
     assert ("policies_changed", "r1", None) in daemon.calls
     assert ("policies_changed", "r1", ["web"], (41, 42)) in daemon.calls

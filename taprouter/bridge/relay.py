@@ -114,6 +114,21 @@ class Relay:
             self._by_port[port] = tap
             self._epoll.register(fd, select.EPOLLIN)
 
+    def remove(self, port: SwitchPort) -> bool:
+        """A port taken out of the config: stop reading its TAP and close our descriptor (the
+        holder's copy is the caller's). True if the relay had it."""
+        with self._lock:
+            tap = self._by_port.pop(port, None)
+            if tap is None:
+                return False
+            try:
+                self._epoll.unregister(tap.fd)
+            except OSError:
+                pass
+            os.close(tap.fd)
+            del self._by_fd[tap.fd]
+            return True
+
     def fd(self, port: SwitchPort) -> int | None:
         tap = self._by_port.get(port)
         return tap.fd if tap else None

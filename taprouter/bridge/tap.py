@@ -89,6 +89,20 @@ def configure(netns_name: str, name: str, mac: str, addresses) -> LinkState:
     return link_state(netns_name, name)
 
 
+def remove_addresses(netns_name: str, name: str, addresses) -> None:
+    """Take addresses the config no longer has off a TAP (one already gone is no error)."""
+    with netns.iproute(netns_name) as ipr:
+        links = ipr.link_lookup(ifname=name)
+        if not links:
+            raise TapError(f"TAP {name} vanished from netns {netns_name}")
+        for iface in addresses:
+            try:
+                ipr.addr("del", index=links[0], address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            except NetlinkError as exc:
+                if exc.code != errno.EADDRNOTAVAIL:
+                    raise TapError(f"cannot remove {iface} from {name}: {exc}") from None
+
+
 def link_state(netns_name: str, name: str) -> LinkState:
     with netns.iproute(netns_name) as ipr:
         links = ipr.link_lookup(ifname=name)

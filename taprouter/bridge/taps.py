@@ -30,6 +30,45 @@ class TapSet:
         self._warned: set[int] = set()  # ports the switch has that the config does not
         self._lock = threading.Lock()
 
+    def update(self, router: RouterConfig) -> None:
+        """The router as a re-read config has it (a reload): ports looked up from now on."""
+        with self._lock:
+            self.router = router
+            self._by_tap = {p.tap: p for p in router.ports}
+            self._by_number = {p.number: p for p in router.ports}
+            self._warned -= set(self._by_number)
+
+    def remove(self, port: PortConfig) -> None:
+        """A port a reload took out of the config: its TAP leaves the relay and the holder, and
+        is deleted from the netns, so the kernel drops its addresses and the routes through it."""
+        router = self.router
+        with self._lock:
+            self.relay.remove(SwitchPort(router.dpid, port.number))
+            try:
+                self.holder.drop(port.tap)
+            except HolderError as exc:
+                LOG.error("router %s: %s; the holder keeps %s", router.name, exc, port.tap)
+            try:
+                tap.delete(router.netns, port.tap)
+            except Exception as exc:  # noqa: BLE001 - netlink's errors; the port is unconfigured regardless
+                LOG.error("router %s: cannot delete TAP %s: %s", router.name, port.tap, exc)
+        LOG.info("router %s: port %d removed from the config; TAP %s deleted", router.name, port.number, port.tap)
+
+    def readdress(self, port: PortConfig, added, removed) -> None:
+        """Addresses a reload changed on a port whose TAP stays (a TAP not made yet gets them
+        when its switch port is described)."""
+        router = self.router
+        with self._lock:
+            if self.relay.fd(SwitchPort(router.dpid, port.number)) is None:
+                return
+            try:
+                tap.remove_addresses(router.netns, port.tap, removed)
+                link = tap.link_state(router.netns, port.tap)
+                tap.configure(router.netns, port.tap, link.mac, added)
+            except (tap.TapError, OSError) as exc:
+                LOG.error("router %s: port %d (%s) addresses not changed: %s", router.name, port.number,
+                          port.tap, exc)
+
     def port_of(self, tap_name: str) -> PortConfig | None:
         return self._by_tap.get(tap_name)
 

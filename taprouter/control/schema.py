@@ -9,6 +9,7 @@ the server sends them as they are; `taprouter status` reads them, and builds the
     GET  /v1/policies[?router=R]          -> [PolicyEntry, ...]
     GET  /v1/lookup?router=R&address=A    -> Lookup
     POST /v1/bird/reload {"router": R|null}                  -> BirdReload
+    POST /v1/reload {"router": R|null}                       -> Reload
     POST /v1/policies/changed {"router": R, "names": [..]|null[, "generations": [B, A]]} -> PoliciesChanged
     any error                             -> {"error": "what went wrong"}
 """
@@ -184,6 +185,14 @@ class BirdReloadResult(TypedDict):
 
 class BirdReload(TypedDict):
     results: list[BirdReloadResult]  # one per router asked (all with BIRD when router was null)
+
+
+class Reload(TypedDict):
+    """The config file re-read: what changed, or why nothing did."""
+    applied: bool  # false: the file fails validation, or changes what only a restart can; nothing changed
+    changes: list[str]  # "router R: port N (TAP) added", ... (empty: no port or address changed)
+    errors: list[str]  # "FILE: KEY: why", when not applied
+    bird: list[BirdReloadResult]  # BIRD reconfigured as by /v1/bird/reload (empty when not applied)
 
 
 class PoliciesChanged(TypedDict):

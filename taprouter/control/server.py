@@ -34,7 +34,7 @@ from .. import paths
 from ..policy.model import NAME as POLICY_NAME
 from . import peer
 from .metrics import MetricsSnapshot
-from .schema import BirdReload, Lookup, PoliciesChanged, PolicyEntry, Status
+from .schema import BirdReload, Lookup, PoliciesChanged, PolicyEntry, Reload, Status
 
 LOG = logging.getLogger("taprouter.control")
 
@@ -56,6 +56,8 @@ class DaemonView(Protocol):
     def lookup(self, router: str, address: str) -> Lookup: ...
 
     def reload_bird(self, router: str | None) -> BirdReload: ...
+
+    def reload(self, router: str | None) -> Reload: ...
 
     def policies_changed(self, router: str, names: list[str] | None,
                          generations: tuple[int, int] | None = None) -> PoliciesChanged: ...
@@ -130,6 +132,7 @@ ROUTES: dict[str, Route] = {
     "/v1/lookup": Route("GET", ("router", "address"), ("router", "address"),
                         lambda d, a: d.lookup(a["router"], a["address"])),
     "/v1/bird/reload": Route("POST", ("router",), (), lambda d, a: d.reload_bird(a["router"])),
+    "/v1/reload": Route("POST", ("router",), (), lambda d, a: d.reload(a["router"])),
     "/v1/policies/changed": Route("POST", ("router", "names", "generations"), ("router",),
                                   lambda d, a: d.policies_changed(a["router"], a["names"], a["generations"])),
 }

@@ -24,6 +24,7 @@ from .. import gctune
 from ..bridge.ports import PortState
 from ..bridge.relay import Relay
 from ..config import Config
+from ..reconfig import ConfigChange
 from ..routing.bird import BirdConfigError
 from . import status_file
 from .openflow import decode, pipeline, readback, wire
@@ -78,6 +79,16 @@ class RouterCore:
         self.relay.stop()
         self._write_status()
         LOG.info("stopped; relay counters %s", self.relay.counters.as_dict())
+
+    def reconfigure(self, change: ConfigChange, config: Config) -> list[str]:
+        """Apply a reload's change (reconfig.diff, with no restart in it); returns what was done."""
+        by_name = {r.name: r for r in self.routers.values()}
+        done = []
+        for router_change in change.routers:
+            by_name[router_change.name].reconfigure(router_change)
+            done.extend(router_change.summary())
+        self.config = config
+        return done
 
     def reload_bird(self) -> None:
         """SIGHUP: reconfigure every BIRD in place; a broken file is refused and logged."""

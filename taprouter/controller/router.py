@@ -27,6 +27,7 @@ from ..bridge.holder import HolderClient
 from ..bridge.relay import Relay
 from ..bridge.taps import TapSet
 from ..config import RouterConfig
+from ..reconfig import RouterChange
 from ..control.metrics import Histogram
 from ..mac import mac_to_int
 from ..routing import kernel
@@ -120,6 +121,27 @@ class Router:
     def _bgp_peers_changed(self, peers: frozenset | None) -> None:
         """From BIRD's supervisor: the punt flows admit BGP from these peers only; a pass follows."""
         self.bgp_peers = peers
+        self._wake()
+
+    def reconfigure(self, change: RouterChange) -> None:
+        """A reload changed this router's ports or addresses (main thread or a control socket
+        thread, one reload at a time). The config is swapped first, so the next pass plans
+        without a removed port; TAPs then go, come (if the switch has the port) or are readdressed.
+        The netlink watcher sees the kernel follow and wakes the reconcile thread."""
+        self.config = change.config
+        self.taps.update(change.config)
+        for port in change.removed:
+            self.taps.remove(port)
+        ports = dict(self.session.ports)  # the switch's, as last described (a copy: its thread writes)
+        for port in change.added:
+            state = ports.get(port.number)
+            if state is None:
+                LOG.warning("router %s: port %d added to the config is not on the switch (yet)", self.name,
+                            port.number)
+            else:
+                self.taps.port_ready(state)
+        for moved in change.readdressed:
+            self.taps.readdress(moved.port, moved.added, moved.removed)
         self._wake()
 
     def hand_over(self, event: SessionEvent) -> None:

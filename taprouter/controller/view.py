@@ -21,7 +21,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from .. import netns
+from .. import config as config_mod, netns, reconfig
 from ..bridge import tap
 from ..bridge.relay import ERRORS as RELAY_ERRORS
 from ..control.metrics import BirdProtocolState, Count, MetricsSnapshot, PacketCount, PolicyColumns, RouterFigures
@@ -50,6 +50,7 @@ class DaemonState:
         self.by_name: dict[str, Router] = {r.name: r for r in core.routers.values()}
         self._bird: dict[str, tuple[float, dict]] = {}
         self._bird_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self._columns: dict[str, tuple] = {}  # router -> its policy columns and what they were made of
 
     def _pick(self, router: str | None) -> list[Router]:
@@ -184,6 +185,38 @@ class DaemonState:
                 LOG.error("router %s: BIRD config not reloaded, BIRD keeps its old one: %s", r.name, exc)
                 results.append({"router": r.name, "reloaded": False, "message": str(exc)})
         return {"results": results}
+
+    # --- reload -----------------------------------------------------------------------------------
+
+    def reload(self, router: str | None) -> dict:
+        """SIGHUP or POST /v1/reload: re-read the config file and apply what changed (reconfig.py),
+        then reconfigure BIRD as before. A file that fails validation, or that changes something
+        only a restart can, changes nothing; either way the answer and the log say why. One
+        reload at a time."""
+        self._pick(router)  # UnknownRouter before anything is read
+        with self._reload_lock:
+            old = self.core.config
+            try:
+                new = config_mod.load(old.path)
+            except config_mod.ConfigError as exc:
+                for problem in exc.problems:
+                    LOG.error("reload refused, nothing changed: %s", problem)
+                return {"applied": False, "changes": [], "errors": list(exc.problems), "bird": []}
+            for warning in new.warnings:
+                LOG.warning("reload: %s", warning)
+            change = reconfig.diff(old, new, router)
+            if change.restart:
+                errors = [f"{old.path}: {why}" for why in change.restart]
+                for error in errors:
+                    LOG.error("reload refused, nothing changed (these need a restart): %s", error)
+                return {"applied": False, "changes": [], "errors": errors, "bird": []}
+            done = self.core.reconfigure(change, reconfig.applied(old, new, router))
+            for line in done:
+                LOG.info("reload: %s", line)
+            if not done:
+                LOG.info("reload: %s: no change to ports or addresses", old.path)
+            bird = self.reload_bird(router)["results"]
+            return {"applied": True, "changes": done, "errors": [], "bird": bird}
 
     # --- metrics ----------------------------------------------------------------------------------
 

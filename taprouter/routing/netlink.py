@@ -22,7 +22,7 @@ from .. import netns
 from ..netns import iproute
 from . import recvmany, rtdecode, rtshape
 from .mirror import KernelMirror
-from .rtnl import (AF_INET, AF_INET6, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_DELROUTE,
+from .rtnl import (AF_INET, AF_INET6, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_DELLINK, RTM_DELROUTE,
                    RTM_GETROUTE, RTM_NEWROUTE)
 
 LOG = logging.getLogger("taprouter.netlink")
@@ -115,17 +115,23 @@ class Watcher:
                     _drain(events)
                     self.dump()
                     continue
-                self._apply(data)
+                if self._apply(data):
+                    # Linux flushes the IPv4 routes through a deleted link without a word
+                    # (no RTM_DELROUTE): only a fresh dump shows they are gone.
+                    LOG.info("netns %s: a link was deleted; re-reading its routes from a fresh dump", self.netns)
+                    self.dump()
         finally:
             events.close()
 
-    def _apply(self, data: bytes) -> None:
-        """Queued datagrams, joined: their events in order, route events in runs by their shape."""
+    def _apply(self, data: bytes) -> bool:
+        """Queued datagrams, joined: their events in order, route events in runs by their shape.
+        True if a link was deleted among them."""
         routes = rtshape.route_events(data)
         if routes is not None:  # only routes: the bulk of a full-table load
             if routes:
                 self.mirror.apply_routes(routes)
-            return
+            return False
+        link_deleted = False
         # Other messages among them (a neighbour refreshed during a load is enough): the runs
         # of route messages between them still go through the shape decoders.
         start = 0  # where the route messages not yet applied begin
@@ -136,9 +142,11 @@ class Watcher:
                 self._apply_routes(data[start:offset])
             if kind in MESSAGE_CLASSES:
                 self.mirror.apply(_pyroute2_message(kind, data, offset))
+            link_deleted |= kind == RTM_DELLINK
             start = offset + ((struct.unpack_from("=I", data, offset)[0] + 3) & ~3)
         if start < len(data):
             self._apply_routes(data[start:])
+        return link_deleted
 
     def _apply_routes(self, data: bytes) -> None:
         routes = rtshape.route_events(data)

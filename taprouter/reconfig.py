@@ -1,0 +1,115 @@
+"""What a re-read config file changes for a running daemon: a pure difference of two Config values.
+
+The daemon (core.py) applies it; this module only says what differs. Changes the daemon can make in
+place are per router: ports added or removed (a TAP renamed is its port removed and added again)
+and addresses changed on a port. Everything else the daemon fixed at start (the OpenFlow listener,
+TLS, the policy database, the control socket, /metrics, a router's datapath id, netns or BIRD
+file, the set of routers) needs a restart: such a change is named in `restart`, and a reload
+with any of them changes nothing, so the daemon never runs half of a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .config import Config, Interface, PortConfig, RouterConfig
+
+
+@dataclass(frozen=True)
+class Readdressed:
+    """A port whose TAP stays, with addresses to add and to remove."""
+    port: PortConfig  # as the new file has it
+    added: tuple[Interface, ...]
+    removed: tuple[Interface, ...]
+
+
+@dataclass(frozen=True)
+class RouterChange:
+    name: str
+    config: RouterConfig  # the router as the new file has it
+    added: tuple[PortConfig, ...] = ()
+    removed: tuple[PortConfig, ...] = ()
+    readdressed: tuple[Readdressed, ...] = ()
+
+    def summary(self) -> list[str]:
+        return ([f"router {self.name}: port {p.number} ({p.tap}) added" for p in self.added]
+                + [f"router {self.name}: port {p.number} ({p.tap}) removed" for p in self.removed]
+                + [f"router {self.name}: port {r.port.number} ({r.port.tap}) addresses "
+                   + ", ".join([*(f"+{a}" for a in r.added), *(f"-{a}" for a in r.removed)])
+                   for r in self.readdressed])
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    routers: tuple[RouterChange, ...]  # only routers with something to do
+    restart: tuple[str, ...]  # "KEY: why": changes that need a restart; none is applied if any
+
+    @property
+    def empty(self) -> bool:
+        return not self.routers and not self.restart
+
+
+def _ordered(addresses: tuple[Interface, ...], without: tuple[Interface, ...]) -> tuple[Interface, ...]:
+    return tuple(a for a in addresses if a not in without)
+
+
+def _router_change(old: RouterConfig, new: RouterConfig) -> RouterChange | None:
+    old_ports = {(p.number, p.tap): p for p in old.ports}
+    new_ports = {(p.number, p.tap): p for p in new.ports}
+    removed = tuple(p for key, p in old_ports.items() if key not in new_ports)
+    added = tuple(p for key, p in new_ports.items() if key not in old_ports)
+    readdressed = []
+    for key, port in new_ports.items():
+        before = old_ports.get(key)
+        if before is None or set(before.addresses) == set(port.addresses):
+            continue
+        readdressed.append(Readdressed(port, _ordered(port.addresses, before.addresses),
+                                       _ordered(before.addresses, port.addresses)))
+    if not (removed or added or readdressed):
+        return None
+    return RouterChange(new.name, new, added, removed, tuple(readdressed))
+
+
+def diff(old: Config, new: Config, only: str | None = None) -> ConfigChange:
+    """What it takes to go from `old` to `new`; `only`: look at that router alone (and at nothing
+    global), as `taprouter reload --router R` asks."""
+    restart: list[str] = []
+    if only is None:
+        for key, before, after in (("openflow.listen", old.listen, new.listen), ("openflow.tls", old.tls, new.tls),
+                                   ("database", old.database, new.database),
+                                   ("control.socket", old.control, new.control),
+                                   ("metrics.listen", old.metrics, new.metrics)):
+            if before != after:
+                restart.append(f"{key}: changed; the daemon reads it at start only")
+    old_routers = {r.name: r for r in old.routers}
+    new_routers = {r.name: r for r in new.routers}
+    names = [only] if only is not None else [*old_routers, *(n for n in new_routers if n not in old_routers)]
+    changes = []
+    for name in names:
+        before, after = old_routers.get(name), new_routers.get(name)
+        if before is None and after is None:
+            restart.append(f"routers.{name}: no such router in either file")
+        elif before is None:
+            restart.append(f"routers.{name}: added; a new router needs a restart")
+        elif after is None:
+            restart.append(f"routers.{name}: removed; removing a router needs a restart")
+        else:
+            for key in ("dpid", "netns"):
+                if getattr(before, key) != getattr(after, key):
+                    restart.append(f"routers.{name}.{key}: changed; a router's {key} needs a restart")
+            if before.bird != after.bird:
+                restart.append(f"routers.{name}.bird: changed; BIRD's file is given to BIRD at start, "
+                               "a new one (or BIRD added or removed) needs a restart")
+            change = _router_change(before, after)
+            if change is not None:
+                changes.append(change)
+    return ConfigChange(tuple(changes), tuple(restart))
+
+
+def applied(old: Config, new: Config, only: str | None = None) -> Config:
+    """The config the daemon runs once `diff(old, new, only)` is applied: `new`, or with `only`
+    that router of `new` and everything else of `old`."""
+    if only is None:
+        return new
+    after = {r.name: r for r in new.routers}
+    return replace(old, routers=tuple(after.get(r.name, r) if r.name == only else r for r in old.routers))
