@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -157,7 +158,9 @@ def main() -> int:
     finally:
         problems = lab.teardown()
         if problems:
-            log("teardown problems: " + "; ".join(problems))
+            log("teardown problems: " + "; ".join(problems) + f"; the daemon's log is in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {OUT}")
     return 0

@@ -236,12 +236,6 @@ class ManyLab:
         return all(any(f.match.get("arp_tpa") == f"10.{i + 1}.{port}.1" for f in flows) for port in (1, 2)) \
             and any("CONTROLLER" in f.actions for f in flows)
 
-    def connected(self, i: int) -> bool:
-        """Whether Open vSwitch says the bridge's controller connection is up."""
-        uuid = run("ovs-vsctl", "get", "bridge", self.labs[i].bridge, "controller", check=False).stdout.strip("[]\n ")
-        return bool(uuid) and run("ovs-vsctl", "get", "controller", uuid, "is_connected",
-                                  check=False).stdout.strip() == "true"
-
     def disconnect(self, i: int) -> None:
         """`ovs-vsctl del-controller`: the switch drops its connection (and, even in fail-mode
         secure, its flows)."""
