@@ -65,6 +65,24 @@ def test_a_datagram_larger_than_its_slot_is_reported_not_cut_short(pair):
     assert caught.value.errno == errno.EMSGSIZE
 
 
+def resident_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def test_the_default_buffers_are_not_resident_until_written(pair):
+    """Every router's watcher holds a default Receiver (128 slots of 64 KB): zero-filled, that
+    was 8 MB resident per datapath on one daemon, whether or not a route ever came."""
+    a, b = pair
+    before = resident_kb()
+    receiver = recvmany.Receiver()
+    assert resident_kb() - before < 1024, "a new Receiver made its 8 MB of buffers resident"
+    for n in range(100):
+        a.send(bytes([n]) * 200)
+    assert receiver.read(b) == b"".join(bytes([n]) * 200 for n in range(100))
+    assert resident_kb() - before < 1024, "100 small datagrams made more than a page per slot resident"
+
+
 def test_a_socket_error_is_raised_as_oserror():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 import socket
 
@@ -52,11 +53,14 @@ class Receiver:
 
     def __init__(self, slots: int = SLOTS, slot_size: int = SLOT_SIZE) -> None:
         self.slots, self.slot_size = slots, slot_size
-        self._buffer = ctypes.create_string_buffer(slots * slot_size)
-        self._view = memoryview(self._buffer).cast("B")
+        # Anonymous pages, not create_string_buffer: that one zero-fills all 8 MB, resident in
+        # every router's watcher for good, while the kernel writes only the first page or so of
+        # each slot (notifications are small), so only those become resident.
+        self._buffer = mmap.mmap(-1, slots * slot_size)
+        self._view = memoryview(self._buffer)
         self._iovecs = (_IOVec * slots)()
         self._headers = (_MMsgHdr * slots)()
-        base = ctypes.addressof(self._buffer)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(self._buffer))
         for i in range(slots):
             self._iovecs[i].iov_base = base + i * slot_size
             self._iovecs[i].iov_len = slot_size
