@@ -1,4 +1,4 @@
-"""The taprouter command line: run, check, status, reload, down, and policy."""
+"""The taprouter command line: run, check, status, reload, down, policy and lab."""
 
 from __future__ import annotations
 
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="OSPF hello interval; dead and wait are four times it (default 10)")
     from .policy import commands as policy_commands
     policy_commands.add_parser(sub, _load)
+    from .labkit import commands as lab_commands
+    lab_commands.add_parser(sub)
     args = parser.parse_args(argv)
     __import__("pyroute2")  # importing it resets its logger to DEBUG: do that before we set it
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
