@@ -140,3 +140,10 @@ def test_ping_and_ip_route_output_are_read():
                             {"dst": "10.2.0.0/24", "nexthops": [{"gateway": "10.0.13.2"}, {"gateway": "10.0.12.2"}]},
                             {"dst": "fe80::/64"}, {"dst": "10.9.0.0/16", "type": "unreachable"}])
     assert routes == {"0.0.0.0/0": ("192.0.2.2",), "10.2.0.0/24": ("10.0.12.2", "10.0.13.2")}
+
+
+def test_a_link_gone_from_the_adjacencies_but_still_in_the_database_is_not_converged():
+    lines = [(1016, t) for t in ["\trouter 10.0.0.1", "\t\tdistance 0", "\t\trouter 10.0.0.2 metric 10",
+                                 "\t\trouter 10.0.0.3 metric 10"]]
+    r1 = converge.OspfView("r1", "10.0.0.1", frozenset({"10.0.0.3"}), converge.ospf_topology(lines))
+    assert converge.flooded([r1]) == ["r1: OSPF database still has r1's links to 10.0.0.2 (flooding)"]

@@ -98,18 +98,22 @@ class OspfView:
 
 
 def flooded(views: list[OspfView]) -> list[str]:
-    """Whether every speaker's database holds every speaker's current links: Full adjacencies come
-    up before the router-LSAs that announce them (one per 5 s at most) reach everyone."""
+    """Whether every speaker's database holds every speaker's current point-to-point links, no
+    more and no fewer: adjacencies come and go before the router-LSAs that say so (BIRD makes one
+    per 5 s at most) reach everyone."""
     pending = []
     for view in views:
         if view.router_id is None:
             continue
         for other in views:
             links = other.topology.get(view.router_id, (None, frozenset()))[1]
-            missing = view.ptp_full - links
+            missing, stale = view.ptp_full - links, links - view.ptp_full
             if missing:
                 pending.append(f"{other.node}: OSPF database lacks {view.node}'s links to "
                                f"{', '.join(sorted(missing))} (flooding)")
+            if stale:
+                pending.append(f"{other.node}: OSPF database still has {view.node}'s links to "
+                               f"{', '.join(sorted(stale))} (flooding)")
     return pending
 
 
