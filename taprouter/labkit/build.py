@@ -156,7 +156,7 @@ def ours(pid: int, marker: str) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
     except (OSError, IndexError):
         return False
-    return state != "Z" and marker.encode() in cmdline
+    return state != "Z" and any(marker.encode() in arg for arg in cmdline)
 
 
 def live_processes(journal: Journal, node: str | None = None) -> list[tuple[int, str, str]]:
@@ -241,10 +241,29 @@ def teardown(journal: Journal) -> list[str]:
         left = leftovers(prefix)
         if left:
             problems.append(f"left behind with prefix {prefix!r}: {', '.join(left)}")
+    run_dir = next((Path(e.data["run_dir"]) for e in entries if e.kind == "lab"), journal.path.parent)
+    # A process whose command line names the lab's own run directory is one of ours (a router's
+    # BIRD or TAP holder) that `down` missed: say so, and stop it by pid.
+    stray = stray_processes(run_dir)
+    if stray:
+        problems.append("still running after down, killed: " + "; ".join(f"{pid} {cmd}" for pid, cmd in stray))
+        stop([(pid, str(run_dir) + "/", "lab") for pid, _ in stray], signal.SIGKILL, wait=5)
     if not problems:
-        run_dir = next((Path(e.data["run_dir"]) for e in entries if e.kind == "lab"), journal.path.parent)
         shutil.rmtree(run_dir, ignore_errors=True)
     return problems
+
+
+def stray_processes(run_dir: Path) -> list[tuple[int, str]]:
+    found = []
+    needle = (str(run_dir) + "/").encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(needle in arg for arg in cmdline.split(b"\0")) and int(pid) != os.getpid():
+            found.append((int(pid), cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]))
+    return found
 
 
 def _router_down(router: str, config_path: Path, run_dir: str, netns_name: str) -> list[str]:
