@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..controller.openflow.pipeline import FIB_PRIORITY_BASE, Table
-from ..routing.birdctl import BirdControl
+from ..routing.birdctl import BirdControl, BirdError
 from . import build, converge, ofctl, topology as topology_mod
 from .journal import Journal
 from .plan import LabPlan, make
@@ -249,7 +249,10 @@ class RunningLab:
         """A BIRD command's answer (e.g. "show route"), as birdc prints it."""
         if self.plan.topology.kind(node) not in ("router", "peer"):
             raise LabError(f"{node} runs no BIRD")
-        lines = BirdControl(str(self.plan.bird_socket(node)), timeout=10).query(command)
+        try:
+            lines = BirdControl(str(self.plan.bird_socket(node)), timeout=10).query(command)
+        except BirdError as exc:
+            raise LabError(f"{node}: {exc}") from None
         return "\n".join(text for _, text in lines)
 
     def routes(self, router: str) -> Routes:
