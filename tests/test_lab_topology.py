@@ -147,3 +147,9 @@ def test_a_link_gone_from_the_adjacencies_but_still_in_the_database_is_not_conve
                                  "\t\trouter 10.0.0.3 metric 10"]]
     r1 = converge.OspfView("r1", "10.0.0.1", frozenset({"10.0.0.3"}), converge.ospf_topology(lines))
     assert converge.flooded([r1]) == ["r1: OSPF database still has r1's links to 10.0.0.2 (flooding)"]
+
+
+def test_more_neighbours_than_the_links_allow_is_not_converged_either():
+    full = [OspfNeighbour("ospf1", f"10.0.0.{i}", "Full/PtP", f"eth{i}", f"10.0.1{i}.2") for i in (2, 3)]
+    assert converge.judge("r1", [], full, 1) == [
+        "r1: OSPF 2 neighbours Full, 1 expected (seen: 10.0.0.2 Full/PtP on eth2, 10.0.0.3 Full/PtP on eth3)"]

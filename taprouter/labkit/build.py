@@ -27,7 +27,7 @@ from .plan import LabPlan
 STOP_WAIT = 10.0
 
 
-class BuildError(Exception):
+class BuildError(RuntimeError):
     pass
 
 
@@ -74,7 +74,6 @@ def up(plan: LabPlan, journal: Journal) -> None:
         if bridge.router:
             ports[bridge.node] = free_tcp_port()
             args += netdev.router_bridge(bridge.name, bridge.dpid)
-            args += netdev.controller(bridge.name, f"tcp:127.0.0.1:{ports[bridge.node]}")
         else:
             args += netdev.learning_bridge(bridge.name)
     netdev.vsctl(args)
@@ -106,6 +105,32 @@ def up(plan: LabPlan, journal: Journal) -> None:
     netdev.vsctl(args)
     for peer in topology.peers:
         start_peer(plan, journal, peer.name)
+    # A switch told of its controller before the daemon listens retries after a second or more of
+    # back-off, and the router's TAPs (so its OSPF) wait for the switch: tell it once it listens.
+    for router in topology.routers:
+        wait_listening(ports[router.name], router.name, journal)
+        netdev.vsctl(netdev.controller(plan.bridge_of(router.name).name, f"tcp:127.0.0.1:{ports[router.name]}"))
+
+
+def listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port (the root netns's /proc/net/tcp, state 0A)."""
+    wanted = f"0100007F:{port:04X}"
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(fields[1] == wanted and fields[3] == "0A" for fields in (line.split() for line in lines))
+
+
+def wait_listening(port: int, router: str, journal: Journal, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    pid = next(int(e.data["pid"]) for e in reversed(journal.entries()) if e.kind == "process" and e.name == router)
+    while not listening(port):
+        _reap(pid)
+        if not Path(f"/proc/{pid}").exists() or time.monotonic() > deadline:
+            raise BuildError(f"router {router}: its daemon (pid {pid}) is not listening on 127.0.0.1:{port}; "
+                             f"see its daemon.log")
+        time.sleep(0.02)
 
 
 # --- processes -------------------------------------------------------------------------------------

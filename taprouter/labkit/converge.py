@@ -65,9 +65,11 @@ def judge(node: str, protocols: list[Protocol], neighbours: list[OspfNeighbour],
             pending.append(f"{node}: BGP {p.name} is {p.state} {p.info}".rstrip())
     if ospf_expected is not None:
         ready = [n for n in neighbours if full(n)]
+        seen = ", ".join(f"{n.router_id} {n.state} on {n.interface}" for n in neighbours) or "none"
         if len(ready) < ospf_expected:
-            seen = ", ".join(f"{n.router_id} {n.state} on {n.interface}" for n in neighbours) or "none"
             pending.append(f"{node}: OSPF {len(ready)} of {ospf_expected} neighbours Full (seen: {seen})")
+        elif len(ready) > ospf_expected:  # a link just taken down, not yet noticed
+            pending.append(f"{node}: OSPF {len(ready)} neighbours Full, {ospf_expected} expected (seen: {seen})")
     return pending
 
 

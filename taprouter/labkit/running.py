@@ -21,7 +21,7 @@ from .journal import Journal
 from .plan import LabPlan, make
 
 LOG_TAIL = 3000
-SETTLE = 1.1  # seconds the routes must stay put after the databases agree: more than BIRD's OSPF tick (1 s)
+SETTLE = 1.1  # seconds from the databases agreeing to the routes being final: more than BIRD's OSPF tick (1 s)
 
 
 
@@ -140,18 +140,18 @@ class RunningLab:
         start = time.monotonic()
         converge.wait(self.plan, timeout, alive=self.check_alive, down=frozenset(self.links_down),
                       dead=frozenset(self.dead))
-        previous, since = None, time.monotonic()
+        agreed, previous = time.monotonic(), None
         while True:
-            # BIRD computes routes once a tick (OSPF's default: 1 s) after its database changed, and
-            # the kernel's routes then reach the switch: wait for routes that stay put a while.
+            # BIRD computes routes on its OSPF tick (1 s by default) after its database changed, and
+            # the kernel's routes then reach the switch: so a tick after the databases agreed, the
+            # routes must be on the switch and the same as at the poll before.
             snapshot = {r.name: self.routes(r.name) for r in self.plan.topology.routers if r.name not in self.dead}
             missing = [f"{name}: {prefix} is in the kernel, not on the switch" for name, routes in snapshot.items()
                        for prefix in routes.kernel if prefix not in routes.switch]
             now = time.monotonic()
-            if snapshot != previous or missing:
-                previous, since = snapshot, now
-            elif now - since >= SETTLE:
+            if not missing and snapshot == previous and now - agreed >= SETTLE:
                 return now - start
+            previous = snapshot
             if now - start >= timeout:
                 raise converge.NotConverged(now - start, missing or ["the routes are still changing"])
             time.sleep(converge.POLL)
