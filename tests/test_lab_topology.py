@@ -153,3 +153,14 @@ def test_more_neighbours_than_the_links_allow_is_not_converged_either():
     full = [OspfNeighbour("ospf1", f"10.0.0.{i}", "Full/PtP", f"eth{i}", f"10.0.1{i}.2") for i in (2, 3)]
     assert converge.judge("r1", [], full, 1) == [
         "r1: OSPF 2 neighbours Full, 1 expected (seen: 10.0.0.2 Full/PtP on eth2, 10.0.0.3 Full/PtP on eth3)"]
+
+
+def test_frr_answers_are_read_as_bird_words():
+    summary = {"ipv4Unicast": {"peers": {"198.51.100.1": {"state": "Established"}, "192.0.2.1": {"state": "Active"}}}}
+    protocols = converge.frr_protocols(summary)
+    assert [(p.name, p.state, p.info) for p in protocols] == [
+        ("198.51.100.1", "up", "Established"), ("192.0.2.1", "start", "Active")]
+    neighbours = converge.frr_neighbours(
+        {"neighbors": {"10.0.0.1": [{"nbrState": "Full/-", "ifaceName": "eth0:10.0.1.2", "ifaceAddress": "10.0.1.2"}]}})
+    assert neighbours == [OspfNeighbour("ospf", "10.0.0.1", "Full/-", "eth0", "10.0.1.2")]
+    assert converge.judge("isp", protocols, neighbours, 1) == ["isp: BGP 192.0.2.1 is start Active"]

@@ -165,12 +165,47 @@ def start_peer(plan: LabPlan, journal: Journal, peer: str) -> int:
     """Start a peer's BIRD in its netns, in the foreground of a process of its own session.
     `ip netns exec` execs BIRD, so the pid is BIRD's."""
     spec = plan.topology.peer(peer)
+    if spec.daemon == "frr":
+        return start_frr(plan, journal, peer)
     sock = plan.bird_socket(peer)
     sock.parent.mkdir(parents=True, exist_ok=True)
     proc = _spawn(["ip", "netns", "exec", plan.netns_of(peer), "bird", "-f", "-c", str(spec.config),
                    "-s", str(sock)], plan.run_dir / "peers" / f"{peer}.log")
     journal.record("process", peer, pid=proc.pid, marker=str(sock), role="bird")
     return proc.pid
+
+
+def start_frr(plan: LabPlan, journal: Journal, peer: str) -> int:
+    """Start zebra, then the peer's other FRR daemons, each in the foreground in the peer's netns,
+    with their pid files, sockets and logs in a directory of the peer's own; returns zebra's pid."""
+    import shutil as _shutil
+
+    from .topology import FRR_DIR, frr_daemons
+    spec = plan.topology.peer(peer)
+    home = plan.frr_dir(peer)
+    home.mkdir(parents=True, exist_ok=True)
+    # FRR runs as the frr user: it must get through to its directory and read a config of its own.
+    for directory in (plan.run_dir, home.parent):
+        directory.chmod(directory.stat().st_mode | 0o711)
+    config = home / "frr.conf"
+    _shutil.copyfile(spec.config, config)
+    for path in (home, config):
+        _shutil.chown(path, "frr", "frr")
+    pids = []
+    for daemon in frr_daemons(spec.config):
+        cmd = ["ip", "netns", "exec", plan.netns_of(peer), str(FRR_DIR / daemon), "-f", str(config),
+               "-i", str(home / f"{daemon}.pid"), "-z", str(home / "zserv.api"), "--vty_socket", str(home),
+               "--log", f"file:{home / (daemon + '.log')}"]
+        proc = _spawn(cmd, plan.run_dir / "peers" / f"{peer}.log")
+        journal.record("process", peer, pid=proc.pid, marker=str(home), role=daemon)
+        pids.append(proc.pid)
+        if daemon == "zebra":  # the others connect to its socket at start
+            deadline = time.monotonic() + 10
+            while not (home / "zserv.api").exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BuildError(f"peer {peer}: zebra did not start; see {plan.run_dir / 'peers' / peer}.log")
+                time.sleep(0.02)
+    return pids[0]
 
 
 def ours(pid: int, marker: str) -> bool:

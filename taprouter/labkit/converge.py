@@ -3,7 +3,9 @@ neighbours its links give it, in BIRD's own words; or which are not yet."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,9 @@ POLL = 0.2
 @dataclass(frozen=True)
 class Speaker:
     node: str
-    socket: Path
+    socket: Path  # BIRD's control socket, or FRR's vty directory
     ospf_expected: int | None  # None: it runs no OSPF
+    daemon: str = "bird"
 
 
 class NotConverged(Exception):
@@ -30,8 +33,43 @@ class NotConverged(Exception):
 def speakers(plan: LabPlan, down: frozenset = frozenset(), dead: frozenset = frozenset()) -> list[Speaker]:
     expected = plan.ospf_expected(down, dead)
     nodes = [r.name for r in plan.topology.routers if r.bird is not None and r.name not in dead]
-    nodes += [p.name for p in plan.topology.peers if p.daemon == "bird" and p.name not in dead]
-    return [Speaker(n, plan.bird_socket(n), expected.get(n)) for n in nodes]
+    result = [Speaker(n, plan.bird_socket(n), expected.get(n)) for n in nodes]
+    result += [Speaker(p.name, plan.bird_socket(p.name) if p.daemon == "bird" else plan.frr_dir(p.name),
+                       expected.get(p.name), p.daemon or "bird")
+               for p in plan.topology.peers if p.name not in dead]
+    return result
+
+
+def vtysh(directory: Path, command: str, timeout: float = 5) -> str:
+    """One command to a FRR peer's daemons (their vty sockets are in `directory`)."""
+    try:
+        proc = subprocess.run(["vtysh", "--vty_socket", str(directory), "-c", command], capture_output=True,
+                              text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BirdError(f"vtysh --vty_socket {directory}: {exc}") from None
+    if proc.returncode != 0:
+        raise BirdError(f"vtysh --vty_socket {directory} -c {command!r}: {(proc.stderr or proc.stdout).strip()}")
+    return proc.stdout
+
+
+def frr_protocols(summary: dict) -> list[Protocol]:
+    """`show bgp summary json`'s peers as BIRD-like protocols, named by the neighbour's address."""
+    result = []
+    for family in summary.values():
+        for address, peer in (family.get("peers") or {}).items() if isinstance(family, dict) else ():
+            state = peer.get("state", "")
+            result.append(Protocol(address, "BGP", "", "up" if state == "Established" else "start", "", state))
+    return result
+
+
+def frr_neighbours(answer: dict) -> list[OspfNeighbour]:
+    """`show ip ospf neighbor json`'s neighbours (FRR says Full/- on a point-to-point link)."""
+    result = []
+    for router_id, entries in (answer.get("neighbors") or {}).items():
+        for entry in entries if isinstance(entries, list) else [entries]:
+            result.append(OspfNeighbour("ospf", router_id, entry.get("nbrState", entry.get("state", "")),
+                                        entry.get("ifaceName", "").split(":")[0], entry.get("ifaceAddress", "")))
+    return result
 
 
 def full(neighbour: OspfNeighbour) -> bool:
@@ -123,6 +161,18 @@ def pending(plan: LabPlan, down: frozenset = frozenset(), dead: frozenset = froz
     result = []
     views = []
     for speaker in speakers(plan, down, dead):
+        if speaker.daemon == "frr":
+            try:
+                protocols = frr_protocols(json.loads(vtysh(speaker.socket, "show bgp summary json") or "{}"))
+                neighbours = frr_neighbours(json.loads(vtysh(speaker.socket, "show ip ospf neighbor json") or "{}")
+                                            ) if speaker.ospf_expected is not None else []
+            except (BirdError, ValueError):
+                result.append(f"{speaker.node}: FRR is not answering in {speaker.socket}")
+                continue
+            skipped = frozenset(p.name for p in protocols if (owner := plan.owner(p.name)) is not None
+                                and (owner in dead or frozenset((speaker.node, owner)) in down))
+            result += judge(speaker.node, protocols, neighbours, speaker.ospf_expected, skipped)
+            continue
         control = BirdControl(str(speaker.socket), timeout=2)
         try:
             protocols = control.protocols()

@@ -67,6 +67,10 @@ class LabPlan:
     def router_config(self, router: str) -> Path:
         return self.router_dir(router) / "taprouter.yaml"
 
+    def frr_dir(self, node: str) -> Path:
+        """A FRR peer's pid files, vty sockets and logs (owned by the frr user, whom FRR runs as)."""
+        return self.run_dir / "peers" / node
+
     def bird_socket(self, node: str) -> Path:
         if self.topology.kind(node) == "router":
             return self.router_dir(node) / node / "bird.ctl"

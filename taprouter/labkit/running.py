@@ -192,6 +192,9 @@ class RunningLab:
             text = path.read_text(errors="replace")
         except OSError:
             text = ""
+        if kind == "peer" and self.plan.frr_dir(node).is_dir():
+            for daemon_log in sorted(self.plan.frr_dir(node).glob("*.log")):
+                text += f"\n--- {daemon_log.name} ---\n" + daemon_log.read_text(errors="replace")[-LOG_TAIL:]
         if kind == "router":
             try:
                 text += "\n--- bird.log ---\n" + (self.plan.router_dir(node) / node / "bird.log").read_text(
@@ -245,10 +248,28 @@ class RunningLab:
                          check=False, timeout=count * (interval + wait) + 10)
         return parse_ping(proc.stdout + proc.stderr)
 
+    def vtysh(self, node: str, command: str) -> str:
+        """A FRR peer's answer to a vtysh command (e.g. "show bgp summary")."""
+        if self.plan.topology.kind(node) != "peer" or self.plan.topology.peer(node).daemon != "frr":
+            raise LabError(f"{node} runs no FRR")
+        try:
+            return converge.vtysh(self.plan.frr_dir(node), command, timeout=10)
+        except BirdError as exc:
+            raise LabError(f"{node}: {exc}") from None
+
+    def _answers(self, node: str) -> bool:
+        try:
+            if self.plan.topology.kind(node) == "peer" and self.plan.topology.peer(node).daemon == "frr":
+                return "FRRouting" in converge.vtysh(self.plan.frr_dir(node), "show version", timeout=2)
+            return BirdControl(str(self.plan.bird_socket(node)), timeout=1).alive()
+        except BirdError:
+            return False
+
     def bird(self, node: str, command: str) -> str:
         """A BIRD command's answer (e.g. "show route"), as birdc prints it."""
-        if self.plan.topology.kind(node) not in ("router", "peer"):
-            raise LabError(f"{node} runs no BIRD")
+        kind = self.plan.topology.kind(node)
+        if kind not in ("router", "peer") or (kind == "peer" and self.plan.topology.peer(node).daemon != "bird"):
+            raise LabError(f"{node} runs no BIRD" + (" (a FRR peer: use vtysh())" if kind == "peer" else ""))
         try:
             lines = BirdControl(str(self.plan.bird_socket(node)), timeout=10).query(command)
         except BirdError as exc:
@@ -325,11 +346,10 @@ class RunningLab:
         else:
             build.start_peer(self.plan, self.journal, node)
         self.dead.discard(node)
-        control = BirdControl(str(self.plan.bird_socket(node)), timeout=1)
         deadline = time.monotonic() + timeout
-        while not control.alive():
+        while not self._answers(node):
             if time.monotonic() > deadline:
-                raise LabError(f"{node}: BIRD not answering {timeout:g} s after the restart; log:\n"
+                raise LabError(f"{node}: not answering {timeout:g} s after the restart; log:\n"
                                f"{self.log(node)[-LOG_TAIL:]}")
             time.sleep(0.1)
 
@@ -353,7 +373,9 @@ class RunningLab:
                 addresses = [str(a) for _, items in spec.interfaces for a in items] + [str(a) for a in spec.loopback]
                 extra = ""
             lines.append(f"  {node:<10} {kind:<7} {where}{extra}  {' '.join(addresses)}")
-            if kind in ("router", "peer"):
+            if kind == "peer" and topo.peer(node).daemon == "frr":
+                lines.append(f"  {'':<10} vtysh --vty_socket {self.plan.frr_dir(node)}")
+            elif kind in ("router", "peer"):
                 lines.append(f"  {'':<10} birdc -s {self.plan.bird_socket(node)}")
         lines.append(f"  taprouter lab exec NODE -- CMD   runs a command in a node; "
                      f"taprouter lab down {topo.path} removes it all")

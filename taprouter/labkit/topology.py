@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,12 @@ from ..paths import is_plain
 MAX_BYTES = 1 << 20
 NODE_NAME_MAX = 32
 DEFAULT_TIMEOUT = 30.0
-DAEMONS = ("bird",)  # FRR and ExaBGP: not yet (docs/lab.md)
+DAEMONS = ("bird", "frr")  # ExaBGP: not yet (docs/lab.md)
+FRR_DIR = Path("/usr/lib/frr")
 SECTIONS = ("name", "routers", "hosts", "peers", "switches", "links", "options")
 OSPF = re.compile(r"^\s*protocol\s+ospf\b", re.MULTILINE)
+FRR_OSPF = re.compile(r"^\s*router\s+ospf\b", re.MULTILINE)
+FRR_BGP = re.compile(r"^\s*router\s+bgp\b", re.MULTILINE)
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -181,9 +185,14 @@ def load(path: str | Path) -> Topology:
 def refusals(topology: Topology) -> list[str]:
     """What each daemon says of its config file: `bird -p -c FILE` for routers and BIRD peers."""
     problems = _Problems(topology.path)
-    for key, config in ([(f"routers.{r.name}.bird", r.bird) for r in topology.routers]
-                        + [(f"peers.{p.name}.config", p.config) for p in topology.peers]):
+    for key, config, daemon in ([(f"routers.{r.name}.bird", r.bird, "bird") for r in topology.routers]
+                                + [(f"peers.{p.name}.config", p.config, p.daemon) for p in topology.peers]):
         if config is None:
+            continue
+        if daemon == "frr":
+            message = frr_refusal(config)
+            if message:
+                problems.add(key, f"FRR refuses {config}: {message}")
             continue
         message = bird_refusal(config)
         if message:
@@ -201,11 +210,29 @@ def bird_refusal(config: Path) -> str | None:
     return (proc.stderr or proc.stdout).strip().removeprefix("bird: ") or f"bird -p exited {proc.returncode}"
 
 
+def frr_refusal(config: Path) -> str | None:
+    """`vtysh -C -f FILE`: FRR's own check of a config, every daemon's commands at once."""
+    if shutil.which("vtysh") is None or not (FRR_DIR / "zebra").exists():
+        return "FRR is not installed (Debian package frr)"
+    proc = subprocess.run(["vtysh", "-C", "-f", str(config)], capture_output=True, text=True, timeout=30)
+    if proc.returncode == 0:
+        return None
+    return " ".join((proc.stderr or proc.stdout).split()) or f"vtysh -C exited {proc.returncode}"
+
+
+def frr_daemons(config: Path) -> tuple[str, ...]:
+    """The FRR daemons a config needs: zebra and staticd always, bgpd and ospfd when it has them."""
+    text = config.read_text(errors="replace")
+    return ("zebra", "staticd") + (("bgpd",) if FRR_BGP.search(text) else ()) + (
+        ("ospfd",) if FRR_OSPF.search(text) else ())
+
+
 def speaks_ospf(config: Path | None) -> bool:
     try:
-        return config is not None and OSPF.search(config.read_text(errors="replace")) is not None
+        text = config.read_text(errors="replace") if config is not None else ""
     except OSError:
         return False
+    return OSPF.search(text) is not None or FRR_OSPF.search(text) is not None
 
 
 # --- sections ------------------------------------------------------------------------------------
