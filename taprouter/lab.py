@@ -12,9 +12,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .labkit.netdev import controller, prefix_tracking, router_bridge, sh, veth_into, vsctl
+from .labkit.netdev import controller, router_bridge, sh, veth_into, vsctl
 
-__all__ = ["Host", "Lab", "Pki", "make_pki", "prefix_tracking", "sh"]
+__all__ = ["Host", "Lab", "Pki", "make_pki", "sh"]
 
 
 @dataclass(frozen=True)

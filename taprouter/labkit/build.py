@@ -178,8 +178,6 @@ def start_peer(plan: LabPlan, journal: Journal, peer: str) -> int:
 def start_frr(plan: LabPlan, journal: Journal, peer: str) -> int:
     """Start zebra, then the peer's other FRR daemons, each in the foreground in the peer's netns,
     with their pid files, sockets and logs in a directory of the peer's own; returns zebra's pid."""
-    import shutil as _shutil
-
     from .topology import FRR_DIR, frr_daemons
     spec = plan.topology.peer(peer)
     home = plan.frr_dir(peer)
@@ -188,9 +186,9 @@ def start_frr(plan: LabPlan, journal: Journal, peer: str) -> int:
     for directory in (plan.run_dir, home.parent):
         directory.chmod(directory.stat().st_mode | 0o711)
     config = home / "frr.conf"
-    _shutil.copyfile(spec.config, config)
+    shutil.copyfile(spec.config, config)
     for path in (home, config):
-        _shutil.chown(path, "frr", "frr")
+        shutil.chown(path, "frr", "frr")
     pids = []
     for daemon in frr_daemons(spec.config):
         cmd = ["ip", "netns", "exec", plan.netns_of(peer), str(FRR_DIR / daemon), "-f", str(config),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import signal
 import subprocess
@@ -121,7 +122,7 @@ class RunningLab:
         left by a crashed run never stands in the way."""
         topo_path = Path(path).resolve()
         for _ in range(50):
-            prefix = "l" + hex(int.from_bytes(__import__("os").urandom(2), "big"))[2:].zfill(4)
+            prefix = "l" + os.urandom(2).hex()
             if not build.leftovers(prefix):
                 break
         run_dir = Path(tempfile.mkdtemp(prefix=f"taprouter-lab-{prefix}-"))
