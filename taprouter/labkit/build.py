@@ -167,6 +167,8 @@ def start_peer(plan: LabPlan, journal: Journal, peer: str) -> int:
     spec = plan.topology.peer(peer)
     if spec.daemon == "frr":
         return start_frr(plan, journal, peer)
+    if spec.daemon == "exabgp":
+        return start_exabgp(plan, journal, peer)
     sock = plan.bird_socket(peer)
     sock.parent.mkdir(parents=True, exist_ok=True)
     proc = _spawn(["ip", "netns", "exec", plan.netns_of(peer), "bird", "-f", "-c", str(spec.config),
@@ -204,6 +206,22 @@ def start_frr(plan: LabPlan, journal: Journal, peer: str) -> int:
                     raise BuildError(f"peer {peer}: zebra did not start; see {plan.run_dir / 'peers' / peer}.log")
                 time.sleep(0.02)
     return pids[0]
+
+
+def start_exabgp(plan: LabPlan, journal: Journal, peer: str) -> int:
+    """Start ExaBGP in the foreground in the peer's netns, as root, without its CLI pipes, on a
+    copy of its config in the lab's run directory (which names the process as the lab's)."""
+    from .topology import exabgp_command
+    spec = plan.topology.peer(peer)
+    config = plan.run_dir / "peers" / f"{peer}.exabgp.conf"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(spec.config, config)
+    cmd = ["ip", "netns", "exec", plan.netns_of(peer), "env", "exabgp_daemon_user=root",
+           "exabgp_daemon_daemonize=false", "exabgp_api_cli=false", "exabgp_log_destination=stdout",
+           exabgp_command() or "exabgp", "server", str(config)]
+    proc = _spawn(cmd, plan.run_dir / "peers" / f"{peer}.log")
+    journal.record("process", peer, pid=proc.pid, marker=str(config), role="exabgp")
+    return proc.pid
 
 
 def ours(pid: int, marker: str) -> bool:

@@ -36,7 +36,8 @@ def speakers(plan: LabPlan, down: frozenset = frozenset(), dead: frozenset = fro
     result = [Speaker(n, plan.bird_socket(n), expected.get(n)) for n in nodes]
     result += [Speaker(p.name, plan.bird_socket(p.name) if p.daemon == "bird" else plan.frr_dir(p.name),
                        expected.get(p.name), p.daemon or "bird")
-               for p in plan.topology.peers if p.name not in dead]
+               for p in plan.topology.peers if p.name not in dead and p.daemon in ("bird", "frr")]
+    # An ExaBGP peer is not asked: its sessions are the routers' sessions to it.
     return result
 
 

@@ -259,6 +259,8 @@ class RunningLab:
             raise LabError(f"{node}: {exc}") from None
 
     def _answers(self, node: str) -> bool:
+        if self.plan.topology.kind(node) == "peer" and self.plan.topology.peer(node).daemon == "exabgp":
+            return bool(build.live_processes(self.journal, node))
         try:
             if self.plan.topology.kind(node) == "peer" and self.plan.topology.peer(node).daemon == "frr":
                 return "FRRouting" in converge.vtysh(self.plan.frr_dir(node), "show version", timeout=2)
@@ -270,7 +272,8 @@ class RunningLab:
         """A BIRD command's answer (e.g. "show route"), as birdc prints it."""
         kind = self.plan.topology.kind(node)
         if kind not in ("router", "peer") or (kind == "peer" and self.plan.topology.peer(node).daemon != "bird"):
-            raise LabError(f"{node} runs no BIRD" + (" (a FRR peer: use vtysh())" if kind == "peer" else ""))
+            frr = kind == "peer" and self.plan.topology.peer(node).daemon == "frr"
+            raise LabError(f"{node} runs no BIRD" + (" (a FRR peer: use vtysh())" if frr else ""))
         try:
             lines = BirdControl(str(self.plan.bird_socket(node)), timeout=10).query(command)
         except BirdError as exc:

@@ -11,6 +11,7 @@ import ipaddress
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from ..paths import is_plain
 MAX_BYTES = 1 << 20
 NODE_NAME_MAX = 32
 DEFAULT_TIMEOUT = 30.0
-DAEMONS = ("bird", "frr")  # ExaBGP: not yet (docs/lab.md)
+DAEMONS = ("bird", "frr", "exabgp")
 FRR_DIR = Path("/usr/lib/frr")
 SECTIONS = ("name", "routers", "hosts", "peers", "switches", "links", "options")
 OSPF = re.compile(r"^\s*protocol\s+ospf\b", re.MULTILINE)
@@ -194,6 +195,11 @@ def refusals(topology: Topology) -> list[str]:
             if message:
                 problems.add(key, f"FRR refuses {config}: {message}")
             continue
+        if daemon == "exabgp":
+            message = exabgp_refusal(config)
+            if message:
+                problems.add(key, f"ExaBGP refuses {config}: {message}")
+            continue
         message = bird_refusal(config)
         if message:
             problems.add(key, f"BIRD refuses {config}: {message}")
@@ -218,6 +224,24 @@ def frr_refusal(config: Path) -> str | None:
     if proc.returncode == 0:
         return None
     return " ".join((proc.stderr or proc.stdout).split()) or f"vtysh -C exited {proc.returncode}"
+
+
+def exabgp_command() -> str | None:
+    """ExaBGP's command: beside this Python's (a venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "exabgp"
+    return str(beside) if beside.exists() else shutil.which("exabgp")
+
+
+def exabgp_refusal(config: Path) -> str | None:
+    """`exabgp validate FILE`."""
+    command = exabgp_command()
+    if command is None:
+        return "ExaBGP is not installed (pip install exabgp)"
+    proc = subprocess.run([command, "validate", str(config)], capture_output=True, text=True, timeout=60)
+    if proc.returncode == 0:
+        return None
+    text = " ".join((proc.stderr + proc.stdout).split())
+    return text[text.find("error:"):] if "error:" in text else text or f"exabgp validate exited {proc.returncode}"
 
 
 def frr_daemons(config: Path) -> tuple[str, ...]:
