@@ -59,3 +59,53 @@ def test_a_frr_config_frr_refuses_is_named(edge_with_frr):
     (edge_with_frr.parent / "isp2-frr.conf").write_text(ISP2_FRR.replace("remote-as", "remote-az"))
     (problem,) = topology.refusals(topology.load(edge_with_frr))
     assert problem.startswith(f"{edge_with_frr}: peers.isp2.config: FRR refuses ") and "remote-az" in problem
+
+
+OSPF_LAB = {
+    "lab.yaml": """\
+routers:
+  r1: {bird: r1.conf, ports: {1: [10.7.0.1/30], 2: [10.8.0.1/24]}}
+hosts:
+  h1: {addresses: [10.8.0.2/24], gateway: 10.8.0.1}
+peers:
+  core: {daemon: frr, config: core.conf, addresses: [10.7.0.2/30], loopback: [10.99.0.1/32]}
+links:
+  - [r1:1, core]
+  - [r1:2, h1]
+""",
+    "r1.conf": """\
+router id 10.7.0.1;
+protocol device {}
+protocol kernel { ipv4 { import none; export filter { if source = RTS_DEVICE then reject; accept; }; }; }
+protocol ospf v2 {
+  ipv4 { import all; export none; };
+  area 0 {
+    interface "eth1" { type ptp; hello 1; dead 4; };
+    interface "eth2" { stub; };
+  };
+}
+""",
+    "core.conf": """\
+frr defaults traditional
+hostname core
+interface eth0
+ ip ospf network point-to-point
+ ip ospf hello-interval 1
+ ip ospf dead-interval 4
+exit
+router ospf
+ ospf router-id 10.7.0.2
+ network 10.7.0.0/30 area 0
+ network 10.99.0.1/32 area 0
+exit
+""",
+}
+
+
+def test_a_frr_ospf_neighbour_is_waited_for_until_its_routes_are_in(taprouter_lab, tmp_path):
+    for name, text in OSPF_LAB.items():
+        (tmp_path / name).write_text(text)
+    lab = taprouter_lab(tmp_path / "lab.yaml")
+    assert "Full" in lab.vtysh("core", "show ip ospf neighbor")
+    assert lab.routes("r1").kernel["10.99.0.1/32"] == ("10.7.0.2",)
+    assert lab.ping("h1", "10.99.0.1").loss == 0  # right after up: the lab waited for core's LSA

@@ -146,7 +146,8 @@ def test_a_link_gone_from_the_adjacencies_but_still_in_the_database_is_not_conve
     lines = [(1016, t) for t in ["\trouter 10.0.0.1", "\t\tdistance 0", "\t\trouter 10.0.0.2 metric 10",
                                  "\t\trouter 10.0.0.3 metric 10"]]
     r1 = converge.OspfView("r1", "10.0.0.1", frozenset({"10.0.0.3"}), converge.ospf_topology(lines))
-    assert converge.flooded([r1]) == ["r1: OSPF database still has r1's links to 10.0.0.2 (flooding)"]
+    assert converge.flooded([r1]) == ["r1: OSPF database still has r1's links to 10.0.0.2 (flooding)",
+                                      "r1: OSPF database lacks 10.0.0.3's link to r1 (flooding)"]
 
 
 def test_more_neighbours_than_the_links_allow_is_not_converged_either():
@@ -164,3 +165,10 @@ def test_frr_answers_are_read_as_bird_words():
         {"neighbors": {"10.0.0.1": [{"nbrState": "Full/-", "ifaceName": "eth0:10.0.1.2", "ifaceAddress": "10.0.1.2"}]}})
     assert neighbours == [OspfNeighbour("ospf", "10.0.0.1", "Full/-", "eth0", "10.0.1.2")]
     assert converge.judge("isp", protocols, neighbours, 1) == ["isp: BGP 192.0.2.1 is start Active"]
+
+
+def test_a_neighbour_that_is_not_asked_must_announce_its_side_too():
+    lines = [(1016, t) for t in ["\trouter 10.0.0.1", "\t\tdistance 0", "\t\trouter 10.0.0.9 metric 10", "",
+                                 "\trouter 10.0.0.9", "\t\tdistance 10"]]
+    r1 = converge.OspfView("r1", "10.0.0.1", frozenset({"10.0.0.9"}), converge.ospf_topology(lines))
+    assert converge.flooded([r1]) == ["r1: OSPF database lacks 10.0.0.9's link to r1 (flooding)"]

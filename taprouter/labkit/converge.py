@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..routing.birdctl import BirdControl, BirdError, OspfNeighbour, Protocol
 from .plan import LabPlan
+from .topology import frr_daemons
 
 POLL = 0.2
 
@@ -155,6 +156,11 @@ def flooded(views: list[OspfView]) -> list[str]:
             if stale:
                 pending.append(f"{other.node}: OSPF database still has {view.node}'s links to "
                                f"{', '.join(sorted(stale))} (flooding)")
+            # A neighbour that is not asked itself (a FRR peer) must announce its side as well.
+            for neighbour in sorted(view.ptp_full - {v.router_id for v in views}):
+                if view.router_id not in other.topology.get(neighbour, (None, frozenset()))[1]:
+                    pending.append(f"{other.node}: OSPF database lacks {neighbour}'s link to "
+                                   f"{view.node} (flooding)")
     return pending
 
 
@@ -163,8 +169,11 @@ def pending(plan: LabPlan, down: frozenset = frozenset(), dead: frozenset = froz
     views = []
     for speaker in speakers(plan, down, dead):
         if speaker.daemon == "frr":
+            bgp = "bgpd" in frr_daemons(plan.topology.peer(speaker.node).config)
             try:
-                protocols = frr_protocols(json.loads(vtysh(speaker.socket, "show bgp summary json") or "{}"))
+                # vtysh fails a command for a daemon that is not running: ask bgpd only if it runs.
+                protocols = frr_protocols(json.loads(vtysh(speaker.socket, "show bgp summary json") or "{}")
+                                          ) if bgp else []
                 neighbours = frr_neighbours(json.loads(vtysh(speaker.socket, "show ip ospf neighbor json") or "{}")
                                             ) if speaker.ospf_expected is not None else []
             except (BirdError, ValueError):
