@@ -12,7 +12,7 @@ demo: bootstrap
 	$(PY) scripts/demo.py
 
 test: bootstrap
-	$(PY) -m pytest -q tests netns_tests
+	$(PY) -m pytest -q tests netns_tests examples/labs
 
 unit: bootstrap
 	$(PY) -m pytest -q tests

@@ -1,6 +1,6 @@
 """Transit traffic to many destinations behind one route costs Open vSwitch one datapath flow, for
 IPv6 as for IPv4: the lab's bridge tracks destination prefixes in the pipeline's tables
-(lab.prefix_tracking). Without ipv6_dst tracked, each IPv6 destination became a datapath flow of
+(labkit.netdev.prefix_tracking). Without ipv6_dst tracked, each IPv6 destination became a datapath flow of
 its own, as the punt table matches the router's addresses exactly."""
 
 from __future__ import annotations

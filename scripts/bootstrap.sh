@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in ovs-vswitchd:openvswitch-switch bird:bird2 ip:iproute2 ping:iputils-ping \
             iperf3:iperf3 ethtool:ethtool tcpdump:tcpdump traceroute:traceroute openssl:openssl \
-            chromium:chromium chromedriver:chromium-driver; do
+            chromium:chromium chromedriver:chromium-driver \
+            vtysh:frr; do  # FRR: peers in `taprouter lab` (netns_tests/test_lab_frr.py)
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

@@ -1,4 +1,4 @@
-"""The taprouter command line: run, check, status, reload, down, policy and web."""
+"""The taprouter command line: run, check, status, reload, down, policy, web and lab."""
 
 from __future__ import annotations
 
@@ -234,6 +234,8 @@ def parser() -> argparse.ArgumentParser:
     policy_commands.add_parser(sub, _load, common, _config_argument)
     from .web import commands as web_commands
     web_commands.add_parser(sub, _load, common, _config_argument)
+    from .labkit import commands as lab_commands
+    lab_commands.add_parser(sub, common)
     return top
 
 

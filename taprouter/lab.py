@@ -12,29 +12,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .controller.openflow.pipeline import Table
+from .labkit.netdev import controller, router_bridge, sh, veth_into, vsctl
 
-
-def sh(*args: str, check: bool = True, netns: str | None = None, timeout: float = 30) -> str:
-    cmd = (["ip", "netns", "exec", netns] if netns else []) + list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def prefix_tracking(bridge: str) -> list[str]:
-    """ovs-vsctl arguments that have Open vSwitch track IPv4 and IPv6 destination prefixes in the
-    pipeline's tables (see README, "Open vSwitch").
-
-    By default it tracks nw_src and nw_dst only. The punt table matches the router's own IPv6
-    addresses exactly and the IPv6 FIB holds /128 host entries, so without ipv6_dst every IPv6
-    destination routed through the switch became a datapath flow of its own: 40 pings to 40
-    addresses behind one /48 left 40 of them, against one for 40 IPv4 addresses behind a /16.
-    """
-    tables = [f"flow_tables:{table.value}=@fib" for table in Table]
-    return ["--", "--id=@fib", "create", "Flow_Table", "prefixes=nw_dst,ipv6_dst",
-            "--", "set", "Bridge", bridge, *tables]
+__all__ = ["Host", "Lab", "Pki", "make_pki", "sh"]
 
 
 @dataclass(frozen=True)
@@ -111,18 +91,12 @@ class Lab:
         return f"{self.prefix}s{port}"
 
     def up(self) -> None:
-        sh("ovs-vsctl", "--may-exist", "add-br", self.bridge, "--",
-           "set", "bridge", self.bridge, "datapath_type=netdev", "protocols=OpenFlow13",
-           "fail_mode=secure", f"other-config:datapath-id={self.dpid:016x}",
-           "other-config:disable-in-band=true")
-        sh("ovs-vsctl", *prefix_tracking(self.bridge))
         transport = "tcp"
         if self.pki is not None:
             sh("ovs-vsctl", "set-ssl", str(self.pki.switch_key), str(self.pki.switch_cert), str(self.pki.ca))
             transport = "ssl"
-        sh("ovs-vsctl", "set-controller", self.bridge, f"{transport}:127.0.0.1:{self.controller_port}")
-        # Reconnect quickly after a controller restart (the default backs off to 8 s).
-        sh("ovs-vsctl", "set", "controller", self.bridge, "max_backoff=1000", "inactivity_probe=5000")
+        vsctl(router_bridge(self.bridge, self.dpid)
+              + controller(self.bridge, f"{transport}:127.0.0.1:{self.controller_port}"))
 
     def add_host(self, name: str, port: int, ipv4: str, ipv6: str | None = None,
                  gateway4: str | None = None, gateway6: str | None = None) -> Host:
@@ -133,22 +107,9 @@ class Lab:
         self.hosts.append(host)
         sw, inner = self.switch_veth(port), f"{self.prefix}h{port}"
         sh("ip", "netns", "add", host.name)
-        sh("ip", "link", "add", sw, "type", "veth", "peer", "name", inner)
-        sh("ip", "link", "set", inner, "netns", host.name)
-        sh("ip", "link", "set", sw, "up")
-        host.run("ip", "link", "set", "lo", "up")
-        host.run("ip", "link", "set", inner, "name", "eth0")
-        host.run("sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0")
-        host.run("ip", "link", "set", "eth0", "up")
-        # The userspace datapath does not complete partial checksums of veth frames.
-        host.run("ethtool", "-K", "eth0", "tx", "off", check=False)
-        host.run("ip", "addr", "add", str(host.ipv4), "dev", "eth0")
-        if host.ipv6:
-            host.run("ip", "-6", "addr", "add", str(host.ipv6), "dev", "eth0", "nodad")
-        if host.gateway4:
-            host.run("ip", "route", "add", "default", "via", str(host.gateway4))
-        if host.gateway6:
-            host.run("ip", "-6", "route", "add", "default", "via", str(host.gateway6))
+        sh("ip", "link", "set", "lo", "up", netns=host.name)
+        veth_into(host.name, sw, inner, "eth0", [a for a in (host.ipv4, host.ipv6) if a],
+                  [g for g in (host.gateway4, host.gateway6) if g])
         sh("ovs-vsctl", "add-port", self.bridge, sw, "--", "set", "interface", sw,
            f"ofport_request={port}")
         return host
