@@ -167,7 +167,7 @@ class DaemonState:
         fib = r.planner.fib
         hopsets = {gid: shards.hopset for gid, shards in list(fib.books.owner.items())}
         switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state, hopsets)
-        kernel = lookup.kernel_entry(lookup.kernel_routes(r.config.netns, addr), addr, port_of_tap, state)
+        kernel = lookup.kernel_answer(r.mirror.routes, r.config.netns, addr, port_of_tap, state)
         return {"router": r.name, "address": str(addr), "switch": switch, "kernel": kernel,
                 "agree": lookup.agree(switch, kernel)}
 
