@@ -82,6 +82,14 @@ class FakeDaemon:
                 "kernel": {"prefix": "10.9.0.0/16", "type": "unicast", "protocol": "bird", "next_hops": [hop]},
                 "agree": True}
 
+    def routes(self, router, prefix, limit, after):
+        self._called("routes", router, prefix, limit, after)
+        self._known(router)
+        hop = {"via": "10.0.2.2", "port": 2, "tap": f"{router}-p2", "mac": "02:00:00:00:02:02"}
+        row = {"prefix": "10.9.0.0/16", "metric": 0, "other_metrics": [], "type": "unicast", "next_hops": [hop],
+               "fib_target": "group", "group": 7}
+        return {"router": router, "prefix": prefix, "routes": [row], "next": None, "kernel_routes": 1, "fresh": True}
+
     def reload_bird(self, router):
         self._called("reload_bird", router)
         return {"results": [{"router": r, "reloaded": True, "message": "Reconfigured"} for r in self._known(router)]}

@@ -11,6 +11,7 @@ import pytest
 from fibharness import GW1, GW1_6, GW2, MAC1, MAC2, MAC3, P1, P2, P3, PORTS, Kernel, Switch, gateways, via
 from taprouter import prefix as pfx
 from taprouter.controller import lookup
+from taprouter.routing import netlink
 from taprouter.controller.openflow.pipeline import FIB_PRIORITY_BASE, KERNEL, Table
 from taprouter.mac import int_to_mac
 from taprouter.routing.model import NUD_FAILED
@@ -296,7 +297,7 @@ def test_parse_fib_match_reads_prefix_table_type_and_protocol():
     attrs = struct.pack("=HH", 8, 1) + bytes([10, 66, 0, 0]) + struct.pack("=HHI", 8, 15, 254)
     body = struct.pack("=BBBBBBBBI", 2, 16, 0, 0, 254, 4, 0, 1, 0) + attrs
     msg = struct.pack("=IHHII", 16 + len(body), 24, 0, 1, 0) + body
-    pk, tbl, kind, protocol = lookup.parse_fib_match(msg)
+    pk, tbl, kind, protocol = netlink.parse_fib_match(msg)
     assert pfx.to_network(pk) == ipaddress.ip_network("10.66.0.0/16") and tbl == 254
     assert (kind, protocol) == ("unicast", "static")
-    assert lookup.parse_fib_match(struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + bytes(16)) is None
+    assert netlink.parse_fib_match(struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + bytes(16)) is None

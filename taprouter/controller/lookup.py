@@ -18,31 +18,19 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
-import struct
 import subprocess
-from typing import Mapping
+from typing import Callable, Mapping
 
-from .. import netns, prefix
+from .. import prefix
 from ..mac import int_to_mac
 from ..routing.model import KernelState, NeighbourKey, NextHop
-from ..routing.rtnl import (AF_INET, AF_INET6, NLM_F_REQUEST, NLMSG_ERROR, RT_TABLE_MAIN, RTA_DST, RTA_TABLE,
-                            RTM_GETROUTE, RTM_NEWROUTE, never_in_fib)
 from .openflow.flows import Output, SetField
 from .openflow.groups import GroupSpec
 from .openflow.pipeline import FIB_PRIORITY_BASE, Table
 from .planner.fib import HopSet
 
 IP_TIMEOUT = 5.0
-RTM_F_FIB_MATCH = 0x2000
-NETLINK_ROUTE = 0
-# iproute2's names (/etc/iproute2/rt_protos, rtnetlink.h's RTN_*), as `ip -json` prints them.
-PROTOCOLS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated", 9: "ra", 10: "mrt",
-             11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp", 17: "mrouted",
-             18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis", 188: "ospf", 189: "rip",
-             192: "eigrp"}
-TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole",
-         7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
+
 
 
 def longest_match(table: Mapping[int, object], address: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -181,77 +169,43 @@ def mirror_pick(routes: Mapping[int, tuple], address: ipaddress.IPv4Address | ip
     return None
 
 
-def fib_match(netns_name: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address
-              ) -> tuple[int, int, str, str] | None:
-    """The kernel's own route for `address` (RTM_GETROUTE with RTM_F_FIB_MATCH: a trie lookup, no
-    dump): (packed prefix, table, type, protocol), or None when it has none to give."""
-    family = AF_INET6 if address.version == 6 else AF_INET
-    raw = address.packed
-    attr = struct.pack("=HH", 4 + len(raw), RTA_DST) + raw
-    body = struct.pack("=BBBBBBBBI", family, address.max_prefixlen, 0, 0, 0, 0, 0, 0, RTM_F_FIB_MATCH) + attr
-    request = struct.pack("=IHHII", 16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, 1, 0) + body
-    with netns.entered(netns_name):
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-    with sock:
-        sock.settimeout(IP_TIMEOUT)
-        sock.bind((0, 0))
-        sock.send(request)
-        data = sock.recv(65536)
-    return parse_fib_match(data)
-
-
-def parse_fib_match(data: bytes) -> tuple[int, int, str, str] | None:
-    """fib_match's answer from the kernel's reply (None for an error reply)."""
-    length, kind = struct.unpack_from("=IH", data, 0)
-    if kind == NLMSG_ERROR or kind != RTM_NEWROUTE:
-        return None
-    family, dst_len, _src, _tos, table, protocol, _scope, rtype, _flags = struct.unpack_from("=BBBBBBBBI", data, 16)
-    dst = 0
-    pos = 16 + 12
-    while pos + 4 <= length:
-        alen, atype = struct.unpack_from("=HH", data, pos)
-        if alen < 4:
-            break
-        if atype == RTA_DST:
-            dst = int.from_bytes(data[pos + 4:pos + alen], "big")
-        elif atype == RTA_TABLE:
-            table = struct.unpack_from("=I", data, pos + 4)[0]
-        pos += (alen + 3) & ~3
-    pk = prefix.pack(6 if family == AF_INET6 else 4, dst, dst_len)
-    return pk, table, TYPES.get(rtype, str(rtype)), PROTOCOLS.get(protocol, str(protocol))
-
-
 def mirror_entry(pick: tuple[int, int, tuple[NextHop, ...] | None], address: ipaddress.IPv4Address |
-                 ipaddress.IPv6Address, kind: tuple[str, str], port_of_tap: Mapping[str, int],
+                 ipaddress.IPv6Address | None, kind: tuple[str, str], port_of_tap: Mapping[str, int],
                  state: KernelState) -> dict:
-    """schema.KernelEntry from the mirror's pick and the route's (type, protocol)."""
+    """schema.KernelEntry from the mirror's pick and the route's (type, protocol). Without an
+    address (a route, not a lookup) a connected next hop has no neighbour to name."""
     pk, _metric, hops = pick
     names = {link.index: link.name for link in state.links.values()}
     out = []
     for hop in hops or ():
         tap = names.get(hop.ifindex)
         target = hop.gateway if hop.gateway is not None else address
-        neighbour = state.neighbours.get(NeighbourKey(hop.ifindex, target))
+        neighbour = state.neighbours.get(NeighbourKey(hop.ifindex, target)) if target is not None else None
         mac = int_to_mac(neighbour.mac) if neighbour is not None and neighbour.resolved else None
         out.append({"via": str(hop.gateway) if hop.gateway is not None else None,
                     "port": port_of_tap.get(tap) if tap else None, "tap": tap, "mac": mac})
     return {"prefix": str(prefix.to_network(pk)), "type": kind[0], "protocol": kind[1], "next_hops": out}
 
 
+MAIN_TABLE = 254
+
+
 def kernel_answer(routes: Mapping[int, tuple], netns_name: str, address: ipaddress.IPv4Address |
-                  ipaddress.IPv6Address, port_of_tap: Mapping[str, int], state: KernelState) -> dict:
-    """schema.KernelEntry: from the mirror and one fib-match request when they name the same unicast
-    route of the main table; else from `ip route show match` (exact, and a table scan)."""
-    family = AF_INET6 if address.version == 6 else AF_INET
-    if not never_in_fib(family, int(address), address.max_prefixlen):  # the mirror leaves those out
+                  ipaddress.IPv6Address, port_of_tap: Mapping[str, int], state: KernelState, mirrored: bool,
+                  fib_match: Callable[[], tuple[int, int, str, str] | None]) -> dict:
+    """schema.KernelEntry: from the mirror and one fib-match request (`fib_match`, routing.netlink's:
+    (prefix, table, type, protocol)) when they name the same unicast route of the main table; else
+    from `ip route show match` (exact, and a table scan). `mirrored`: whether the mirror holds
+    routes to the address at all (it leaves link-local and multicast out)."""
+    if mirrored:
         pick = mirror_pick(routes, address)
         if pick is None:
             return {"prefix": None, "type": None, "protocol": None, "next_hops": []}
         if pick[2] is not None:
             try:
-                found = fib_match(netns_name, address)
+                found = fib_match()
             except OSError:
                 found = None
-            if found is not None and found[0] == pick[0] and found[1] == RT_TABLE_MAIN and found[2] == "unicast":
+            if found is not None and found[0] == pick[0] and found[1] == MAIN_TABLE and found[2] == "unicast":
                 return mirror_entry(pick, address, (found[2], found[3]), port_of_tap, state)
     return kernel_entry(kernel_routes(netns_name, address), address, port_of_tap, state)

@@ -29,9 +29,11 @@ from ..control.server import UnknownRouter
 from ..policy.model import State, Status
 from ..policy.source import PolicySource
 from ..policy.views import as_json
+from ..routing import netlink
 from ..routing.bird import BirdConfigError, BirdPaths, describe
 from .. import paths
-from . import lookup
+from . import lookup, routelist
+from .. import prefix as pfx
 from .openflow import pipeline
 from .router import Router
 
@@ -53,6 +55,9 @@ class DaemonState:
         self._bird: dict[str, tuple[float, dict]] = {}
         self._bird_lock = threading.Lock()
         self._columns: dict[str, tuple] = {}  # router -> its policy columns and what they were made of
+        self._indexes: dict[str, routelist.RouteIndex] = {}  # router -> its routes' index, for /v1/routes
+        self._rebuilding: set[str] = set()
+        self._index_lock = threading.Lock()
 
     def _pick(self, router: str | None) -> list[Router]:
         if router is None:
@@ -167,9 +172,63 @@ class DaemonState:
         fib = r.planner.fib
         hopsets = {gid: shards.hopset for gid, shards in list(fib.books.owner.items())}
         switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state, hopsets)
-        kernel = lookup.kernel_answer(r.mirror.routes, r.config.netns, addr, port_of_tap, state)
+        kernel = lookup.kernel_answer(r.mirror.routes, r.config.netns, addr, port_of_tap, state,
+                                      netlink.mirrored(addr), lambda: netlink.fib_match(r.config.netns, addr))
         return {"router": r.name, "address": str(addr), "switch": switch, "kernel": kernel,
                 "agree": lookup.agree(switch, kernel)}
+
+    # --- routes -----------------------------------------------------------------------------------
+
+    def routes(self, router: str, within: str | None, limit: int | None, after: str | None) -> dict:
+        r = self._pick(router)[0]
+        nets = ([pfx.from_network(ipaddress.ip_network(within))] if within
+                else [pfx.pack(4, 0, 0), pfx.pack(6, 0, 0)])
+        index = self._route_index(r)
+        mirror, fib = r.mirror, r.planner.fib
+        rows, last = routelist.page(index, mirror.routes, nets, routelist.parse_cursor(after), limit or 50)
+        state = mirror.snapshot()
+        port_of_tap = {p.tap: p.number for p in r.config.ports}
+        targets, groups = fib.targets, fib.switch_groups
+        out = []
+        for pk, entry in rows:
+            hops = entry[1]
+            found = lookup.mirror_entry((pk, entry[0], hops), None, ("", ""), port_of_tap, state)
+            target = targets.get(pk)
+            is_group = type(target) is int and target > 0 and groups.get(target) is not None
+            out.append({"prefix": found["prefix"], "metric": entry[0], "other_metrics": list(entry[2::2]),
+                        "type": "unicast" if hops is not None else "other", "next_hops": found["next_hops"],
+                        "fib_target": None if target is None else "group" if is_group else "kernel",
+                        "group": target if is_group else None})
+        return {"router": r.name, "prefix": within, "routes": out,
+                "next": str(pfx.to_network(last)) if last is not None else None,
+                "kernel_routes": len(mirror.routes), "fresh": index.version == mirror.version}
+
+    def _route_index(self, r: Router) -> routelist.RouteIndex:
+        """The router's route index: built here the first time; when the mirror has changed since,
+        the old one still answers while a thread builds the next (a million routes take about a
+        second, in a loop that lets the relay and the reconciler run)."""
+        with self._index_lock:
+            index = self._indexes.get(r.name)
+            if index is None:
+                index = self._indexes[r.name] = self._build_index(r)
+            elif index.version != r.mirror.version and r.name not in self._rebuilding:
+                self._rebuilding.add(r.name)
+                threading.Thread(target=self._rebuild, args=(r,), name=f"route-index-{r.name}", daemon=True).start()
+        return index
+
+    @staticmethod
+    def _build_index(r: Router) -> routelist.RouteIndex:
+        version = r.mirror.version
+        return routelist.RouteIndex.build(list(r.mirror.routes), version)  # list(): one C call, whole
+
+    def _rebuild(self, r: Router) -> None:
+        try:
+            index = self._build_index(r)
+            with self._index_lock:
+                self._indexes[r.name] = index
+        finally:
+            with self._index_lock:
+                self._rebuilding.discard(r.name)
 
     # --- commands ---------------------------------------------------------------------------------
 
