@@ -59,7 +59,7 @@ def test_devices_shows_ports_taps_macs_carrier_addresses_and_counters(viewer):
     assert 'data-live="/devices/?part=1"' in page.content.decode()
     row = page.content.decode().split('id="port-r1-1"')[1].split("</tr>")[0]
     for words in ("r1-p1", "02:00:00:00:00:01", '<span class="ok">up</span>', "10.0.1.1/24",
-                  '<td class="num rx">10</td>', '<td class="num tx">20</td>'):
+                  '<td class="num rx">10</td>', '<td class="num tx">20</td>', '<td class="num speed">10000 Mb/s</td>'):
         assert words in row, words
     down = page.content.decode().split('id="port-r2-1"')[1].split("</tr>")[0]
     assert '<span class="bad">down</span>' in down

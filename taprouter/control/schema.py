@@ -55,6 +55,7 @@ class PortStatus(TypedDict):
     carrier: bool  # the TAP's carrier, which follows the switch port's link
     up: bool  # the TAP is administratively up
     link_up: bool | None  # the switch port's link as the switch reports it (null: no switch)
+    speed_kbps: int | None  # its current speed as the switch reports it (OpenFlow curr_speed; null: unknown)
     addresses: list[str]  # "10.0.1.1/24", "2001:db8:1::1/64"
     counters: PortCounters | None
 

@@ -112,6 +112,7 @@ class DaemonState:
                 "mac": state.mac if state else None, "carrier": bool(state and state.carrier),
                 "up": bool(state and state.up),
                 "link_up": None if switch_ports is None else bool(switch_port and switch_port["link_up"]),
+                "speed_kbps": switch_port.get("speed_kbps") if switch_port else None,
                 "addresses": [str(a) for a in state.addresses] if state else [],
                 "counters": counters.__dict__.copy() if counters else None,
             })
