@@ -86,9 +86,10 @@ def measure(taprouter: str, config: Path, env: dict, router: str, address: str, 
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login).group(1)
         body = urllib.parse.urlencode({"username": "bench-viewer", "password": PASSWORD,
                                        "csrfmiddlewaretoken": token}).encode()
-        answer = opener.open(urllib.request.Request(url + "/accounts/login/", data=body), timeout=10)
-        if answer.geturl().endswith("/accounts/login/"):
-            raise RuntimeError("the bench viewer could not log in")
+        with opener.open(urllib.request.Request(url + "/accounts/login/", data=body), timeout=10) as answer:
+            answer.read()
+            if answer.geturl().endswith("/accounts/login/"):
+                raise RuntimeError("the bench viewer could not log in")
         probe = _status_twice(config, env)
         figures = {}
         for name, path in pages(router, address):
