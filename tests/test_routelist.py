@@ -62,3 +62,10 @@ def test_a_page_skips_prefixes_gone_from_the_mirror_and_resumes_after_the_cursor
     rows, after = routelist.page(index, routes, [pk("10.0.0.0/8")], after, 2)
     assert [pfx.to_network(p).compressed for p, _ in rows] == ["10.3.0.0/16"] and after is None
     assert routelist.parse_cursor("10.1.0.0/16") == pk("10.1.0.0/16") and routelist.parse_cursor("") is None
+
+
+def test_an_index_far_behind_its_table_says_so():
+    index = routelist.RouteIndex.build(sample())
+    assert len(index) == index.count == len(sample())
+    assert not index.far_behind(index.count + 10) and not index.far_behind(index.count - 999)
+    assert index.far_behind(index.count * 2) and index.far_behind(0)

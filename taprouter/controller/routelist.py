@@ -33,6 +33,7 @@ class RouteIndex:
     version: int  # the mirror's version it was built from
     keys: list[int]  # bucket ids, sorted
     buckets: dict[int, list[int]]  # bucket id -> its packed prefixes, sorted
+    count: int = 0  # the prefixes it holds
 
     @classmethod
     def build(cls, prefixes: Iterable[int], version: int = 0) -> RouteIndex:
@@ -46,10 +47,15 @@ class RouteIndex:
                 found.append(pk)
         for found in buckets.values():
             found.sort()
-        return cls(version, sorted(buckets), buckets)
+        return cls(version, sorted(buckets), buckets, sum(map(len, buckets.values())))
 
     def __len__(self) -> int:
-        return sum(map(len, self.buckets.values()))
+        return self.count
+
+    def far_behind(self, routes: int) -> bool:
+        """Whether a table of `routes` differs too much from this index to list from it while a new
+        one is made (a table loading after the daemon started, or flushed)."""
+        return abs(routes - self.count) > max(1000, self.count // 10)
 
 
 def parse_cursor(text: str | None) -> int | None:

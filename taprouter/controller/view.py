@@ -72,7 +72,10 @@ class DaemonState:
     # --- status ---------------------------------------------------------------------------------
 
     def status(self, router: str | None) -> dict:
-        return {"daemon": self._daemon(), "routers": [self._router_status(r) for r in self._pick(router)]}
+        picked = self._pick(router)
+        for r in picked:  # the Routing page usually follows the Overview: have its index ready
+            self._start_index(r)
+        return {"daemon": self._daemon(), "routers": [self._router_status(r) for r in picked]}
 
     def _router_status(self, router: Router) -> dict:
         config, published = router.config, router.status
@@ -205,17 +208,26 @@ class DaemonState:
                 "kernel_routes": len(mirror.routes), "fresh": index.version == mirror.version}
 
     def _route_index(self, r: Router) -> routelist.RouteIndex:
-        """The router's route index: built here the first time; when the mirror has changed since,
-        the old one still answers while a thread builds the next (a million routes take about a
+        """The router's route index: built here the first time, or when the table has changed a lot
+        since (routelist.RouteIndex.far_behind); after a smaller change the old one still answers
+        while a thread builds the next (a million routes take about a
         second, in a loop that lets the relay and the reconciler run)."""
         with self._index_lock:
             index = self._indexes.get(r.name)
-            if index is None:
+            if index is None or (index.version != r.mirror.version and index.far_behind(len(r.mirror.routes))):
                 index = self._indexes[r.name] = self._build_index(r)
             elif index.version != r.mirror.version and r.name not in self._rebuilding:
                 self._rebuilding.add(r.name)
                 threading.Thread(target=self._rebuild, args=(r,), name=f"route-index-{r.name}", daemon=True).start()
         return index
+
+    def _start_index(self, r: Router) -> None:
+        """Build the router's first route index on a thread, if none is built or being built."""
+        with self._index_lock:
+            if r.name in self._indexes or r.name in self._rebuilding:
+                return
+            self._rebuilding.add(r.name)
+        threading.Thread(target=self._rebuild, args=(r,), name=f"route-index-{r.name}", daemon=True).start()
 
     @staticmethod
     def _build_index(r: Router) -> routelist.RouteIndex:
