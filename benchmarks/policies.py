@@ -277,6 +277,7 @@ def main() -> int:
         log(f"web UI pages: {page_requests} requests each, as a viewer")
         results["web_pages"] = web_pages.measure(TAPROUTER, bench.config, bench.env, bench.router, "10.1.2.3",
                                                  page_requests, bench.tmp / "web.log")
+        log(f"  the daemon's /v1/status over its socket, first and second: {results['web_pages']['status_first_second_ms']} ms")
         for name, figures in results["web_pages"]["pages"].items():
             log(f"  {name}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, max {figures['max_ms']} ms, "
                 f"first {figures['first_ms']} ms ({figures['bytes']:,} bytes)")

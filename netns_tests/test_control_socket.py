@@ -77,6 +77,8 @@ def test_status_after_the_bridge_is_deleted_and_rebuilt(quick_lab):
     assert entry["switch"]["connected"] is True
     assert all(p["present"] and p["carrier"] and p["up"] and p["link_up"] is True for p in entry["ports"]), \
         entry["ports"]
+    # The switch's own word for each port's speed (OVS's userspace datapath says 10 Gb/s for a veth).
+    assert all(type(p["speed_kbps"]) is int and p["speed_kbps"] > 0 for p in entry["ports"]), entry["ports"]
     run("ovs-vsctl", "del-br", lab.bridge)
     deleted = time.monotonic()
 
@@ -86,7 +88,7 @@ def test_status_after_the_bridge_is_deleted_and_rebuilt(quick_lab):
 
     entry = lab.wait_until(gone, timeout=10, message=lambda: f"switch disconnected: {status(lab)['switch']}")
     assert entry["switch"]["since"] is None and entry["switch"]["address"] is None
-    assert all(p["link_up"] is None for p in entry["ports"]), entry["ports"]
+    assert all(p["link_up"] is None and p["speed_kbps"] is None for p in entry["ports"]), entry["ports"]
     # A switch may come back at once (its flows forward meanwhile): carrier stays a while, then goes.
     entry = lab.wait_until(lambda: (e := status(lab)) and not any(p["carrier"] for p in e["ports"]) and e,
                            timeout=SWITCH_GONE + 10, message=lambda: f"no carrier: {status(lab)['ports']}")

@@ -77,7 +77,7 @@ def _port(netns_name: str, present: bool, number: int, name: str) -> dict:
         state = None
     return {"port": number, "tap": name, "present": state is not None, "mac": state.mac if state else None,
             "carrier": bool(state and state.carrier), "up": bool(state and state.up), "link_up": None,
-            "addresses": [str(a) for a in state.addresses] if state else [], "counters": None}
+            "speed_kbps": None, "addresses": [str(a) for a in state.addresses] if state else [], "counters": None}
 
 
 def from_host(router: RouterConfig) -> dict:

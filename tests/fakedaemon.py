@@ -21,7 +21,7 @@ def router_status(name: str, *, connected: bool = True, bird: str | None = "up",
                    "address": "127.0.0.1:40001" if connected else None, "transport": "tcp" if connected else None,
                    "reconnects": 3, "errors": 0},
         "ports": [{"port": n, "tap": f"{name}-p{n}", "present": True, "mac": f"02:00:00:00:00:0{n}",
-                   "carrier": connected, "up": True, "link_up": connected, "addresses": [f"10.0.{n}.1/24"],
+                   "carrier": connected, "up": True, "link_up": connected, "speed_kbps": 10_000_000 if connected else None, "addresses": [f"10.0.{n}.1/24"],
                    "counters": {"rx_packets": 10 * n, "tx_packets": 20 * n, "rx_bytes": 1000 * n,
                                 "tx_bytes": 2000 * n, "rx_dropped": 0, "tx_dropped": n}}
                   for n in range(1, ports + 1)],
@@ -81,6 +81,14 @@ class FakeDaemon:
                            "group_type": "indirect", "next_hops": [hop]},
                 "kernel": {"prefix": "10.9.0.0/16", "type": "unicast", "protocol": "bird", "next_hops": [hop]},
                 "agree": True}
+
+    def routes(self, router, prefix, limit, after):
+        self._called("routes", router, prefix, limit, after)
+        self._known(router)
+        hop = {"via": "10.0.2.2", "port": 2, "tap": f"{router}-p2", "mac": "02:00:00:00:02:02"}
+        row = {"prefix": "10.9.0.0/16", "metric": 0, "other_metrics": [], "type": "unicast", "next_hops": [hop],
+               "fib_target": "group", "group": 7}
+        return {"router": router, "prefix": prefix, "routes": [row], "next": None, "kernel_routes": 1, "fresh": True}
 
     def reload_bird(self, router):
         self._called("reload_bird", router)

@@ -51,6 +51,9 @@ def test_every_route_answers_what_the_daemon_said(served, daemon):
     assert [p["router"] for p in client.get("/v1/policies", router="r1")] == ["r1"]
     found = client.get("/v1/lookup", router="r1", address="2001:DB8:0:0::1")
     assert found["switch"]["group"] == 7 and found["address"] == "2001:db8::1"
+    page = client.get("/v1/routes", router="r1", prefix="10.9.1.1/16", limit=20, after="10.0.0.0/8")
+    assert page["routes"][0]["fib_target"] == "group" and page["prefix"] == "10.9.0.0/16"
+    assert client.get("/v1/routes", router="r2")["routes"]
     assert client.post("/v1/bird/reload") == {"results": [{"router": r, "reloaded": True, "message": "Reconfigured"}
                                                           for r in ("r1", "r2")]}
     assert client.post("/v1/bird/reload", {"router": "r2"})["results"][0]["router"] == "r2"
@@ -63,6 +66,8 @@ def test_every_route_answers_what_the_daemon_said(served, daemon):
     # The daemon was asked with the checked, typed arguments (the address as Python writes it).
     served_calls = [c for c in daemon.calls if c != ("status", None) or daemon.calls.count(c) > 1]
     assert ("lookup", "r1", "2001:db8::1") in served_calls
+    assert ("routes", "r1", "10.9.0.0/16", 20, "10.0.0.0/8") in daemon.calls  # host bits dropped, limit an int
+    assert ("routes", "r2", None, None, None) in daemon.calls
     assert ("reload_bird", None) in daemon.calls and ("reload_bird", "r2") in daemon.calls
     assert ("reload", None) in daemon.calls and ("reload", "r2") in daemon.calls
     assert ("policies_changed", "r1", ["web", "ssh.v2"]) in daemon.calls
@@ -75,6 +80,11 @@ BAD = [
     ("GET", "/v1/lookup?address=10.0.0.1", None, "router: required"),
     ("GET", "/v1/lookup?router=r1&address=10.0.0.300", None, "is not an IPv4 or IPv6 address"),
     ("GET", "/v1/status?router=..%2Fetc", None, "is not a router name"),
+    ("GET", "/v1/routes?prefix=10.0.0.0/8", None, "router: required"),
+    ("GET", "/v1/routes?router=r1&prefix=10.0.0.0/33", None, "prefix: '10.0.0.0/33' is not an IPv4 or IPv6 prefix"),
+    ("GET", "/v1/routes?router=r1&limit=0", None, "limit: '0' is not a whole number from 1 to 1000"),
+    ("GET", "/v1/routes?router=r1&limit=1001", None, "limit: '1001'"),
+    ("GET", "/v1/routes?router=r1&after=nonsense", None, "after: 'nonsense' is not"),
     ("GET", "/v1/status?rooter=r1", None, "unknown parameter 'rooter'"),
     ("GET", "/v1/status?router=r1&router=r2", None, "router: given more than once"),
     ("GET", "/v1/status?router", None, "unreadable query"),

@@ -178,6 +178,13 @@ def test_the_lookup_works_on_values():
     assert outside <= allowed, f"lookup imports {sorted(outside - allowed)}"
 
 
+def test_the_route_list_works_on_values():
+    """It pages the mirror's packed prefixes: no I/O, nothing of the daemon's."""
+    imports = _taprouter_imports("taprouter.controller.routelist")
+    assert imports <= VALUES | {"taprouter"}, f"routelist imports {sorted(imports - VALUES)}"
+    assert not {m for m in MODULES["taprouter.controller.routelist"] if m.split(".")[0] in IO_MODULES}
+
+
 def test_the_checks_see_a_violation():
     """The checks read the graph they are meant to: a planner module importing a socket, the model
     importing the planner, or routing importing the controller, would be caught."""

@@ -37,9 +37,10 @@ def test_a_file_being_appended_to_stays_bounded_and_holeless(tmp_path):
     assert rotations >= 5
     assert log.stat().st_size <= cap
     # The copy is the live file as it was when it crossed the cap: the cap plus what came in
-    # between two checks (2 ms apart here), nowhere near the 20x written.
-    assert cap < logcap.rotated(log).stat().st_size < 4 * cap
-    assert largest < 4 * cap
+    # between two checks (2 ms apart here, more when the machine is busy), nowhere near the 35x
+    # written.
+    assert cap < logcap.rotated(log).stat().st_size < 12 * cap
+    assert largest < 12 * cap
     data = log.read_bytes()
     assert b"\0" not in data + logcap.rotated(log).read_bytes(), "a write past the truncation: a hole"
     # The writer kept writing to the same file after every rotation: its last line is there (or,

@@ -11,6 +11,7 @@ import pytest
 from fibharness import GW1, GW1_6, GW2, MAC1, MAC2, MAC3, P1, P2, P3, PORTS, Kernel, Switch, gateways, via
 from taprouter import prefix as pfx
 from taprouter.controller import lookup
+from taprouter.routing import netlink
 from taprouter.controller.openflow.pipeline import FIB_PRIORITY_BASE, KERNEL, Table
 from taprouter.mac import int_to_mac
 from taprouter.routing.model import NUD_FAILED
@@ -252,3 +253,51 @@ def test_the_switch_sending_to_the_kernel_agrees_when_the_kernel_must_decide(rou
     found = entry(switch, kernel, address)
     assert found["target"] == "kernel"
     assert lookup.agree(found, kentry(routes, address, kernel))
+
+
+# --- the kernel's side from the mirror ----------------------------------------------------------------
+
+
+def hop(ifindex, gateway: str | None, linkdown: bool = False):
+    from taprouter.routing.model import NextHop
+    return NextHop(ifindex=ifindex.ifindex, gateway=ip(gateway) if gateway else None, linkdown=linkdown)
+
+
+def test_mirror_pick_is_the_longest_prefix_then_the_lowest_usable_metric():
+    a, b = (hop(P1, GW1),), (hop(P2, GW2),)
+    routes = table(("0.0.0.0/0", (0, b)), ("10.7.0.0/16", (5, a, 10, b)), ("10.8.0.0/16", (0, None)),
+                   ("10.9.0.0/16", (5, (hop(P1, GW1, linkdown=True),), 10, b)),
+                   ("10.10.0.0/16", (0, (hop(P1, GW1, linkdown=True),))),
+                   ("2001:db8::/32", (1024, (hop(P1, GW1_6),))))
+    pk, metric, hops = lookup.mirror_pick(routes, ip("10.7.1.1"))
+    assert pfx.to_network(pk) == ipaddress.ip_network("10.7.0.0/16") and metric == 5 and hops == a
+    assert lookup.mirror_pick(routes, ip("10.8.1.1"))[2] is None  # the kernel judges a blackhole
+    assert lookup.mirror_pick(routes, ip("10.9.1.1"))[1:] == (10, b)  # metric 5's hop is linkdown
+    assert pfx.length(lookup.mirror_pick(routes, ip("10.10.1.1"))[0]) == 0  # every hop down: passed over
+    assert pfx.length(lookup.mirror_pick(routes, ip("2001:db8:5::1"))[0]) == 32
+    assert lookup.mirror_pick(routes, ip("2001:db9::1")) is None
+
+
+def test_mirror_entry_names_taps_ports_and_resolved_macs():
+    kernel = gateways()
+    state = kernel.state()
+    pk = pfx.from_network(ipaddress.ip_network("10.9.0.0/16"))
+    found = lookup.mirror_entry((pk, 0, (hop(P1, GW1), hop(P2, GW2))), ip("10.9.1.1"), ("unicast", "bird"),
+                                PORT_OF_TAP, state)
+    assert found == {"prefix": "10.9.0.0/16", "type": "unicast", "protocol": "bird",
+                     "next_hops": [{"via": GW1, "port": 1, "tap": "tap1", "mac": M1},
+                                   {"via": GW2, "port": 2, "tap": "tap2", "mac": M2}]}
+    connected = lookup.mirror_entry((pfx.from_network(ipaddress.ip_network("10.0.1.0/24")), 0, (hop(P1, None),)),
+                                    ip("10.0.1.77"), ("unicast", "kernel"), PORT_OF_TAP, state)
+    assert connected["next_hops"] == [{"via": None, "port": 1, "tap": "tap1", "mac": None}]
+
+
+def test_parse_fib_match_reads_prefix_table_type_and_protocol():
+    import struct
+    attrs = struct.pack("=HH", 8, 1) + bytes([10, 66, 0, 0]) + struct.pack("=HHI", 8, 15, 254)
+    body = struct.pack("=BBBBBBBBI", 2, 16, 0, 0, 254, 4, 0, 1, 0) + attrs
+    msg = struct.pack("=IHHII", 16 + len(body), 24, 0, 1, 0) + body
+    pk, tbl, kind, protocol = netlink.parse_fib_match(msg)
+    assert pfx.to_network(pk) == ipaddress.ip_network("10.66.0.0/16") and tbl == 254
+    assert (kind, protocol) == ("unicast", "static")
+    assert netlink.parse_fib_match(struct.pack("=IHHIIi", 36, 2, 0, 1, 0, -22) + bytes(16)) is None

@@ -59,7 +59,7 @@ def test_devices_shows_ports_taps_macs_carrier_addresses_and_counters(viewer):
     assert 'data-live="/devices/?part=1"' in page.content.decode()
     row = page.content.decode().split('id="port-r1-1"')[1].split("</tr>")[0]
     for words in ("r1-p1", "02:00:00:00:00:01", '<span class="ok">up</span>', "10.0.1.1/24",
-                  '<td class="num rx">10</td>', '<td class="num tx">20</td>'):
+                  '<td class="num rx">10</td>', '<td class="num tx">20</td>', '<td class="num speed">10000 Mb/s</td>'):
         assert words in row, words
     down = page.content.decode().split('id="port-r2-1"')[1].split("</tr>")[0]
     assert '<span class="bad">down</span>' in down
@@ -124,3 +124,39 @@ def test_an_operator_reloads_bird(web, daemon):
     assert not [c for c in daemon.calls[calls:] if c[0] == "reload_bird"]
     assert "Reload BIRD" in operator.get("/routing/").content.decode()
     assert "Reload BIRD" not in viewer.get("/routing/").content.decode()
+
+
+def test_routes_are_searched_by_prefix_on_the_daemon_a_page_at_a_time(viewer, daemon, monkeypatch):
+    hop = {"via": "10.0.2.2", "port": 2, "tap": "r1-p2", "mac": "02:00:00:00:02:02"}
+
+    def routes(router, prefix, limit, after):
+        daemon.calls.append(("routes", router, prefix, limit, after))
+        rows = [{"prefix": f"10.{i}.0.0/16", "metric": 0, "other_metrics": [], "type": "unicast", "next_hops": [hop],
+                 "fib_target": "group", "group": 7} for i in range(3)]
+        start = 0 if after is None else int(after.split(".")[1]) + 1
+        page = rows[start:start + limit]
+        more = start + limit < len(rows)
+        return {"router": router, "prefix": prefix, "routes": page, "next": page[-1]["prefix"] if more else None,
+                "kernel_routes": 3, "fresh": True}
+
+    monkeypatch.setattr(daemon, "routes", routes)
+    from taprouter.web import state
+    monkeypatch.setattr(state, "ROUTES_PER_PAGE", 2)
+    first = viewer.get("/routing/", {"router": "r1", "prefix": "10.1.2.3/8"})
+    text = first.content.decode()
+    assert ("routes", "r1", "10.0.0.0/8", 2, None) in daemon.calls  # host bits dropped, the page size asked
+    assert "<td>10.0.0.0/16</td>" in text and "<td>10.1.0.0/16</td>" in text and "10.2.0.0/16" not in text
+    assert "group 7" in text and 'id="routes-previous"' not in text
+    following = first.context["routes_next"]
+    second = viewer.get(f"/routing/?{following}").content.decode()
+    assert ("routes", "r1", "10.0.0.0/8", 2, "10.1.0.0/16") in daemon.calls
+    assert "<td>10.2.0.0/16</td>" in second and 'id="routes-next"' not in second
+    back = viewer.get("/routing/?" + second.split('id="routes-previous"')[0].rsplit('href="?', 1)[1].split('"')[0]
+                      .replace("&amp;", "&"))
+    assert [r["prefix"] for r in back.context["routes"]["routes"]] == ["10.0.0.0/16", "10.1.0.0/16"]
+
+
+def test_a_bad_prefix_is_named_and_never_asked(viewer, daemon):
+    text = viewer.get("/routing/", {"router": "r1", "prefix": "10.0.0.0/40"}).content.decode()
+    assert "prefix: &#x27;10.0.0.0/40&#x27; is not an IPv4 or IPv6 prefix" in text
+    assert not [c for c in daemon.calls if c[0] == "routes"]

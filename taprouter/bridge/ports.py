@@ -18,3 +18,4 @@ class PortState:
     number: int
     mac: str
     link_up: bool
+    speed_kbps: int | None = None  # the port's current speed as the switch reports it (0 or None: unknown)

@@ -8,6 +8,7 @@ the server sends them as they are; `taprouter status` reads them, and builds the
     GET  /v1/status[?router=R]            -> Status
     GET  /v1/policies[?router=R]          -> [PolicyEntry, ...]
     GET  /v1/lookup?router=R&address=A    -> Lookup
+    GET  /v1/routes?router=R[&prefix=P][&limit=N][&after=CURSOR] -> RoutePage
     POST /v1/bird/reload {"router": R|null}                  -> BirdReload
     POST /v1/reload {"router": R|null}                       -> Reload
     POST /v1/policies/changed {"router": R, "names": [..]|null[, "generations": [B, A]]} -> PoliciesChanged
@@ -55,6 +56,7 @@ class PortStatus(TypedDict):
     carrier: bool  # the TAP's carrier, which follows the switch port's link
     up: bool  # the TAP is administratively up
     link_up: bool | None  # the switch port's link as the switch reports it (null: no switch)
+    speed_kbps: int | None  # its current speed as the switch reports it (OpenFlow curr_speed; null: unknown)
     addresses: list[str]  # "10.0.1.1/24", "2001:db8:1::1/64"
     counters: PortCounters | None
 
@@ -175,6 +177,34 @@ class Lookup(TypedDict):
     switch: SwitchEntry
     kernel: KernelEntry
     agree: bool  # the switch's entry is the kernel's route, to the same next hops
+
+
+class RouteRow(TypedDict):
+    """One kernel route (main table, as the mirror holds it) and what the switch does with it."""
+
+    prefix: str
+    metric: int  # the best of its metrics (the one the kernel uses)
+    other_metrics: list[int]  # further routes to the same prefix, worse metrics
+    type: Literal["unicast", "other"]  # other: blackhole, unreachable, ...: the kernel decides
+    next_hops: list[NextHop]  # mac: the gateway's (null for a connected route, or unresolved)
+    fib_target: Literal["group", "kernel"] | None  # the switch's FIB entry for it; null: none
+    group: int | None
+
+
+class RoutePage(TypedDict):
+    """Kernel routes inside `prefix` (both families' every route when null), ordered by family,
+    prefix length, then address; at most `limit` (50 unless given, 1000 at most). `next` is the
+    cursor of the following page (pass it as after=), null on the last. The order comes from an
+    index of the mirror's prefixes; when the mirror changed since it was built, this page comes
+    from the old index (fresh is false: a route added since is not listed yet, one removed is left
+    out) while a new one is built."""
+
+    router: str
+    prefix: str | None
+    routes: list[RouteRow]
+    next: str | None
+    kernel_routes: int  # the mirror's routes, all of them
+    fresh: bool
 
 
 class BirdReloadResult(TypedDict):

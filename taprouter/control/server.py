@@ -34,7 +34,7 @@ from .. import paths
 from ..policy.model import NAME as POLICY_NAME
 from . import peer
 from .metrics import MetricsSnapshot
-from .schema import BirdReload, Lookup, PoliciesChanged, PolicyEntry, Reload, Status
+from .schema import BirdReload, Lookup, PoliciesChanged, PolicyEntry, Reload, RoutePage, Status
 
 LOG = logging.getLogger("taprouter.control")
 
@@ -54,6 +54,8 @@ class DaemonView(Protocol):
     def policies(self, router: str | None) -> list[PolicyEntry]: ...
 
     def lookup(self, router: str, address: str) -> Lookup: ...
+
+    def routes(self, router: str, prefix: str | None, limit: int | None, after: str | None) -> RoutePage: ...
 
     def reload_bird(self, router: str | None) -> BirdReload: ...
 
@@ -114,8 +116,30 @@ def _generations(value: Any) -> tuple[int, int]:
     return value[0], value[1]
 
 
+def _network(name: str):
+    def check(value: Any) -> str:
+        try:  # host bits are an operator's slip, not an error: 10.1.2.3/16 means 10.1.0.0/16
+            return ipaddress.ip_network(value, strict=False).compressed
+        except (TypeError, ValueError):
+            raise BadRequest(f"{name}: {str(value)[:40]!r} is not an IPv4 or IPv6 prefix") from None
+    return check
+
+
+def _limit(value: Any) -> int:
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        limit = 0
+    if not 1 <= limit <= ROUTES_MAX:
+        raise BadRequest(f"limit: {str(value)[:40]!r} is not a whole number from 1 to {ROUTES_MAX}")
+    return limit
+
+
+ROUTES_MAX = 1000  # routes a page of /v1/routes holds at most
+
 CHECKS: dict[str, Callable[[Any], Any]] = {"router": _router, "address": _address, "names": _names,
-                                           "generations": _generations}
+                                           "generations": _generations, "prefix": _network("prefix"),
+                                           "after": _network("after"), "limit": _limit}
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,8 @@ ROUTES: dict[str, Route] = {
     "/v1/policies": Route("GET", ("router",), (), lambda d, a: d.policies(a["router"])),
     "/v1/lookup": Route("GET", ("router", "address"), ("router", "address"),
                         lambda d, a: d.lookup(a["router"], a["address"])),
+    "/v1/routes": Route("GET", ("router", "prefix", "limit", "after"), ("router",),
+                        lambda d, a: d.routes(a["router"], a["prefix"], a["limit"], a["after"])),
     "/v1/bird/reload": Route("POST", ("router",), (), lambda d, a: d.reload_bird(a["router"])),
     "/v1/reload": Route("POST", ("router",), (), lambda d, a: d.reload(a["router"])),
     "/v1/policies/changed": Route("POST", ("router", "names", "generations"), ("router",),

@@ -344,7 +344,7 @@ class Router:
             # Where the switch connected from, and over what: "tls" or "tcp".
             "switch_address": peer(dp.address) if dp is not None else None,
             "switch_transport": None if dp is None else "tls" if getattr(dp.socket, "over_tls", False) else "tcp",
-            "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up} for n, p in session.ports.items()},
+            "switch_ports": {n: {"mac": p.mac, "link_up": p.link_up, "speed_kbps": p.speed_kbps} for n, p in session.ports.items()},
             "flows_installed": self.planner.flows_planned() if self._planned else None,
             "groups_installed": self.planner.groups_planned() if self._planned else None,
             "offload": self._offload if self._planned else {},

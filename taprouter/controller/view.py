@@ -29,9 +29,11 @@ from ..control.server import UnknownRouter
 from ..policy.model import State, Status
 from ..policy.source import PolicySource
 from ..policy.views import as_json
+from ..routing import netlink
 from ..routing.bird import BirdConfigError, BirdPaths, describe
 from .. import paths
-from . import lookup
+from . import lookup, routelist
+from .. import prefix as pfx
 from .openflow import pipeline
 from .router import Router
 
@@ -52,6 +54,9 @@ class DaemonState:
         self._bird_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._columns: dict[str, tuple] = {}  # router -> its policy columns and what they were made of
+        self._indexes: dict[str, routelist.RouteIndex] = {}  # router -> its routes' index, for /v1/routes
+        self._rebuilding: set[str] = set()
+        self._index_lock = threading.Lock()
 
     def _pick(self, router: str | None) -> list[Router]:
         if router is None:
@@ -66,7 +71,10 @@ class DaemonState:
     # --- status ---------------------------------------------------------------------------------
 
     def status(self, router: str | None) -> dict:
-        return {"daemon": self._daemon(), "routers": [self._router_status(r) for r in self._pick(router)]}
+        picked = self._pick(router)
+        for r in picked:  # the Routing page usually follows the Overview: have its index ready
+            self._start_index(r)
+        return {"daemon": self._daemon(), "routers": [self._router_status(r) for r in picked]}
 
     def _router_status(self, router: Router) -> dict:
         config, published = router.config, router.status
@@ -106,6 +114,7 @@ class DaemonState:
                 "mac": state.mac if state else None, "carrier": bool(state and state.carrier),
                 "up": bool(state and state.up),
                 "link_up": None if switch_ports is None else bool(switch_port and switch_port["link_up"]),
+                "speed_kbps": switch_port.get("speed_kbps") if switch_port else None,
                 "addresses": [str(a) for a in state.addresses] if state else [],
                 "counters": counters.__dict__.copy() if counters else None,
             })
@@ -166,9 +175,72 @@ class DaemonState:
         fib = r.planner.fib
         hopsets = {gid: shards.hopset for gid, shards in list(fib.books.owner.items())}
         switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state, hopsets)
-        kernel = lookup.kernel_entry(lookup.kernel_routes(r.config.netns, addr), addr, port_of_tap, state)
+        kernel = lookup.kernel_answer(r.mirror.routes, r.config.netns, addr, port_of_tap, state,
+                                      netlink.mirrored(addr), lambda: netlink.fib_match(r.config.netns, addr))
         return {"router": r.name, "address": str(addr), "switch": switch, "kernel": kernel,
                 "agree": lookup.agree(switch, kernel)}
+
+    # --- routes -----------------------------------------------------------------------------------
+
+    def routes(self, router: str, within: str | None, limit: int | None, after: str | None) -> dict:
+        r = self._pick(router)[0]
+        nets = ([pfx.from_network(ipaddress.ip_network(within))] if within
+                else [pfx.pack(4, 0, 0), pfx.pack(6, 0, 0)])
+        index = self._route_index(r)
+        mirror, fib = r.mirror, r.planner.fib
+        rows, last = routelist.page(index, mirror.routes, nets, routelist.parse_cursor(after), limit or 50)
+        state = mirror.snapshot()
+        port_of_tap = {p.tap: p.number for p in r.config.ports}
+        targets, groups = fib.targets, fib.switch_groups
+        out = []
+        for pk, entry in rows:
+            hops = entry[1]
+            found = lookup.mirror_entry((pk, entry[0], hops), None, ("", ""), port_of_tap, state)
+            target = targets.get(pk)
+            is_group = type(target) is int and target > 0 and groups.get(target) is not None
+            out.append({"prefix": found["prefix"], "metric": entry[0], "other_metrics": list(entry[2::2]),
+                        "type": "unicast" if hops is not None else "other", "next_hops": found["next_hops"],
+                        "fib_target": None if target is None else "group" if is_group else "kernel",
+                        "group": target if is_group else None})
+        return {"router": r.name, "prefix": within, "routes": out,
+                "next": str(pfx.to_network(last)) if last is not None else None,
+                "kernel_routes": len(mirror.routes), "fresh": index.version == mirror.version}
+
+    def _route_index(self, r: Router) -> routelist.RouteIndex:
+        """The router's route index: built here the first time, or when the table has changed a lot
+        since (routelist.RouteIndex.far_behind); after a smaller change the old one still answers
+        while a thread builds the next (a million routes take about a
+        second, in a loop that lets the relay and the reconciler run)."""
+        with self._index_lock:
+            index = self._indexes.get(r.name)
+            if index is None or (index.version != r.mirror.version and index.far_behind(len(r.mirror.routes))):
+                index = self._indexes[r.name] = self._build_index(r)
+            elif index.version != r.mirror.version and r.name not in self._rebuilding:
+                self._rebuilding.add(r.name)
+                threading.Thread(target=self._rebuild, args=(r,), name=f"route-index-{r.name}", daemon=True).start()
+        return index
+
+    def _start_index(self, r: Router) -> None:
+        """Build the router's first route index on a thread, if none is built or being built."""
+        with self._index_lock:
+            if r.name in self._indexes or r.name in self._rebuilding:
+                return
+            self._rebuilding.add(r.name)
+        threading.Thread(target=self._rebuild, args=(r,), name=f"route-index-{r.name}", daemon=True).start()
+
+    @staticmethod
+    def _build_index(r: Router) -> routelist.RouteIndex:
+        version = r.mirror.version
+        return routelist.RouteIndex.build(list(r.mirror.routes), version)  # list(): one C call, whole
+
+    def _rebuild(self, r: Router) -> None:
+        try:
+            index = self._build_index(r)
+            with self._index_lock:
+                self._indexes[r.name] = index
+        finally:
+            with self._index_lock:
+                self._rebuilding.discard(r.name)
 
     # --- commands ---------------------------------------------------------------------------------
 

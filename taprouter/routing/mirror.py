@@ -44,6 +44,9 @@ class KernelMirror:
         self._addresses: set[Address] = set()
         self._on_change = on_change
         self._routes_peak = 0  # gctune.compacted
+        # Bumped by every change to `routes`: readers that keep something made from them (the
+        # control socket's route index) learn when it is stale.
+        self.version = 0
 
     def notify(self) -> None:
         """Wake the consumer without a change (once the first dump is complete)."""
@@ -90,6 +93,7 @@ class KernelMirror:
             self._addresses = new_addresses
             self._dirty, self._withdrawn, self._gone = {}, False, []
             self._other_dirty = self._full = True
+            self.version += 1
         self._on_change()
 
     def apply(self, msg) -> bool:
@@ -171,6 +175,8 @@ class KernelMirror:
             if withdrawn:
                 self._withdrawn = True
                 changed += withdrawn
+            if changed:
+                self.version += 1
             self.routes, self._routes_peak = gctune.compacted(routes, self._routes_peak)
         if changed:
             self._on_change()

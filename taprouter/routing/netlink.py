@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import select
@@ -18,12 +19,12 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from pyroute2.netlink.rtnl import (RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR,
                                    RTMGRP_IPV6_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH)
 
-from .. import netns
+from .. import netns, prefix
 from ..netns import iproute
 from . import recvmany, rtdecode, rtshape
 from .mirror import KernelMirror
-from .rtnl import (AF_INET, AF_INET6, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTM_DELLINK, RTM_DELROUTE,
-                   RTM_GETROUTE, RTM_NEWROUTE)
+from .rtnl import (AF_INET, AF_INET6, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, RTA_DST, RTA_TABLE,
+                   RTM_DELLINK, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE, never_in_fib)
 
 LOG = logging.getLogger("taprouter.netlink")
 
@@ -245,3 +246,60 @@ def dump_routes(netns_name: str) -> list[tuple]:
                     route = rtdecode.decode(data, offset)
                     if route is not None:
                         routes.append((route[0], route[1:]))
+
+
+RTM_F_FIB_MATCH = 0x2000
+FIB_MATCH_TIMEOUT = 5.0
+# iproute2's names (/etc/iproute2/rt_protos, rtnetlink.h's RTN_*), as `ip -json` prints them.
+PROTOCOLS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated", 9: "ra", 10: "mrt",
+             11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp", 17: "mrouted",
+             18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis", 188: "ospf", 189: "rip",
+             192: "eigrp"}
+TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast", 6: "blackhole",
+         7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
+
+
+def fib_match(netns_name: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address
+              ) -> tuple[int, int, str, str] | None:
+    """The kernel's own route for `address` (RTM_GETROUTE with RTM_F_FIB_MATCH: a trie lookup, no
+    dump): (packed prefix, table, type, protocol), or None when it has none to give."""
+    family = AF_INET6 if address.version == 6 else AF_INET
+    raw = address.packed
+    attr = struct.pack("=HH", 4 + len(raw), RTA_DST) + raw
+    body = struct.pack("=BBBBBBBBI", family, address.max_prefixlen, 0, 0, 0, 0, 0, 0, RTM_F_FIB_MATCH) + attr
+    request = struct.pack("=IHHII", 16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, 1, 0) + body
+    with netns.entered(netns_name):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    with sock:
+        sock.settimeout(FIB_MATCH_TIMEOUT)
+        sock.bind((0, 0))
+        sock.send(request)
+        data = sock.recv(65536)
+    return parse_fib_match(data)
+
+
+def parse_fib_match(data: bytes) -> tuple[int, int, str, str] | None:
+    """fib_match's answer from the kernel's reply (None for an error reply)."""
+    length, kind = struct.unpack_from("=IH", data, 0)
+    if kind == NLMSG_ERROR or kind != RTM_NEWROUTE:
+        return None
+    family, dst_len, _src, _tos, table, protocol, _scope, rtype, _flags = struct.unpack_from("=BBBBBBBBI", data, 16)
+    dst = 0
+    pos = 16 + 12
+    while pos + 4 <= length:
+        alen, atype = struct.unpack_from("=HH", data, pos)
+        if alen < 4:
+            break
+        if atype == RTA_DST:
+            dst = int.from_bytes(data[pos + 4:pos + alen], "big")
+        elif atype == RTA_TABLE:
+            table = struct.unpack_from("=I", data, pos + 4)[0]
+        pos += (alen + 3) & ~3
+    pk = prefix.pack(6 if family == AF_INET6 else 4, dst, dst_len)
+    return pk, table, TYPES.get(rtype, str(rtype)), PROTOCOLS.get(protocol, str(protocol))
+
+
+def mirrored(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether the mirror holds the routes to `address` (it leaves out what the FIB never carries)."""
+    family = AF_INET6 if address.version == 6 else AF_INET
+    return not never_in_fib(family, int(address), address.max_prefixlen)

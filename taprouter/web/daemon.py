@@ -35,6 +35,15 @@ def lookup(socket_path, router: str, address: str) -> Answer:
     return ask(socket_path, "/v1/lookup", router=router, address=address)
 
 
+def routes(socket_path, router: str, prefix: str | None, after: str | None, limit: int) -> Answer:
+    params = {"router": router, "limit": limit}
+    if prefix:
+        params["prefix"] = prefix
+    if after:
+        params["after"] = after
+    return ask(socket_path, "/v1/routes", **params)
+
+
 def reload_bird(socket_path, router: str | None) -> Answer:
     try:
         return Answer(ControlClient(socket_path, timeout=30.0).post("/v1/bird/reload", {"router": router}))

@@ -41,7 +41,8 @@ class Core(Protocol):
 
 def _port_state(port) -> PortState:
     link_up = not (port.state & ofp.OFPPS_LINK_DOWN) and not (port.config & ofp.OFPPC_PORT_DOWN)
-    return PortState(number=port.port_no, mac=port.hw_addr, link_up=link_up)
+    return PortState(number=port.port_no, mac=port.hw_addr, link_up=link_up,
+                     speed_kbps=getattr(port, "curr_speed", None) or None)
 
 
 class TapRouterApp(app_manager.OSKenApp):
