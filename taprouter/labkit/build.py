@@ -318,14 +318,20 @@ def teardown(journal: Journal) -> list[str]:
         if left:
             problems.append(f"left behind with prefix {prefix!r}: {', '.join(left)}")
     run_dir = next((Path(e.data["run_dir"]) for e in entries if e.kind == "lab"), journal.path.parent)
-    # A process whose command line names the lab's own run directory was likely started by `up`
-    # without its pid reaching the journal (up killed in between). Processes are ended only by the
-    # pids the journal holds, never found by name: these are reported, with their pids, for the
-    # operator to end, and the run directory is kept.
+    # A process whose command line names the lab's own run directory (unique to this lab) was
+    # started by it without its pid reaching the journal: a TAP holder that a router's daemon,
+    # killed with `up` halfway, spawned as it died. It is said, then ended by that pid.
     stray = stray_processes(run_dir)
     if stray:
-        problems.append("still running after down (not in the journal; end them by pid): "
-                        + "; ".join(f"{pid} {cmd}" for pid, cmd in stray))
+        # Most likely a TAP holder still starting (its socket not yet bound) when its router was
+        # taken down: once it listens, the router's own `down` asks it to quit.
+        time.sleep(1.0)
+        for entry in (e for e in entries if e.kind == "router"):
+            _router_down(entry.name, Path(entry.data["config"]), entry.data["run_dir"], entry.data["netns"])
+        stray = stray_processes(run_dir)
+    if stray:
+        problems.append("still running after down, killed: " + "; ".join(f"{pid} {cmd}" for pid, cmd in stray))
+        stop([(pid, str(run_dir) + "/", "lab") for pid, _ in stray], signal.SIGKILL, wait=5)
     if not problems:
         shutil.rmtree(run_dir, ignore_errors=True)
     return problems
