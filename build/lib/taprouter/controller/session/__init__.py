@@ -1,1 +1,0 @@
-"""The OpenFlow session with each switch: os-ken, the connection and TLS, sending, read-back."""

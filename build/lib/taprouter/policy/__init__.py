@@ -1,1 +1,0 @@
-"""Policy flows (ACLs and policy-based routing): their typed model, validation and storage."""

@@ -1,1 +1,0 @@
-"""Kernel routing state: the netlink mirror and BIRD supervision."""
