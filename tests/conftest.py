@@ -77,3 +77,18 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     webhelp.remove()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A test that runs the command line in this process (cli.main) sets up logging on the
+    stderr pytest gave it, which pytest closes after the test; a handler left on it makes every
+    later log line, from any test's threads, fail to write. Put the root logger back as it was."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)

@@ -229,8 +229,8 @@ class PolicySource:
                 # reload that found only what the writers' notifications brought hands nothing over.
                 self._hand_over(store, name, mine)
             self._keep(name, mine)
-        LOG.info("policies: %d read from the store (generation %s)", len(everything), generation)
         self.loads.append(generation)
+        LOG.info("policies: %d read from the store (generation %s)", len(everything), generation)
         return generation
 
     def _hand_over(self, store, name: str, mine: dict[int, Policy]) -> int:
