@@ -28,7 +28,6 @@ even on failure; it signals only processes it started.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -48,13 +47,13 @@ sys.path.insert(0, str(ROOT / "netns_tests"))
 sys.path.insert(0, str(ROOT))
 
 import birdlab  # noqa: E402
-from conftest import run, wait_until  # noqa: E402
+from conftest import run  # noqa: E402
 
 from benchmarks import fulltable, steal  # noqa: E402
 from benchmarks.flowprobe import FlowProbe  # noqa: E402
 from benchmarks.inject import prefixes  # noqa: E402
 from benchmarks.routes import cpu_seconds, ovs_pid  # noqa: E402
-from taprouter import netns, prefix  # noqa: E402
+from taprouter import netns  # noqa: E402
 from taprouter.controller.openflow.pipeline import Table  # noqa: E402
 from taprouter.routing import recvmany, rtshape  # noqa: E402
 from taprouter.routing.netlink import dump_routes  # noqa: E402
