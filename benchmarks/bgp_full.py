@@ -19,7 +19,8 @@ The peer's session starts disabled, so BIRD has parsed the table before any cloc
              Reports the loss, the lowest kernel and switch counts seen, and the times until BGP
              has relearnt the table and BIRD's recovery is done.
 
-The kernel is watched with a netlink listener in the router netns (subscribe, then dump), so no
+After each stage, off the clock, every route flow on the switch is checked against the kernel's
+routes (benchmarks/routes.py's compare). The kernel is watched with a netlink listener in the router netns (subscribe, then dump), so no
 polling walks a million routes; the switch with table statistics (benchmarks/flowprobe.py).
 Writes benchmarks/bgp_full.json (BENCH_BGP_OUT). Usage: BENCH_ROUTES=10000 .venv/bin/python
 benchmarks/bgp_full.py. Everything it creates is named with a unique prefix and removed at the end,
@@ -52,7 +53,7 @@ from conftest import run  # noqa: E402
 from benchmarks import fulltable, steal  # noqa: E402
 from benchmarks.flowprobe import FlowProbe  # noqa: E402
 from benchmarks.inject import prefixes  # noqa: E402
-from benchmarks.routes import cpu_seconds, ovs_pid  # noqa: E402
+from benchmarks.routes import compare, cpu_seconds, ovs_pid  # noqa: E402
 from taprouter import netns  # noqa: E402
 from taprouter.controller.openflow.pipeline import Table  # noqa: E402
 from taprouter.routing import recvmany, rtshape  # noqa: E402
@@ -337,6 +338,20 @@ class BgpBench:
         return {f"{k}_cpu_us_per_route": round((now[k] - before[k]) / routes * 1e6, 2) for k in before}
 
 
+def verify(lab, results: dict, stage: str) -> None:
+    """After a stage, off the clock: every kernel route a flow on the switch, no flow without its
+    route (both families, read back in full)."""
+    hosts = {f"{n['dst']}/{128 if ':' in n['dst'] else 32}" for n in lab.router_neighbours()
+             if n.get("lladdr") and not n["dst"].startswith("fe80:")}
+    check = compare(lab.netns, lab.bridge, hosts)
+    results.setdefault("verify", {})[stage] = {k: v for k, v in check.items() if not k.endswith("_some")}
+    log(f"verify after {stage}: {check['kernel_routes']} kernel routes, {check['switch_flows']} route flows, "
+        f"{check['missing']} missing, {check['stale']} stale")
+    if check["missing"] or check["stale"]:
+        raise AssertionError(f"switch differs from the kernel after {stage}: missing {check['missing_some']}, "
+                             f"stale {check['stale_some']}")
+
+
 def pin_neighbours(lab) -> None:
     """Make the router's neighbour entries permanent (same MACs). The FIB tables' counts include
     a host flow per neighbour, and an idle neighbour the kernel forgets in a stage's middle (h1's
@@ -379,14 +394,17 @@ def main() -> int:
             results["announce"] = got = bench.announce(kernel, probe, base)
             log(f"announce: {n4 + n6} prefixes from Established: kernel {got['kernel_s']:.2f} s, switch "
                 f"{got['switch_s']:.2f} s ({got['ratio']:.2f}x); {got}")
+            verify(lab, results, "announce")
             results["withdraw"] = got = bench.withdraw(kernel, probe, base)
             log(f"withdraw: kernel empty of them {got['kernel_s']:.2f} s, switch {got['switch_s']:.2f} s "
                 f"({got['ratio']:.2f}x); {got}")
+            verify(lab, results, "withdraw")
             results["reannounce"] = got = bench.announce(kernel, probe, base)
             log(f"announce again: kernel {got['kernel_s']:.2f} s, switch {got['switch_s']:.2f} s ({got['ratio']:.2f}x)")
             full = (kernel.count, bench.switch(probe))
             results["kill"] = got = bench.kill(kernel, probe, full)
             log(f"BIRD kill -9: {got}")
+            verify(lab, results, "kill")
             results["kernel_overflows"] = kernel.overflows
         results["load_avg_after"] = os.getloadavg()
         OUT.write_text(json.dumps(results, indent=2) + "\n")

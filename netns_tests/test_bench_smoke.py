@@ -119,3 +119,7 @@ def test_bgp_full_table_benchmark_harness_runs_and_reports_every_stage(tmp_path)
     assert kill["pings_sent"] > 0 and kill["lost"] == 0, kill
     assert kill["restarted_s"] <= kill["relearnt_s"] and kill["whole_s"] > 0
     assert results["kernel_overflows"] == 0
+    for stage in ("announce", "withdraw", "kill"):
+        check = results["verify"][stage]
+        assert check["missing"] == check["stale"] == 0, (stage, check)
+    assert results["verify"]["announce"]["switch_flows"] >= 1220 and results["verify"]["withdraw"]["switch_flows"] < 20
