@@ -309,33 +309,43 @@ class RouteBench:
 
     def route_flows(self) -> tuple[set[str], int]:
         """The destinations of the route flows in both FIB tables, and how many go to the kernel."""
-        dsts, punted = set(), 0
-        for table, default in ((Table.FIB4, "0.0.0.0/0"), (Table.FIB6, "::/0")):
-            out = sh("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", self.lab.bridge,
-                     f"table={table},cookie={ROUTE_COOKIE:#x}/-1")
-            for line in out.splitlines():
-                match = FLOW_LINE.search(line)
-                if match is not None:
-                    dsts.add(str(ipaddress.ip_network(match.group("dst") or default)))
-                    punted += "CONTROLLER" in line
-        return dsts, punted
+        return route_flows(self.lab.bridge)
 
     def verify(self, results: dict, stage: str) -> None:
         """Compare every FIB flow on the switch, both families, with the kernel's routes: nothing
         missing, nothing stale."""
-        kernel = {str(prefix.to_network(pk)) for pk, _entry in dump_routes(self.router)}
-        switch, punted = self.route_flows()
         # Neighbour host entries, not kernel routes.
         hosts = {f"10.0.{n}.2/32" for n in (1, 2)} | {f"2001:db8:{n}::2/128" for n in (1, 2)}
-        missing, stale = kernel - switch, switch - kernel - hosts
-        results.setdefault("verify", {})[stage] = {"kernel_routes": len(kernel), "switch_flows": len(switch),
-                                                   "missing": len(missing), "stale": len(stale),
-                                                   "to_kernel": punted}
-        log(f"verify after {stage}: {len(kernel)} kernel routes, {len(switch)} route flows, {len(missing)} missing, "
-            f"{len(stale)} stale, {punted} to the kernel")
-        if missing or stale:
-            raise AssertionError(f"switch differs from the kernel after {stage}: missing {sorted(missing)[:5]}, "
-                                 f"stale {sorted(stale)[:5]}")
+        results.setdefault("verify", {})[stage] = check = compare(self.router, self.lab.bridge, hosts)
+        log(f"verify after {stage}: {check['kernel_routes']} kernel routes, {check['switch_flows']} route flows, "
+            f"{check['missing']} missing, {check['stale']} stale, {check['to_kernel']} to the kernel")
+        if check["missing"] or check["stale"]:
+            raise AssertionError(f"switch differs from the kernel after {stage}: missing {check['missing_some']}, "
+                                 f"stale {check['stale_some']}")
+
+
+def route_flows(bridge: str) -> tuple[set[str], int]:
+    """The destinations of the route flows in both FIB tables, and how many go to the kernel."""
+    dsts, punted = set(), 0
+    for table, default in ((Table.FIB4, "0.0.0.0/0"), (Table.FIB6, "::/0")):
+        out = sh("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", bridge,
+                 f"table={table},cookie={ROUTE_COOKIE:#x}/-1")
+        for line in out.splitlines():
+            match = FLOW_LINE.search(line)
+            if match is not None:
+                dsts.add(str(ipaddress.ip_network(match.group("dst") or default)))
+                punted += "CONTROLLER" in line
+    return dsts, punted
+
+
+def compare(router_netns: str, bridge: str, hosts: set[str]) -> dict:
+    """The kernel's routes against the switch's route flows (both families); `hosts` are the
+    neighbours' host entries, flows without a kernel route."""
+    kernel = {str(prefix.to_network(pk)) for pk, _entry in dump_routes(router_netns)}
+    switch, punted = route_flows(bridge)
+    missing, stale = kernel - switch, switch - kernel - hosts
+    return {"kernel_routes": len(kernel), "switch_flows": len(switch), "missing": len(missing), "stale": len(stale),
+            "to_kernel": punted, "missing_some": sorted(missing)[:5], "stale_some": sorted(stale)[:5]}
 
 
 def log(text: str) -> None:

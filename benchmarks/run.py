@@ -17,12 +17,13 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     quick = os.environ.get("BENCH_QUICK") == "1"
     status = 0
-    for script, extra in (("routes.py", []), ("dataplane.py", ["--quick"] if quick else []), ("policies.py", [])):
+    for script, extra in (("routes.py", []), ("dataplane.py", ["--quick"] if quick else []), ("policies.py", []),
+                          ("bgp_full.py", [])):
         print(f"\n=== benchmarks/{script} ===", flush=True)
         status |= subprocess.call([sys.executable, str(HERE / script), *extra])
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
                "kernel": platform.release()}
-    for name in ("routes", "dataplane", "policies"):
+    for name in ("routes", "dataplane", "policies", "bgp_full"):
         path = HERE / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
@@ -57,6 +58,7 @@ def _get(tree: dict, *path):
 def summary(results: dict) -> list[dict]:
     """Each figure against its issue's target, measured in this run (None: the stage did not run)."""
     r, d, p = results.get("routes", {}), results.get("dataplane", {}), results.get("policies", {})
+    b = results.get("bgp_full", {})
     n = r.get("routes")
     rows = [
         ("routes loaded (fast producer)", _get(r, "load", "routes"), None, "routes"),
@@ -126,6 +128,17 @@ def summary(results: dict) -> list[dict]:
         ("/metrics scrape: daemon CPU, ms", _get(p, "scrape", "daemon_cpu_ms"), ("<=", 10.0), "ms"),
         ("  wall time (median), ms", _get(p, "scrape", "wall_ms"), None, "ms"),
         ("web UI: slowest page's p99, ms", _get(p, "web_pages", "slowest_p99_ms"), ("<=", 300), "ms"),
+        ("BGP full table, IPv4 + IPv6 prefixes from a peer", _sum(b.get("ipv4_routes"), b.get("ipv6_routes")),
+         None, "routes"),
+        ("  from Established: in the kernel, s", _get(b, "announce", "kernel_s"), None, "s"),
+        ("  on the switch, as a multiple of that", _get(b, "announce", "ratio"), ("<=", 1.2), "x"),
+        ("  session dropped: out of the kernel, s", _get(b, "withdraw", "kernel_s"), None, "s"),
+        ("  off the switch, as a multiple of that", _get(b, "withdraw", "ratio"), ("<=", 1.2), "x"),
+        ("  BIRD kill -9: pings lost of 1000 pps", _get(b, "kill", "lost"), ("<=", 0), ""),
+        ("  BIRD kill -9: BGP table relearnt, s", _get(b, "kill", "relearnt_s"), None, "s"),
+        ("  BIRD kill -9: kernel / switch lowest count, routes lost",
+         _pair_int(_diff(_get(b, "kill", "kernel_full"), _get(b, "kill", "kernel_low")),
+                   _diff(_get(b, "kill", "switch_full"), _get(b, "kill", "switch_low"))), None, ""),
     ]
     out = []
     for name, value, target, unit in rows:
@@ -141,6 +154,10 @@ def _ratio(value, base):
     """Timings swing with the shared machine's speed; against the kernel's time in the same stage
     they compare across runs better (README, Measured)."""
     return None if value is None or not base else round(value / base, 2)
+
+
+def _diff(first, second):
+    return None if first is None or second is None else first - second
 
 
 def _len(items):

@@ -73,6 +73,7 @@ class PeerSpec:
     port: int
     config: str
     lo_addresses: tuple[str, ...] = ()
+    start_timeout: float = 10.0  # a peer holding a full table in its config parses it for longer
 
 
 def bgp_peer(port: int = 3, asn: int = 65003, routes: Sequence[str] = (), hold: int = 6,
@@ -120,14 +121,14 @@ class PeerBird:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self) -> None:
+    def start(self, timeout: float = 10.0) -> None:
         with open(self.log, "ab") as log:
             # `ip netns exec` execs BIRD (no fork), so the Popen's pid is BIRD's own.
             self.proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.host.name, "bird", "-f", "-c", str(self.config),
                  "-s", str(self.socket)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self._ready, timeout=10, message=lambda: f"peer BIRD in {self.host.name} answering on "
+        wait_until(self._ready, timeout=timeout, message=lambda: f"peer BIRD in {self.host.name} answering on "
                    f"{self.socket}; its log:\n{self.log_text()}")
 
     def _ready(self) -> bool:
@@ -227,7 +228,7 @@ class BirdLab(RouterLab):
         peer.socket.parent.mkdir(parents=True, exist_ok=True)
         peer.config.write_text("log stderr all;\n" + spec.config)
         self.peers[spec.port] = peer
-        peer.start()
+        peer.start(spec.start_timeout)
         return peer
 
     def peer(self, port: int) -> PeerBird:

@@ -99,3 +99,27 @@ def test_a_harness_whose_daemon_cannot_start_leaves_no_lab_behind(monkeypatch):
     assert bench.lab.bridge not in bridges
     assert bench.prefix not in namespaces
     assert not bench.tmp.exists()
+
+
+def test_bgp_full_table_benchmark_harness_runs_and_reports_every_stage(tmp_path):
+    # The BGP stage at 1,000 + 220 prefixes: a real peer BIRD, the router's BIRD, kernel and switch.
+    out = tmp_path / "bgp_full.json"
+    env = dict(os.environ, BENCH_ROUTES="1000", BENCH_BGP_OUT=str(out), BENCH_TIMEOUT="120")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bgp_full.py")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    assert (results["ipv4_routes"], results["ipv6_routes"]) == (1000, 220)
+    for stage in ("announce", "withdraw", "reannounce"):
+        figures = results[stage]
+        assert 0 < figures["kernel_s"] and 0 < figures["switch_s"] and figures["ratio"] > 0, figures
+    kill = results["kill"]
+    # The table never left the kernel nor the switch while BIRD was dead, and h3 counted every ping.
+    assert kill["kernel_low"] == kill["kernel_full"] and kill["switch_low"] == kill["switch_full"], kill
+    assert kill["pings_sent"] > 0 and kill["lost"] == 0, kill
+    assert kill["restarted_s"] <= kill["relearnt_s"] and kill["whole_s"] > 0
+    assert results["kernel_overflows"] == 0
+    for stage in ("announce", "withdraw", "kill"):
+        check = results["verify"][stage]
+        assert check["missing"] == check["stale"] == 0, (stage, check)
+    assert results["verify"]["announce"]["switch_flows"] >= 1220 and results["verify"]["withdraw"]["switch_flows"] < 20

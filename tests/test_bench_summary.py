@@ -74,3 +74,18 @@ def test_policy_changes_and_the_scrape_are_judged_against_their_targets():
     assert rows["not applied, or not so on the switch (sampled)"]["met"] is True
     assert rows["policies, on a router holding routes"]["value"] == "10,000 / 1,000,000"
     assert _rows({})["p99, ms"]["met"] is None  # the stage did not run: no verdict
+
+
+def test_the_bgp_full_table_is_judged_against_the_kernels_own_time():
+    bgp = {"ipv4_routes": 1_000_000, "ipv6_routes": 220_000,
+           "announce": {"kernel_s": 30.0, "switch_s": 33.0, "ratio": 1.1},
+           "withdraw": {"kernel_s": 20.0, "switch_s": 26.0, "ratio": 1.3},
+           "kill": {"lost": 0, "relearnt_s": 40.0, "kernel_full": 1_220_006, "kernel_low": 1_220_006,
+                    "switch_full": 1_220_012, "switch_low": 1_220_000}}
+    rows = _rows({"bgp_full": bgp})
+    assert rows["BGP full table, IPv4 + IPv6 prefixes from a peer"]["value"] == 1_220_000
+    assert rows["on the switch, as a multiple of that"]["met"] is True
+    assert rows["off the switch, as a multiple of that"]["met"] is False  # 1.3 against 1.2
+    assert rows["BIRD kill -9: pings lost of 1000 pps"]["met"] is True
+    assert rows["BIRD kill -9: kernel / switch lowest count, routes lost"]["value"] == "0 / 12"
+    assert _rows({})["on the switch, as a multiple of that"]["met"] is None  # the stage did not run
