@@ -17,12 +17,13 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     quick = os.environ.get("BENCH_QUICK") == "1"
     status = 0
-    for script, extra in (("routes.py", []), ("dataplane.py", ["--quick"] if quick else []), ("policies.py", [])):
+    for script, extra in (("routes.py", []), ("dataplane.py", ["--quick"] if quick else []), ("policies.py", []),
+                          ("vlan_table.py", [])):
         print(f"\n=== benchmarks/{script} ===", flush=True)
         status |= subprocess.call([sys.executable, str(HERE / script), *extra])
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
                "kernel": platform.release()}
-    for name in ("routes", "dataplane", "policies"):
+    for name in ("routes", "dataplane", "policies", "vlan_table"):
         path = HERE / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
@@ -57,6 +58,7 @@ def _get(tree: dict, *path):
 def summary(results: dict) -> list[dict]:
     """Each figure against its issue's target, measured in this run (None: the stage did not run)."""
     r, d, p = results.get("routes", {}), results.get("dataplane", {}), results.get("policies", {})
+    v = results.get("vlan_table", {})
     n = r.get("routes")
     rows = [
         ("routes loaded (fast producer)", _get(r, "load", "routes"), None, "routes"),
@@ -126,6 +128,9 @@ def summary(results: dict) -> list[dict]:
         ("/metrics scrape: daemon CPU, ms", _get(p, "scrape", "daemon_cpu_ms"), ("<=", 10.0), "ms"),
         ("  wall time (median), ms", _get(p, "scrape", "wall_ms"), None, "ms"),
         ("web UI: slowest page's p99, ms", _get(p, "web_pages", "slowest_p99_ms"), ("<=", 300), "ms"),
+        ("full table via a VLAN TAP / untagged: load time", _get(v, "load", "ratio_vlan_over_untagged"),
+         ("<=", 1.10), "x"),
+        ("  the same, withdrawal", _get(v, "withdraw", "ratio_vlan_over_untagged"), None, "x"),
     ]
     out = []
     for name, value, target, unit in rows:

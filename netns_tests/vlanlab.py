@@ -16,11 +16,16 @@ router's `vlans:` config.
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
+import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import RouterLab, free_tcp_port, run, running_lab
 from taprouter.lab import Host
@@ -168,11 +173,30 @@ class VlanLab(RouterLab):
                 and any("CONTROLLER" in f.actions for f in flows))
 
     def vlan_tap_link(self, vid: int) -> dict:
-        import json
         return json.loads(self.in_router("ip", "-j", "link", "show", self.vlan_taps[vid]).stdout)[0]
 
     def vlan_tap_exists(self, vid: int) -> bool:
         return self.in_router("ip", "link", "show", self.vlan_taps[vid], check=False).returncode == 0
+
+    def carrier(self, tap: str) -> bool:
+        flags = json.loads(self.in_router("ip", "-j", "link", "show", tap).stdout)[0]["flags"]
+        return "NO-CARRIER" not in flags
+
+    def to_tap(self) -> int:
+        """Frames the relay has written to the TAPs (PacketIns it delivered), from a fresh status."""
+        return self.fresh_daemon_status()["relay"]["to_tap"]
+
+    def metrics(self) -> dict:
+        """/metrics: family name -> family, as prometheus_client parses the text."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return {family.name: family for family in text_string_to_metric_families(text)}
+
+    def counter(self, family: str, **labels: str) -> float:
+        """The sum of a counter's `_total` samples whose labels include `labels` (0 when none)."""
+        found = self.metrics().get(family)
+        return sum(s.value for s in found.samples
+                   if s.name == family + "_total" and labels.items() <= s.labels.items()) if found else 0.0
 
     # -- teardown ---------------------------------------------------------------------------
 
@@ -198,10 +222,6 @@ def vlan_lab(request, tmp_path: Path, start: bool = True, **options):
 
 
 def _built_only(request, lab: VlanLab):
-    import sys
-
-    import pytest
-
     request.node._router_lab = lab
     problems: list[str] = []
     try:
