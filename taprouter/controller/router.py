@@ -133,11 +133,11 @@ class Router:
         for port in change.removed:
             self.taps.remove(port)
         ports = dict(self.session.ports)  # the switch's, as last described (a copy: its thread writes)
-        for port in change.added:
-            state = ports.get(port.number)
+        for number in dict.fromkeys(port.number for port in change.added):  # a port's new VLANs: once
+            state = ports.get(number)
             if state is None:
                 LOG.warning("router %s: port %d added to the config is not on the switch (yet)", self.name,
-                            port.number)
+                            number)
             else:
                 self.taps.port_ready(state)
         for moved in change.readdressed:
