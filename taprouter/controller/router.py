@@ -311,8 +311,9 @@ class Router:
 
     def _ports(self) -> list[PortInput]:
         ports = self.session.ports
-        return [PortInput(p.number, p.tap, mac_to_int(info.mac), info.link_up)
-                for p in self.config.ports if (info := ports.get(p.number)) is not None]
+        tagging = any(p.vlans for p in self.config.ports)  # else PortInput.vid None: flows as without VLANs
+        return [PortInput(t.number, t.tap, mac_to_int(info.mac), info.link_up, t.vid if tagging else None)
+                for t in self.config.taps if (info := ports.get(t.number)) is not None]
 
     def _log(self, plan: Pass, started: float, planned: float, written: float) -> None:
         counts = plan.counts()
