@@ -66,6 +66,7 @@ class Router:
         self.session = SwitchSession(config.name)
         self.events: deque[SessionEvent] = deque()
         self.count_xids: set[int] = set()
+        self.drop_xids: set[int] = set()  # requests for the ingress drops' counters (routers with VLANs)
         self._expiry: deque[tuple[str, int, float]] = deque()  # from the policy source, in order
         self._applied = threading.Condition()  # guards the tickets below
         self._ticket = self._policies_ticket = self._applied_ticket = 0
@@ -96,6 +97,7 @@ class Router:
         # TAPs' carrier for it; None while one is connected or once carrier is dropped.
         self.gone_since: float | None = time.monotonic()
         self.punt_drops: dict[int, int] = {}  # meter id -> packets its bands dropped
+        self.ingress_drops: dict[tuple[int, str], int] = {}  # (port, reason) -> packets table 0 dropped
         self.last_pass: dict | None = None
         self.passes = Histogram()
         self.status: dict = self._status()
@@ -222,6 +224,8 @@ class Router:
         if now - self._counted_at >= COUNT_INTERVAL:
             if policies:
                 self.count_xids.add(session.count())
+            if any(p.vlans for p in self.config.ports):
+                self.drop_xids.add(session.count_drops())
             session.count_meters()
             self._counted_at = now
         self._report()
