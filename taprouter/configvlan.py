@@ -25,7 +25,7 @@ class VlanConfig:
 class PortTap:
     """One TAP of a port: its untagged one (vid UNTAGGED) or one VLAN's."""
 
-    port: int
+    number: int  # the switch port's
     vid: int
     tap: str
     addresses: tuple[Interface, ...]
@@ -33,7 +33,7 @@ class PortTap:
     @property
     def label(self) -> str:
         """How messages name it: "port 1", or "port 1 VLAN 100"."""
-        return f"port {self.port}" if self.vid == UNTAGGED else f"port {self.port} VLAN {self.vid}"
+        return f"port {self.number}" if self.vid == UNTAGGED else f"port {self.number} VLAN {self.vid}"
 
 
 Add = Callable[[str, str], None]  # (key, problem)
@@ -94,5 +94,5 @@ def taps(number: int, tap: str | None, addresses: tuple[Interface, ...],
 
 def key_of(router: str, tap: PortTap) -> str:
     """The config key of a TAP's settings."""
-    base = f"routers.{router}.ports.{tap.port}"
+    base = f"routers.{router}.ports.{tap.number}"
     return base if tap.vid == UNTAGGED else f"{base}.vlans.{tap.vid}"

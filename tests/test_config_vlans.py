@@ -42,7 +42,7 @@ def test_vlans_are_read_sorted_with_their_taps(tmp_path):
     assert p2.tap is None and p2.addresses == () and [v.vid for v in p2.vlans] == [300]
     assert p3.vlans == ()  # a port without VLANs is what it always was
     assert p3 == PortConfig(3, "r1-p3", (ipaddress.ip_interface("10.0.3.1/24"),))
-    assert [(t.port, t.vid, t.tap) for t in parsed.routers[0].taps] == [
+    assert [(t.number, t.vid, t.tap) for t in parsed.routers[0].taps] == [
         (1, 0, "r1-p1"), (1, 100, "r1-p1.100"), (1, 200, "r1-p1.200"), (2, 300, "r1-p2.300"), (3, 0, "r1-p3")]
     assert PortTap(1, 100, "x", ()).label == "port 1 VLAN 100"
 

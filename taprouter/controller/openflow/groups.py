@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from enum import Enum
+from functools import total_ordering
 
 from .flows import Action
 
@@ -13,10 +14,22 @@ class GroupType(Enum):
     SELECT = "select"
 
 
-@dataclass(frozen=True, order=True)
+def _action_key(action: Action) -> tuple:
+    return (type(action).__name__, astuple(action))
+
+
+@total_ordering
+@dataclass(frozen=True)
 class Bucket:
+    """Ordered by weight, then action by action (by kind, then value): an ECMP group's buckets for
+    a VLAN and for an untagged port differ in their actions' kinds, and still sort."""
+
     weight: int
     actions: tuple[Action, ...]
+
+    def __lt__(self, other: "Bucket") -> bool:
+        return (self.weight, tuple(map(_action_key, self.actions))) < \
+            (other.weight, tuple(map(_action_key, other.actions)))
 
 
 @dataclass(frozen=True, order=True)
