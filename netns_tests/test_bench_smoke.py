@@ -58,7 +58,7 @@ def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
 
 def test_vlan_table_benchmark_harness_runs_and_checks_both_labs(tmp_path):
     out = tmp_path / "vlan_table.json"
-    env = dict(os.environ, BENCH_ROUTES="1000", BENCH_VLAN_OUT=str(out), BENCH_TIMEOUT="120")
+    env = dict(os.environ, BENCH_ROUTES="1000", BENCH_VLAN_OUT=str(out), BENCH_TIMEOUT="120", BENCH_VLAN_ROUNDS="2")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "vlan_table.py")], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -73,6 +73,7 @@ def test_vlan_table_benchmark_harness_runs_and_checks_both_labs(tmp_path):
     assert tag in results["next_hop_groups"]["vlan"], results["next_hop_groups"]
     assert "vlan_vid" not in results["next_hop_groups"]["untagged"], results["next_hop_groups"]
     assert results["load"]["ratio_vlan_over_untagged"] > 0
+    assert set(results["load"]["over_kernel"]) == set(results["load"]["daemon_cpu_us_per_route"]) == {"untagged", "vlan"}
 
 
 def test_policy_benchmark_harness_runs_and_checks_the_switch(tmp_path):

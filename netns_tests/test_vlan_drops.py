@@ -57,6 +57,9 @@ def assert_counted(lab, port: int, reason: str, before: float) -> None:
                    message=lambda: f"{DROPPED}{{port={port},reason={reason}}} at {dropped(lab, port, reason)}, "
                                    f"expected {before + N}; flows:\n{lab.dump_flows(0)}")
     assert dropped(lab, port, reason) == before + N, "more drops counted than frames sent"
+    # `taprouter status --json` shows the same count.
+    shown = [d["packets"] for d in lab.status()["ingress_drops"] if d["port"] == port and d["reason"] == reason]
+    assert shown == [before + N], lab.status()["ingress_drops"]
 
 
 def test_unknown_vlans_are_dropped_and_counted(lab):

@@ -98,7 +98,7 @@ class VlanLab(RouterLab):
                 run("sysctl", "-qw", f"net.ipv6.conf.{end}.disable_ipv6=1")
                 run("ip", "link", "set", end, "up")
             # Trunk 1 carries VLAN 1 untagged (a switch's native VLAN); trunk 2 only tagged frames.
-            mode = ([f"vlan_mode=native-untagged", f"tag={NATIVE_VLAN}"] if port == 1
+            mode = (["vlan_mode=native-untagged", f"tag={NATIVE_VLAN}"] if port == 1
                     else ["vlan_mode=trunk"])
             vsctl(bridge_port(self.lab.bridge, router_end, port)
                   + bridge_port(self.access_bridge, access_end)
