@@ -121,3 +121,13 @@ def test_yaml_file_with_vlans_loads_and_duplicate_vid_keys_are_refused(tmp_path)
     with pytest.raises(ConfigError) as info:
         config.load(path)
     assert len(info.value.problems) == 1 and "vlans" in info.value.problems[0], info.value.problems
+
+
+def test_check_counts_vlans(tmp_path, capsys):
+    from taprouter import cli
+
+    path = tmp_path / "c.yaml"
+    path.write_text("routers:\n  r1:\n    dpid: 1\n    ports:\n      1:\n        tap: r1-p1\n        vlans:\n"
+                    "          100: {tap: r1-p1.100}\n          200: {tap: r1-p1.200}\n")
+    assert cli.main(["check", "-c", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: OK (1 router(s), 1 port(s), 2 VLAN(s))\n"

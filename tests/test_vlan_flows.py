@@ -10,6 +10,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from fakeswitch import group_desc
 from fibharness import Kernel, Port, Switch, via
+from taprouter.controller import lookup
 from taprouter.controller.openflow import decode, pipeline, wire
 from taprouter.controller.openflow.flows import (ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, ETH_TYPE_QINQ,
                                                  ETH_TYPE_VLAN, OFPVID_PRESENT, PopVlan, PushVlan, SetField)
@@ -222,3 +223,13 @@ def test_drop_counts_by_port_and_reason():
                 pipeline.drop_cookie(Owner.UNKNOWN_VLAN, 7): (1, 100),
                 pipeline.cookie(Owner.PORT): (9, 900)}
     assert drop_counts(counters) == {(1, "unknown_vlan"): 5, (1, "double_tagged"): 2, (7, "unknown_vlan"): 1}
+
+
+def test_lookup_names_the_vlan_tap_of_each_bucket(switch):
+    fib = switch.fib
+    taps = {(t.number, t.vid or 0): t.name for t in TAPS}
+    hopsets = {gid: shards.hopset for gid, shards in fib.books.owner.items()}
+    found = lookup.switch_entry(fib.targets, fib.switch_groups, ipaddress.ip_address("203.0.113.9"), taps,
+                                kernel().state(), hopsets)
+    assert sorted((h["port"], h["tap"], h["via"]) for h in found["next_hops"]) == [
+        (1, "tap1.200", "10.200.0.2"), (2, "tap2", "10.0.2.2")]

@@ -177,7 +177,7 @@ class DaemonState:
         r = self._pick(router)[0]
         addr = ipaddress.ip_address(address)
         state = r.mirror.snapshot()
-        tap_of_port = {p.number: p.tap for p in r.config.ports}
+        tap_of_port = {(t.number, t.vid): t.tap for t in r.config.taps}
         port_of_tap = {t.tap: t.number for t in r.config.taps}
         fib = r.planner.fib
         hopsets = {gid: shards.hopset for gid, shards in list(fib.books.owner.items())}

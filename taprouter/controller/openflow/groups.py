@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from enum import Enum
 from functools import total_ordering
 
@@ -15,7 +15,8 @@ class GroupType(Enum):
 
 
 def _action_key(action: Action) -> tuple:
-    return (type(action).__name__, astuple(action))
+    # An action's fields, in order, are its __dict__'s values (actions cache nothing there).
+    return (type(action).__name__, tuple(vars(action).values()))
 
 
 @total_ordering
