@@ -1,6 +1,6 @@
 """Routing on VLAN sub-interfaces: hosts tagged by the trunk lab's access switch reach the router on
 every VLAN (both families), each other between VLANs on one port (router on a stick) and across
-ports, and the untagged hosts; transit traffic is forwarded by the switch alone; and a VLAN and the
+ports, and the untagged hosts; transit traffic is forwarded by the switch alone (flows and groups count it, the relay does not); and a VLAN and the
 untagged network on the same port stay apart at layer 2."""
 
 from __future__ import annotations
@@ -78,6 +78,8 @@ def test_routed_between_vlans_and_untagged_in_the_switch(lab, family):
     # -- transit is the switch's: PacketIns to the TAPs do not grow with it -----------------
     before_to_tap = lab.to_tap()
     before = {d: host_entry(lab, d).n_packets for d in destinations}
+    groups_of = {d: host_entry(lab, d).group for d in destinations}
+    group_before = {d: ofctl.group_stats(lab.bridge)[g].packet_count for d, g in groups_of.items()}
     for name, src, dst in every:
         result = lab.ping(src, dst, count=COUNT // len(every), deadline=None, extra=("-i", "0.005", "-q"))
         assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
@@ -89,6 +91,13 @@ def test_routed_between_vlans_and_untagged_in_the_switch(lab, family):
     # Requests count on the destination's entry (replies on the source's, also a destination).
     lab.wait_until(lambda: all(g >= sent for g in grown().values()), timeout=10,
                    message=lambda: f"host entries grew by {grown()}, {sent} requests each expected")
+    # The same packets went through the destinations' groups, which set (or leave off) their tags.
+    def group_grown():
+        stats = ofctl.group_stats(lab.bridge)
+        return {d: stats[g].packet_count - group_before[d] for d, g in groups_of.items()}
+
+    lab.wait_until(lambda: all(g >= sent for g in group_grown().values()), timeout=10,
+                   message=lambda: f"groups grew by {group_grown()}, {sent} packets each expected")
     after_to_tap = lab.to_tap()
     assert after_to_tap - before_to_tap < 10, (
         f"{after_to_tap - before_to_tap} PacketIns reached the TAPs during {sent * len(every)} transit pings")
