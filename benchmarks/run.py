@@ -18,12 +18,12 @@ def main() -> int:
     quick = os.environ.get("BENCH_QUICK") == "1"
     status = 0
     for script, extra in (("routes.py", []), ("dataplane.py", ["--quick"] if quick else []), ("policies.py", []),
-                          ("bgp_full.py", [])):
+                          ("bgp_full.py", []), ("vlan_table.py", [])):
         print(f"\n=== benchmarks/{script} ===", flush=True)
         status |= subprocess.call([sys.executable, str(HERE / script), *extra])
     results = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(), "cpu_model": cpu_model(),
                "kernel": platform.release()}
-    for name in ("routes", "dataplane", "policies", "bgp_full"):
+    for name in ("routes", "dataplane", "policies", "bgp_full", "vlan_table"):
         path = HERE / f"{name}.json"
         if path.exists():
             results[name] = json.loads(path.read_text())
@@ -59,6 +59,7 @@ def summary(results: dict) -> list[dict]:
     """Each figure against its issue's target, measured in this run (None: the stage did not run)."""
     r, d, p = results.get("routes", {}), results.get("dataplane", {}), results.get("policies", {})
     b = results.get("bgp_full", {})
+    v = results.get("vlan_table", {})
     n = r.get("routes")
     rows = [
         ("routes loaded (fast producer)", _get(r, "load", "routes"), None, "routes"),
@@ -139,6 +140,9 @@ def summary(results: dict) -> list[dict]:
         ("  BIRD kill -9: kernel / switch lowest count, routes lost",
          _pair_int(_diff(_get(b, "kill", "kernel_full"), _get(b, "kill", "kernel_low")),
                    _diff(_get(b, "kill", "switch_full"), _get(b, "kill", "switch_low"))), None, ""),
+        ("full table via a VLAN TAP / untagged: load time", _get(v, "load", "ratio_vlan_over_untagged"),
+         ("<=", 1.10), "x"),
+        ("  the same, withdrawal", _get(v, "withdraw", "ratio_vlan_over_untagged"), None, "x"),
     ]
     out = []
     for name, value, target, unit in rows:

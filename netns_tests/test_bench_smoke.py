@@ -56,6 +56,26 @@ def test_route_benchmark_harness_runs_and_reports_every_figure(tmp_path):
     assert results["tcp"]["load"]["routes"] == results["tcp"]["withdraw"]["routes"] == 1000
 
 
+def test_vlan_table_benchmark_harness_runs_and_checks_both_labs(tmp_path):
+    out = tmp_path / "vlan_table.json"
+    env = dict(os.environ, BENCH_ROUTES="1000", BENCH_VLAN_OUT=str(out), BENCH_TIMEOUT="120", BENCH_VLAN_ROUNDS="2")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "vlan_table.py")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    assert (results["ipv4_routes"], results["ipv6_routes"]) == (1000, 220)
+    assert len(results["rounds"]) == 2
+    for kind in ("untagged", "vlan"):
+        for stage in ("load", "withdrawal"):
+            assert results["verify"][kind][stage] == {"missing": 0, "stale": 0}, results["verify"]
+    # The VLAN lab's next hop group tags its frames; the untagged lab's does not.
+    tag = f"{0x1000 | results['vlan']}->vlan_vid"
+    assert tag in results["next_hop_groups"]["vlan"], results["next_hop_groups"]
+    assert "vlan_vid" not in results["next_hop_groups"]["untagged"], results["next_hop_groups"]
+    assert results["load"]["ratio_vlan_over_untagged"] > 0
+    assert set(results["load"]["over_kernel"]) == set(results["load"]["daemon_cpu_us_per_route"]) == {"untagged", "vlan"}
+
+
 def test_policy_benchmark_harness_runs_and_checks_the_switch(tmp_path):
     # A small form of the policy stage: few routes, 100 policies, 50 changes (every fifth checked
     # against the switch), 10 scrapes. Its timings are not asserted; what it checks is.

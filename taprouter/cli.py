@@ -50,7 +50,9 @@ def cmd_check(args) -> int:
     if failed:
         return 2
     ports = sum(len(r.ports) for r in config.routers)
-    print(f"{args.config}: OK ({len(config.routers)} router(s), {ports} port(s))")
+    vlans = sum(len(p.vlans) for r in config.routers for p in r.ports)
+    print(f"{args.config}: OK ({len(config.routers)} router(s), {ports} port(s)"
+          f"{f', {vlans} VLAN(s)' if vlans else ''})")
     return 0
 
 

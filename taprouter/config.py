@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import configaddr, configyaml, dburl, dpid as dpids, paths
+from . import configaddr, configvlan, configyaml, dburl, dpid as dpids, paths
 from .configyaml import child, key_path, kind, shown, shown_path
 
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes
@@ -30,6 +30,8 @@ SUN_PATH_MAX = 107
 _PLAIN_RULE = "use letters, digits, '_', '.' and '-', not starting with '.' or '-'"
 
 Interface = configaddr.Interface
+VlanConfig = configvlan.VlanConfig
+PortTap = configvlan.PortTap
 
 
 class ConfigError(Exception):
@@ -85,8 +87,14 @@ class WebConfig:
 @dataclass(frozen=True)
 class PortConfig:
     number: int
-    tap: str
+    tap: str | None  # the untagged TAP; None: the port carries VLANs only
     addresses: tuple[Interface, ...]
+    vlans: tuple[VlanConfig, ...] = ()  # by vid
+
+    @property
+    def taps(self) -> tuple[PortTap, ...]:
+        """Every TAP of the port: the untagged one (when there is one), then each VLAN's."""
+        return configvlan.taps(self.number, self.tap, self.addresses, self.vlans)
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,11 @@ class RouterConfig:
     netns: str
     ports: tuple[PortConfig, ...]
     bird: BirdConfig | None
+
+    @property
+    def taps(self) -> tuple[PortTap, ...]:
+        """Every TAP of the router, port by port."""
+        return tuple(t for p in self.ports for t in p.taps)
 
 
 @dataclass(frozen=True)
@@ -400,14 +413,20 @@ def _parse_port(problems: _Problems, where: str, number: Any, data: Any) -> Port
     if not isinstance(data, dict):
         problems.add(key, "must be a mapping with 'tap' and 'addresses'")
         return None
-    _unknown_keys(problems, key, data, ("tap", "addresses"))
+    _unknown_keys(problems, key, data, ("tap", "addresses", "vlans"))
+    vlans = configvlan.parse(problems.add, key, data.get("vlans"), _tap_problem,
+                             lambda k, v: _parse_addresses(problems, k, v))
     tap = data.get("tap")
+    addresses = _parse_addresses(problems, f"{key}.addresses", data.get("addresses"))
+    if tap is None and data.get("vlans"):
+        if addresses:
+            problems.add(f"{key}.addresses", "untagged addresses need the port's own 'tap'")
+        return PortConfig(number, None, addresses, vlans)
     problem = _tap_problem(tap)
     if problem:
         problems.add(f"{key}.tap", problem)
         tap = tap if isinstance(tap, str) else ""
-    addresses = _parse_addresses(problems, f"{key}.addresses", data.get("addresses"))
-    return PortConfig(number, tap, addresses)
+    return PortConfig(number, tap, addresses, vlans)
 
 
 def _parse_bird(problems: _Problems, base: Path, key: str, data: Any) -> BirdConfig | None:
@@ -483,29 +502,30 @@ def _check_unique(problems: _Problems, routers: list[RouterConfig]) -> None:
 
 
 def _check_ports(problems: _Problems, router: RouterConfig) -> None:
-    """Within one router (one netns, one routing table): TAPs, addresses and subnets apart."""
-    seen_tap: dict[str, int] = {}
-    seen_addr: dict[Any, int] = {}
-    distinct: list[tuple[int, Interface]] = []
-    for port in router.ports:
-        where = f"routers.{router.name}.ports.{port.number}"
-        if port.tap in seen_tap:
-            problems.add(f"{where}.tap", f"{port.tap!r} is also the TAP of port {seen_tap[port.tap]}")
-        seen_tap.setdefault(port.tap, port.number)
-        for iface in port.addresses:
+    """Within one router (one netns, one routing table): TAPs, addresses and subnets apart, VLANs'
+    included (a router's TAP names are its netns's; another router may reuse them)."""
+    seen_tap: dict[str, PortTap] = {}
+    seen_addr: dict[Any, PortTap] = {}
+    distinct: list[tuple[PortTap, Interface]] = []
+    for port_tap in router.taps:
+        where = configvlan.key_of(router.name, port_tap)
+        if port_tap.tap in seen_tap:
+            problems.add(f"{where}.tap", f"{port_tap.tap!r} is also the TAP of {seen_tap[port_tap.tap].label}")
+        seen_tap.setdefault(port_tap.tap, port_tap)
+        for iface in port_tap.addresses:
             if iface.ip in seen_addr:
                 problems.add(f"{where}.addresses",
-                             f"{iface.ip} is also an address of port {seen_addr[iface.ip]}")
+                             f"{iface.ip} is also an address of {seen_addr[iface.ip].label}")
             else:
-                distinct.append((port.number, iface))
-            seen_addr.setdefault(iface.ip, port.number)
+                distinct.append((port_tap, iface))
+            seen_addr.setdefault(iface.ip, port_tap)
     for overlap in configaddr.overlaps(distinct):
-        where = f"routers.{router.name}.ports.{overlap.port}.addresses"
+        where = f"{configvlan.key_of(router.name, overlap.port)}.addresses"
         if overlap.host:
-            problems.warn(where, f"{overlap.address} is inside the subnet {overlap.with_.network} of port "
-                                 f"{overlap.other}, whose TAP answers ARP and ND for it as well")
+            problems.warn(where, f"{overlap.address} is inside the subnet {overlap.with_.network} of "
+                                 f"{overlap.other.label}, whose TAP answers ARP and ND for it as well")
         else:
-            problems.add(where, f"{overlap.address} overlaps {overlap.with_} of port {overlap.other}: "
+            problems.add(where, f"{overlap.address} overlaps {overlap.with_} of {overlap.other.label}: "
                                 "one routing table cannot reach a subnet through two ports")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -55,14 +56,14 @@ class Overlap:
     """An address of `port` whose subnet meets the subnet of `other`'s address `with_`.
     `host` when the address is a /32 or /128 inside the other's subnet: it adds no route, so it
     works, oddly (the other port answers ARP for it too)."""
-    port: int
+    port: Any  # whatever the caller keyed its addresses by (a port number, a configvlan.PortTap)
     address: Interface
-    other: int
+    other: Any
     with_: Interface
     host: bool
 
 
-def overlaps(addresses: list[tuple[int, Interface]]) -> list[Overlap]:
+def overlaps(addresses: list[tuple[Any, Interface]]) -> list[Overlap]:
     """Addresses (port, address) of one router whose subnets meet a subnet on another port.
 
     One kernel routing table reaches a destination through one port: two ports' connected

@@ -49,7 +49,7 @@ def down(router: RouterConfig) -> Teardown:
             removed.append(f"BIRD of {router.name}")
         if HolderClient(run_dir).quit():
             removed.append(f"TAP holder of {router.name}")
-    for port in router.ports:
+    for port in router.taps:  # VLANs' TAPs included
         if tap.delete(router.netns, port.tap):
             removed.append(f"TAP {port.tap}")
     if netns.exists(router.netns):

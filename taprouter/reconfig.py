@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .config import Config, Interface, PortConfig, RouterConfig
+from .config import Config, Interface, PortTap, RouterConfig
 
 
 @dataclass(frozen=True)
 class Readdressed:
-    """A port whose TAP stays, with addresses to add and to remove."""
-    port: PortConfig  # as the new file has it
+    """A TAP (a port's or a VLAN's) that stays, with addresses to add and to remove."""
+    port: PortTap  # as the new file has it
     added: tuple[Interface, ...]
     removed: tuple[Interface, ...]
 
@@ -27,14 +27,14 @@ class Readdressed:
 class RouterChange:
     name: str
     config: RouterConfig  # the router as the new file has it
-    added: tuple[PortConfig, ...] = ()
-    removed: tuple[PortConfig, ...] = ()
+    added: tuple[PortTap, ...] = ()  # TAPs: a port's untagged one, or a VLAN's
+    removed: tuple[PortTap, ...] = ()
     readdressed: tuple[Readdressed, ...] = ()
 
     def summary(self) -> list[str]:
-        return ([f"router {self.name}: port {p.number} ({p.tap}) added" for p in self.added]
-                + [f"router {self.name}: port {p.number} ({p.tap}) removed" for p in self.removed]
-                + [f"router {self.name}: port {r.port.number} ({r.port.tap}) addresses "
+        return ([f"router {self.name}: {p.label} ({p.tap}) added" for p in self.added]
+                + [f"router {self.name}: {p.label} ({p.tap}) removed" for p in self.removed]
+                + [f"router {self.name}: {r.port.label} ({r.port.tap}) addresses "
                    + ", ".join([*(f"+{a}" for a in r.added), *(f"-{a}" for a in r.removed)])
                    for r in self.readdressed])
 
@@ -54,8 +54,8 @@ def _ordered(addresses: tuple[Interface, ...], without: tuple[Interface, ...]) -
 
 
 def _router_change(old: RouterConfig, new: RouterConfig) -> RouterChange | None:
-    old_ports = {(p.number, p.tap): p for p in old.ports}
-    new_ports = {(p.number, p.tap): p for p in new.ports}
+    old_ports = {(p.number, p.vid, p.tap): p for p in old.taps}
+    new_ports = {(p.number, p.vid, p.tap): p for p in new.taps}
     removed = tuple(p for key, p in old_ports.items() if key not in new_ports)
     added = tuple(p for key, p in new_ports.items() if key not in old_ports)
     readdressed = []

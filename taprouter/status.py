@@ -18,7 +18,7 @@ from pathlib import Path
 from . import netns, paths
 from .bridge import tap
 from .bridge.holder import HolderClient
-from .config import Config, RouterConfig
+from .config import Config, PortConfig, RouterConfig
 from .control.client import ControlClient, ControlError, ControlUnavailable
 from .routing.bird import BirdPaths, describe
 
@@ -70,14 +70,19 @@ def _bird_status(router: RouterConfig) -> dict | None:
     return describe(router.bird.config, BirdPaths.under(paths.router_dir(router.name)))
 
 
-def _port(netns_name: str, present: bool, number: int, name: str) -> dict:
+def _tap(netns_name: str, present: bool, name: str | None) -> dict:
     try:
-        state = tap.link_state(netns_name, name) if present else None
+        state = tap.link_state(netns_name, name) if present and name else None
     except tap.TapError:
         state = None
-    return {"port": number, "tap": name, "present": state is not None, "mac": state.mac if state else None,
-            "carrier": bool(state and state.carrier), "up": bool(state and state.up), "link_up": None,
-            "speed_kbps": None, "addresses": [str(a) for a in state.addresses] if state else [], "counters": None}
+    return {"tap": name, "present": state is not None, "mac": state.mac if state else None,
+            "carrier": bool(state and state.carrier), "up": bool(state and state.up),
+            "addresses": [str(a) for a in state.addresses] if state else [], "counters": None}
+
+
+def _port(netns_name: str, present: bool, port: PortConfig) -> dict:
+    return {"port": port.number, **_tap(netns_name, present, port.tap), "link_up": None, "speed_kbps": None,
+            "vlans": [{"vid": v.vid, **_tap(netns_name, present, v.tap)} for v in port.vlans]}
 
 
 def from_host(router: RouterConfig) -> dict:
@@ -89,9 +94,9 @@ def from_host(router: RouterConfig) -> dict:
         "holder_pid": HolderClient(paths.router_dir(router.name)).alive(),
         "daemon": None if daemon_file is None else {"pid": daemon_file["pid"], "started": None,
                                                      "source": "status file"},
-        "switch": None, "ports": [_port(router.netns, present, p.number, p.tap) for p in router.ports],
+        "switch": None, "ports": [_port(router.netns, present, p) for p in router.ports],
         "flows_installed": None, "groups_installed": None, "routes": None, "bird": _bird_status(router),
-        "last_pass": None, "relay": None, "status_file": daemon_file,
+        "last_pass": None, "relay": None, "ingress_drops": [], "status_file": daemon_file,
     }
 
 
@@ -157,15 +162,31 @@ def _file_state(entry: dict, socket: Path) -> str:
 
 
 def _port_line(p: dict) -> str:
+    return _tap_line(f"port {p['port']}", p)
+
+
+def _tap_line(label: str, p: dict) -> str:
+    if p["tap"] is None:
+        return f"  {label}: VLANs only"
     if not p["present"]:
-        return f"  port {p['port']}: {p['tap']} missing"
+        return f"  {label}: {p['tap']} missing"
     link = ("UP" if p["up"] else "DOWN") + (", carrier" if p["carrier"] else ", NO-CARRIER")
-    line = f"  port {p['port']}: {p['tap']} {p['mac']} {link} {' '.join(p['addresses'])}"
+    line = f"  {label}: {p['tap']} {p['mac']} {link} {' '.join(p['addresses'])}"
     c = p["counters"]
     if c:
         line += (f" (rx {c['rx_packets']} tx {c['tx_packets']} packets, "
                  f"{c['rx_dropped'] + c['tx_dropped']} dropped)")
     return line
+
+
+def _port_lines(p: dict) -> list[str]:
+    """A port, then its VLANs' TAPs under it."""
+    return [_port_line(p)] + [_tap_line(f"  VLAN {v['vid']}", v) for v in p.get("vlans", ())]
+
+
+def _drops_line(drops: list[dict]) -> list[str]:
+    counted = [f"port {d['port']} {d['reason']} {d['packets']}" for d in drops if d["packets"]]
+    return [f"  ingress drops: {', '.join(counted) if counted else 'none'}"] if drops else []
 
 
 def _bird_lines(bird: dict) -> list[str]:
@@ -191,7 +212,8 @@ def _router_text(entry: dict, socket: Path) -> list[str]:
     lines = [f"router {entry['router']} (dpid {entry['dpid']}, netns {entry['netns']}"
              f"{'' if entry['netns_present'] else ' MISSING'}): {state}",
              f"  TAP holder: {'pid ' + str(entry['holder_pid']) if entry['holder_pid'] else 'not running'}"]
-    lines += [_port_line(p) for p in entry["ports"]]
+    lines += [line for p in entry["ports"] for line in _port_lines(p)]
+    lines += _drops_line(entry.get("ingress_drops") or [])
     if entry["bird"] is not None:
         lines += _bird_lines(entry["bird"])
     routes = entry["routes"]

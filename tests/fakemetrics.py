@@ -21,6 +21,7 @@ def figures(name: str, *, ports: int = 3, protocols: int = 2, policies: int = 3,
         punt_drops=(Count("arp_nd", 7), Count("to_router", 8), Count("slow_path", 9)),
         relay_errors=(Count("runt", 1), Count("oversize", 2), Count("unknown_port", 3), Count("write_errors", 4),
                       Count("send_dropped", 5)),
+        ingress_drops=(PacketCount(1, "unknown_vlan", 11), PacketCount(1, "double_tagged", 12)),
         kernel_routes=routes, fib_switched=routes - 17, fib_to_kernel=19, unresolved_next_hops=4, backlog=65536,
         passes=passes,
         bird=tuple(BirdProtocolState(f"bgp{i}", "BGP", "up" if i % 2 else "start", "Established" if i % 2 else "Active")

@@ -39,10 +39,11 @@ class Port:
     mac: int
     addresses: tuple[str, ...]
     up: bool = True
+    vid: int | None = None  # PortBinding.vid: None on a router without VLANs, 0 a port's untagged TAP
 
     @property
     def name(self) -> str:
-        return f"tap{self.number}"
+        return f"tap{self.number}" if not self.vid else f"tap{self.number}.{self.vid}"
 
 
 P1 = Port(11, 1, mac_to_int("0e:00:00:00:00:01"), ("10.0.1.1/24", "2001:db8:1::1/64"))
@@ -130,15 +131,15 @@ class Kernel:
         return result
 
     def views(self) -> list[punt.PortView]:
-        return [punt.PortView(p.number, p.mac, tuple(ipaddress.ip_interface(a) for a in p.addresses))
+        return [punt.PortView(p.number, p.mac, tuple(ipaddress.ip_interface(a) for a in p.addresses), p.vid)
                 for p in self.ports.values()]
 
     def bindings(self) -> dict[int, PortBinding]:
-        return {p.ifindex: PortBinding(p.ifindex, p.number, p.mac, p.up) for p in self.ports.values()}
+        return {p.ifindex: PortBinding(p.ifindex, p.number, p.mac, p.up, p.vid) for p in self.ports.values()}
 
     def port_inputs(self) -> list[PortInput]:
         """The ports as the switch describes them, with the TAPs the kernel has for them."""
-        return [PortInput(p.number, p.name, p.mac, p.up) for p in self.ports.values()]
+        return [PortInput(p.number, p.name, p.mac, p.up, p.vid) for p in self.ports.values()]
 
     def plan(self) -> "Sync":
         """What a fresh daemon would put on an empty switch."""

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from taprouter.controller.openflow.groups import GroupSpec, GroupType
-from taprouter.controller.openflow.flows import (Action, DecTtl, Flow, Match, OFPP_CONTROLLER, Output, SetField, ToGroup)
+from taprouter.controller.openflow.flows import (OFPVID_NONE, OFPVID_PRESENT, Action, DecTtl, Flow, Match, OFPP_CONTROLLER,
+                                                 Output, PopVlan, PushVlan, SetField, ToGroup)
 from taprouter.controller.openflow.ops import FlowOp, GroupOp, Op
 
 Packet = dict[str, int]
@@ -208,6 +209,8 @@ class OFTable:
         if entry is None:
             return None
         flows, names, memo = entry
+        if "vlan_vid" in names and "vlan_vid" not in packet:
+            packet = {**packet, "vlan_vid": OFPVID_NONE}  # a packet given without a tag is untagged
         key = tuple(packet.get(name) for name in names)
         if key in memo:
             return memo[key]
@@ -253,6 +256,17 @@ class OFTable:
                 elif action.port != pkt.get("in_port"):
                     # A switch never sends a frame back out of its in_port unless told OFPP_IN_PORT.
                     run.outputs.append(Emitted(action.port, dict(pkt)))
+            elif isinstance(action, PushVlan):
+                if pkt.get("vlan_vid", OFPVID_NONE) & OFPVID_PRESENT:
+                    raise ModelError(f"push_vlan on a tagged packet makes it double-tagged: {pkt}")
+                pkt["vlan_vid"], pkt["vlan_pcp"] = OFPVID_PRESENT, 0
+            elif isinstance(action, PopVlan):
+                # Open vSwitch pops nothing off an untagged packet.
+                pkt.pop("vlan_vid", None)
+                pkt.pop("vlan_pcp", None)
+            elif isinstance(action, SetField) and action.name == "vlan_vid" and \
+                    not pkt.get("vlan_vid", OFPVID_NONE) & OFPVID_PRESENT:
+                raise ModelError(f"set_field vlan_vid on an untagged packet does nothing in OpenFlow 1.3: {pkt}")
             elif isinstance(action, SetField):
                 # Nicira's 16-bit in_port is the same pipeline field as OpenFlow's in_port.
                 pkt["in_port" if action.name == "in_port_nxm" else action.name] = action.value

@@ -6,7 +6,8 @@ from __future__ import annotations
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from taprouter.controller.openflow.flows import Action, DecTtl, Flow, Match, Output, SetField, ToGroup, to_text
+from taprouter.controller.openflow.flows import (Action, DecTtl, Flow, Match, Output, PopVlan, PushVlan, SetField, ToGroup,
+                                                 to_text)
 from taprouter.controller.openflow.groups import GroupType
 from taprouter.controller.openflow.ops import FlowOp, GroupOp, MeterOp, Op
 from taprouter.controller.openflow.pipeline import COOKIE_MASK
@@ -29,6 +30,10 @@ def action_to_ofp(action: Action):
         return parser.OFPActionDecNwTtl()
     if isinstance(action, ToGroup):
         return parser.OFPActionGroup(action.group_id)
+    if isinstance(action, PushVlan):
+        return parser.OFPActionPushVlan(action.ethertype)
+    if isinstance(action, PopVlan):
+        return parser.OFPActionPopVlan()
     raise TypeError(f"unknown action {action!r}")
 
 

@@ -206,21 +206,21 @@ APPLY = ofp.OFPIT_APPLY_ACTIONS
 
 
 @pytest.mark.parametrize("stats", [
-    _stats(parser.OFPMatch(vlan_vid=0x1005), []),
+    _stats(parser.OFPMatch(vlan_vid=0x1005, vlan_pcp=3), []),  # vlan_vid is ours (VLANs), vlan_pcp is not
     _stats(parser.OFPMatch(tcp_flags=2, ip_proto=6, eth_type=ETH_TYPE_IPV4), []),
     _stats(parser.OFPMatch(), [parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS,
                                                             [parser.OFPActionOutput(1, 0)])]),
     _stats(parser.OFPMatch(), [parser.OFPInstructionActions(ofp.OFPIT_CLEAR_ACTIONS, [])]),
-    _stats(parser.OFPMatch(), [parser.OFPInstructionActions(APPLY, [parser.OFPActionPopVlan()])]),
+    _stats(parser.OFPMatch(), [parser.OFPInstructionActions(APPLY, [parser.OFPActionPushMpls(0x8847)])]),
     _stats(parser.OFPMatch(), [parser.OFPInstructionWriteMetadata(1, 1)]),
-], ids=["vlan-match", "tcp-flags-match", "write-actions", "clear-actions", "pop-vlan", "metadata"])
+], ids=["vlan-pcp-match", "tcp-flags-match", "write-actions", "clear-actions", "push-mpls", "metadata"])
 def test_flows_taprouter_cannot_express_raise_value_error(stats):
     with pytest.raises(ValueError):
         decode.flow_from_stats(stats)
 
 
 def test_set_field_taprouter_cannot_express_raises_value_error():
-    stats = _stats(parser.OFPMatch(), [parser.OFPInstructionActions(APPLY, [parser.OFPActionSetField(vlan_vid=5)])])
+    stats = _stats(parser.OFPMatch(), [parser.OFPInstructionActions(APPLY, [parser.OFPActionSetField(vlan_pcp=5)])])
     with pytest.raises(ValueError):
         decode.flow_from_stats(stats)
 

@@ -28,7 +28,7 @@ import taprouter
 
 ROOT = Path(taprouter.__file__).parent
 BASE = {"taprouter.prefix", "taprouter.mac", "taprouter.netns", "taprouter.paths", "taprouter.gctune", "taprouter.dpid",
-        "taprouter.config", "taprouter.configyaml", "taprouter.configaddr", "taprouter.dburl"}
+        "taprouter.config", "taprouter.configyaml", "taprouter.configaddr", "taprouter.configvlan", "taprouter.dburl"}
 DATABASE = {"taprouter.policy.store"}  # besides taprouter.db
 VALUES = {"taprouter.prefix", "taprouter.mac"}
 POLICY_VALUES = {"taprouter.policy", "taprouter.policy.model", "taprouter.policy.ranges"}  # pure: see below

@@ -76,6 +76,8 @@ def expected(snapshot: MetricsSnapshot) -> dict[tuple[str, frozenset], float]:
             put("taprouter_punt_dropped_packets_total", c.value, router=router, meter=c.name)
         for c in r.relay_errors:
             put("taprouter_relay_errors_total", c.value, router=router, kind=c.name)
+        for d in r.ingress_drops:
+            put("taprouter_ingress_dropped_packets_total", d.packets, router=router, port=str(d.port), reason=d.reason)
         put("taprouter_kernel_routes", r.kernel_routes, router=router)
         put("taprouter_fib_entries", r.fib_switched, router=router, target="switched")
         put("taprouter_fib_entries", r.fib_to_kernel, router=router, target="kernel")
@@ -117,7 +119,7 @@ def test_a_scrape_follows_the_daemons_snapshot(server, source):
 
 def test_names_follow_prometheus_conventions(server):
     families = list(text_string_to_metric_families(scrape("127.0.0.1", server.port)[1]))
-    assert len(families) == 15
+    assert len(families) == 16
     for family in families:
         assert family.name.startswith("taprouter_") and family.documentation, family.name
         for s in family.samples:
@@ -126,7 +128,7 @@ def test_names_follow_prometheus_conventions(server):
         if family.type == "histogram":
             assert family.name.endswith("_seconds")
     per_port = {f.name for f in families if any("port" in s.labels for s in f.samples)}
-    assert per_port == {"taprouter_packet_ins", "taprouter_packet_outs"}
+    assert per_port == {"taprouter_packet_ins", "taprouter_packet_outs", "taprouter_ingress_dropped_packets"}
 
 
 def test_ipv6(source):

@@ -300,17 +300,17 @@ def _refused() -> dict[str, bytes]:
             body = struct.pack("!HH", ofp.OFPMT_OXM, length) + oxm_bytes + bytes(-length & 7) + instructions
         return head(48 + len(body), 2, 18, ROUTE_COOKIE, rng) + body
 
-    push_vlan = struct.pack("!HHH2x", ofp.OFPAT_PUSH_VLAN, 8, 0x8100)
-    set_vlan = struct.pack("!HHIH6x", ofp.OFPAT_SET_FIELD, 16, ofp.OXM_OF_VLAN_VID, 0x1005)
+    # VLANs made vlan_vid, push_vlan and pop_vlan ours; their neighbours (PCP, MPLS) are not.
+    push_mpls = struct.pack("!HHH2x", ofp.OFPAT_PUSH_MPLS, 8, 0x8847)
+    set_pcp = struct.pack("!HHIB7x", ofp.OFPAT_SET_FIELD, 16, ofp.OXM_OF_VLAN_PCP, 5)
     return {
         "unknown match field": with_instructions(group_instructions(5),
-                                                 oxm("eth_type", ETH_TYPE_IPV4) + struct.pack("!IH", ofp.OXM_OF_VLAN_VID,
-                                                                                               0x1005)),
+                                                 oxm("eth_type", ETH_TYPE_IPV4) + struct.pack("!IB", ofp.OXM_OF_VLAN_PCP, 5)),
         "write-actions": with_instructions(struct.pack("!HH4xHHI", ofp.OFPIT_WRITE_ACTIONS, 16, ofp.OFPAT_GROUP, 8, 5)),
         "clear-actions": with_instructions(struct.pack("!HH4x", ofp.OFPIT_CLEAR_ACTIONS, 8)),
         "write-metadata": with_instructions(struct.pack("!HH4xQQ", ofp.OFPIT_WRITE_METADATA, 24, 1, 1)),
-        "push-vlan action": with_instructions(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 16) + push_vlan),
-        "set-field of vlan_vid": with_instructions(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 24) + set_vlan),
+        "push-mpls action": with_instructions(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 16) + push_mpls),
+        "set-field of vlan_pcp": with_instructions(struct.pack("!HH4x", ofp.OFPIT_APPLY_ACTIONS, 24) + set_pcp),
     }
 
 

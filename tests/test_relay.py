@@ -54,13 +54,13 @@ class Harness:
         self.relay = Relay()
         self.peers: list[socket.socket] = []
 
-    def tap(self, dpid: int, port: int, mtu: int = 1500, name: str | None = None) -> socket.socket:
+    def tap(self, dpid: int, port: int, mtu: int = 1500, name: str | None = None, vid: int = 0) -> socket.socket:
         """A TAP stand-in: the relay gets one end, non-blocking as open_tap makes it; the test the other."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         theirs.settimeout(TIMEOUT)
         fd = ours.detach()
         os.set_blocking(fd, False)
-        self.relay.add(SwitchPort(dpid, port), name or f"t{dpid}-{port}", fd, mtu)
+        self.relay.add(SwitchPort(dpid, port, vid), name or f"t{dpid}-{port}.{vid}", fd, mtu)
         self.peers.append(theirs)
         return theirs
 
@@ -235,7 +235,8 @@ def test_each_datapath_counts_its_own_frames(h):
     a.send(frame(60))
     b.send(frame(60))  # no sender attached for datapath 2
     assert wait_until(lambda: h.relay.counters.to_switch == 1 and h.relay.counters.send_dropped == 1)
-    zero = dict.fromkeys(("runt", "oversize", "unknown_port", "write_errors", "send_dropped"), 0)
+    zero = dict.fromkeys(("runt", "oversize", "unknown_port", "write_errors", "send_dropped", "unknown_vlan",
+                          "double_tagged"), 0)
     assert h.relay.counters_of(1) == {**zero, "to_tap": 2, "to_switch": 1}
     assert h.relay.counters_of(2) == {**zero, "to_tap": 1, "to_switch": 0, "unknown_port": 1, "send_dropped": 1}
     assert h.relay.counters_of(3) == {**zero, "to_tap": 0, "to_switch": 0}
@@ -400,4 +401,4 @@ def test_stop_closes_the_fds_and_returns_promptly():
 def test_counters_start_at_zero():
     assert set(Counters().as_dict().values()) == {0}
     assert set(Counters().as_dict()) == {"to_tap", "to_switch", "runt", "oversize", "unknown_port",
-                                         "write_errors", "send_dropped"}
+                                         "write_errors", "send_dropped", "unknown_vlan", "double_tagged"}

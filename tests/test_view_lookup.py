@@ -16,7 +16,7 @@ from taprouter.controller.openflow.pipeline import FIB_PRIORITY_BASE, KERNEL, Ta
 from taprouter.mac import int_to_mac
 from taprouter.routing.model import NUD_FAILED
 
-TAP_OF_PORT = {p.number: p.name for p in PORTS}
+TAP_OF_PORT = {(p.number, 0): p.name for p in PORTS}
 PORT_OF_TAP = {p.name: p.number for p in PORTS}
 M1, M2, M3 = (int_to_mac(m) for m in (MAC1, MAC2, MAC3))
 HOST1_6 = "2001:db8:1::2"  # the host behind GW1_6: the same MAC, its global address

@@ -19,7 +19,7 @@ def _policies(*names: str) -> tuple:
 
 def _daemon(policies, states, counters, totals):
     router = SimpleNamespace(
-        name="r1", config=SimpleNamespace(dpid=1, bird=None), connections=1, punt_drops={},
+        name="r1", config=SimpleNamespace(dpid=1, bird=None, ports=()), connections=1, punt_drops={},
         status={"switch_connected": True, "offload": {"switched": 10, "to_kernel": 0, "unresolved_next_hops": 0}},
         mirror=SimpleNamespace(routes={}), planner=SimpleNamespace(backlog=[]), passes=Histogram(),
         policies=policies, policy_report=PolicyReport(States(policies, states, {}, True), {}, counters))

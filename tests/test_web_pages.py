@@ -160,3 +160,19 @@ def test_a_bad_prefix_is_named_and_never_asked(viewer, daemon):
     text = viewer.get("/routing/", {"router": "r1", "prefix": "10.0.0.0/40"}).content.decode()
     assert "prefix: &#x27;10.0.0.0/40&#x27; is not an IPv4 or IPv6 prefix" in text
     assert not [c for c in daemon.calls if c[0] == "routes"]
+
+
+def test_devices_shows_each_vlan_under_its_port_and_the_ingress_drops(viewer, daemon):
+    ports = daemon.routers["r1"]["ports"]
+    ports[0]["vlans"] = [{"vid": 100, "tap": "r1-p1.100", "present": True, "mac": "02:00:00:00:00:01",
+                          "carrier": True, "up": True, "addresses": ["10.100.0.1/24"], "counters": None}]
+    ports[1].update(tap=None, present=False, vlans=[])
+    daemon.routers["r1"]["ingress_drops"] = [{"port": 1, "reason": "unknown_vlan", "packets": 4}]
+    text = viewer.get("/devices/?part=1").content.decode()
+    after_port = text.split('id="port-r1-1"')[1]
+    assert after_port.index('id="port-r1-1-vlan-100"') < after_port.index('id="port-r1-2"')
+    row = after_port.split('id="port-r1-1-vlan-100"')[1].split("</tr>")[0]
+    for words in ("1 VLAN 100", "r1-p1.100", "10.100.0.1/24", '<span class="ok">up</span>'):
+        assert words in row, words
+    assert "VLANs only" in text.split('id="port-r1-2"')[1].split("</tr>")[0]
+    assert "Ingress drops: port 1 unknown_vlan 4" in text

@@ -16,7 +16,7 @@ from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 import osken_reference
 from taprouter.controller.openflow import decode, pipeline, wire
 from taprouter.controller.openflow.groups import Bucket, GroupSpec, GroupType
-from taprouter.controller.openflow.flows import (DecTtl, ETH_TYPE_IPV4, ETH_TYPE_IPV6, FIELDS, FieldMatch, Flow, MATCH_FIELDS, Match, OFPP_CONTROLLER, Output, SetField, ToGroup, exact, to_controller)
+from taprouter.controller.openflow.flows import (DecTtl, PopVlan, PushVlan, ETH_TYPE_IPV4, ETH_TYPE_IPV6, FIELDS, FieldMatch, Flow, MATCH_FIELDS, Match, OFPP_CONTROLLER, Output, SetField, ToGroup, exact, to_controller)
 from taprouter import prefix as pfx
 from taprouter.controller.openflow.ops import FlowOp, GroupOp, Op
 
@@ -103,7 +103,7 @@ def random_match(rng: random.Random) -> Match:
 
 
 def random_action(rng: random.Random):
-    kind = rng.randrange(4)
+    kind = rng.randrange(6)
     if kind == 0:
         port = rng.choice([rng.choice(SPECIAL_PORTS), rng.getrandbits(32)])
         return Output(port, rng.choice([0, 0xFFFF, 0xFFE5, rng.getrandbits(16)]))
@@ -112,6 +112,10 @@ def random_action(rng: random.Random):
         return SetField(name, random_value(rng, FIELDS[name][1]))
     if kind == 2:
         return DecTtl()
+    if kind == 4:
+        return PushVlan(rng.choice([0x8100, 0x88A8]))
+    if kind == 5:
+        return PopVlan()
     return ToGroup(rng.choice([0, 0xFFFFFFFF, pipeline.GROUP_MIN, rng.randrange(pipeline.GROUP_MIN,
                                                                                 pipeline.GROUP_MAX + 1),
                                rng.getrandbits(32)]))
@@ -158,7 +162,7 @@ def test_generated_flows_cover_every_field_action_and_instruction():
     assert set(fields) == {(name, exact_) for name in MATCH_FIELDS for exact_ in (True, False)}
     assert min(fields.values()) >= 20, fields
     actions = Counter(type(a) for flow, _ in FLOWS for a in flow.actions)
-    assert set(actions) == {Output, SetField, DecTtl, ToGroup}
+    assert set(actions) == {Output, SetField, DecTtl, ToGroup, PushVlan, PopVlan}
     assert {a.name for flow, _ in FLOWS for a in flow.actions if isinstance(a, SetField)} == set(SETTABLE)
     shapes = Counter((f.meter is not None, bool(f.actions), f.goto is not None) for f, _ in FLOWS)
     assert len(shapes) == 8 and min(shapes.values()) >= 20, shapes
@@ -173,7 +177,7 @@ def test_generated_groups_cover_both_types_and_one_to_eight_buckets():
     seen = Counter((spec.type, len(spec.buckets)) for _, spec, _ in GROUPS)
     assert set(seen) == {(t, n) for t in GroupType for n in range(1, 9)}, seen
     assert {type(a) for _, spec, _ in GROUPS for b in spec.buckets for a in b.actions} == {
-        Output, SetField, DecTtl, ToGroup}
+        Output, SetField, DecTtl, ToGroup, PushVlan, PopVlan}
     assert any(not b.actions for _, spec, _ in GROUPS for b in spec.buckets)
 
 

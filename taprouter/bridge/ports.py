@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SwitchPort:
+    """Where a TAP's frames enter and leave the switch: a port, untagged (vid 0) or on one VLAN."""
+
     dpid: int
     port: int
+    vid: int = 0
 
 
 @dataclass(frozen=True)

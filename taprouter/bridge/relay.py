@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import vlan
 from .ports import SwitchPort
 
 LOG = logging.getLogger(__name__)
@@ -19,7 +20,9 @@ ETH_HEADER = 14
 MIN_FRAME = ETH_HEADER  # anything shorter cannot be Ethernet
 READ_SIZE = 65536
 BURST = 64  # frames read from one TAP before serving the others
-ERRORS = ("runt", "oversize", "unknown_port", "write_errors", "send_dropped")  # Counters' kinds of loss
+# Counters' kinds of loss. unknown_vlan and double_tagged reach the relay only if the switch let them
+# through: its ingress flows drop (and count) them first.
+ERRORS = ("runt", "oversize", "unknown_port", "write_errors", "send_dropped", "unknown_vlan", "double_tagged")
 
 
 @dataclass
@@ -33,6 +36,8 @@ class Counters:
     unknown_port: int = 0
     write_errors: int = 0
     send_dropped: int = 0
+    unknown_vlan: int = 0
+    double_tagged: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -154,10 +159,19 @@ class Relay:
                 **{kind: errors.get((dpid, kind), 0) for kind in ERRORS}}
 
     def to_tap(self, port: SwitchPort, frame: bytes, reason: int = OFPR_ACTION) -> bool:
-        """Write a frame from a PacketIn to its TAP; bad frames are counted and dropped."""
+        """Write a frame from a PacketIn (`port` has vid 0: the switch port it came in on) to its TAP,
+        a tagged one to its VLAN's TAP without the tag; bad frames are counted and dropped."""
+        shape = vlan.kind(frame)
+        if shape is vlan.Kind.TAGGED:
+            # The priority bits go with the tag: a TAP carries no skb priority into the kernel.
+            tag, frame = vlan.strip(frame)
+            port = SwitchPort(port.dpid, port.port, tag.vid)
+        elif shape is vlan.Kind.DOUBLE_TAGGED:
+            self._lost(port.dpid, "double_tagged")
+            return False
         tap = self._by_port.get(port)
         if tap is None:
-            self._lost(port.dpid, "unknown_port")
+            self._lost(port.dpid, "unknown_vlan" if port.vid else "unknown_port")
             return False
         if len(frame) < MIN_FRAME:
             self._lost(port.dpid, "runt")
@@ -211,7 +225,7 @@ class Relay:
 
     def _drain(self, tap: _Tap) -> None:
         batch: list[tuple[int, bytes]] = []
-        port = tap.port.port
+        port, vid = tap.port.port, tap.port.vid
         for _ in range(BURST):
             try:
                 frame = os.read(tap.fd, READ_SIZE)
@@ -226,7 +240,7 @@ class Relay:
             if len(frame) < MIN_FRAME:
                 self._lost(tap.port.dpid, "runt")
                 continue
-            batch.append((port, frame))
+            batch.append((port, vlan.push(frame, vid) if vid else frame))
         if batch:
             self._send(tap, batch)
 

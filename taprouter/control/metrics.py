@@ -114,7 +114,8 @@ class RouterFigures:
     packet_ins: tuple[PacketCount, ...] = ()
     packet_outs: tuple[PacketCount, ...] = ()
     punt_drops: tuple[Count, ...] = ()  # packets each punt meter dropped
-    relay_errors: tuple[Count, ...] = ()  # runt, oversize, unknown_port, write_errors, send_dropped
+    relay_errors: tuple[Count, ...] = ()  # runt, oversize, unknown_port, write_errors, send_dropped, ...
+    ingress_drops: tuple[PacketCount, ...] = ()  # routers with VLANs: unknown_vlan, double_tagged per port
     kernel_routes: int = 0
     fib_switched: int = 0
     fib_to_kernel: int = 0
@@ -149,6 +150,10 @@ def router_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     yield _family(CounterMetricFamily, "taprouter_punt_dropped_packets",
                   "Packets a punt meter dropped on their way to the kernel.", ["router", "meter"],
                   (([r.router, c.name], c.value) for r in routers for c in r.punt_drops))
+    yield _family(CounterMetricFamily, "taprouter_ingress_dropped_packets",
+                  "Frames the switch's ingress table dropped and counted (routers with VLANs), by port and reason.",
+                  ["router", "port", "reason"],
+                  (([r.router, str(d.port), d.reason], d.packets) for r in routers for d in r.ingress_drops))
     yield _family(CounterMetricFamily, "taprouter_relay_errors",
                   "Frames the relay between switch and TAPs could not pass on, by kind.", ["router", "kind"],
                   (([r.router, c.name], c.value) for r in routers for c in r.relay_errors))

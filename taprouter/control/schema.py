@@ -48,10 +48,31 @@ class PortCounters(TypedDict):
     tx_dropped: int
 
 
+class VlanStatus(TypedDict):
+    """A VLAN's TAP on its port: its MAC is the port's; its carrier follows the port's link."""
+
+    vid: int
+    tap: str
+    present: bool
+    mac: str | None
+    carrier: bool
+    up: bool
+    addresses: list[str]
+    counters: PortCounters | None
+
+
+class IngressDrops(TypedDict):
+    """Frames the switch's ingress table dropped and counted, on a router with VLANs."""
+
+    port: int
+    reason: str  # unknown_vlan (a tag for a VLAN the port does not carry), double_tagged
+    packets: int
+
+
 class PortStatus(TypedDict):
     port: int  # the switch port number
-    tap: str
-    present: bool  # the TAP exists in the router's netns
+    tap: str | None  # the untagged TAP (null: the port carries VLANs only)
+    present: bool  # the (untagged) TAP exists in the router's netns
     mac: str | None
     carrier: bool  # the TAP's carrier, which follows the switch port's link
     up: bool  # the TAP is administratively up
@@ -59,6 +80,7 @@ class PortStatus(TypedDict):
     speed_kbps: int | None  # its current speed as the switch reports it (OpenFlow curr_speed; null: unknown)
     addresses: list[str]  # "10.0.1.1/24", "2001:db8:1::1/64"
     counters: PortCounters | None
+    vlans: list[VlanStatus]  # the port's VLANs by id (empty: none configured)
 
 
 class RouteCounts(TypedDict):
@@ -124,6 +146,7 @@ class RouterStatus(TypedDict):
     bird: BirdStatus | None  # null when the router has no BIRD configured
     last_pass: PassSummary | None
     relay: dict[str, int] | None  # frames to_tap, to_switch, and each kind of error
+    ingress_drops: list[IngressDrops]  # on a router with VLANs, per port and reason (else empty)
 
 
 class Status(TypedDict):

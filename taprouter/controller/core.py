@@ -29,6 +29,7 @@ from ..routing.bird import BirdConfigError
 from . import status_file
 from .openflow import decode, pipeline, readback, wire
 from .openflow.pipeline import owns_group, owns_meter
+from .planner import vlans
 from .planner.backlog import PASS_ROUTES
 from .router import Router
 from .session import connection, packetin
@@ -143,6 +144,10 @@ class RouterCore:
         """Flow stats as readback.RawFlowStats: the policy table's counters when `xid` is a poll's,
         else a read-back, whose route flows decode narrowly, a million of them."""
         router = self.routers[dp.id]
+        if xid in router.drop_xids:
+            router.drop_xids.discard(xid)
+            router.ingress_drops = vlans.drop_counts(readback.counters(stats))  # replaced whole, as punt_drops
+            return
         if xid in router.count_xids:
             router.count_xids.discard(xid)
             router.hand_over(Counted(dp, {c & 0xFFFFFFFF: n for c, n in readback.counters(stats).items()

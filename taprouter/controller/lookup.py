@@ -48,12 +48,13 @@ def longest_match(table: Mapping[int, object], address: ipaddress.IPv4Address | 
 
 
 def switch_entry(targets: Mapping[int, object], groups: Mapping[int, GroupSpec | None],
-                 address: ipaddress.IPv4Address | ipaddress.IPv6Address, tap_of_port: Mapping[int, str],
+                 address: ipaddress.IPv4Address | ipaddress.IPv6Address, tap_of_port: Mapping[tuple[int, int], str],
                  state: KernelState, hopsets: Mapping[int, HopSet] | None = None) -> dict:
     """schema.SwitchEntry: the FIB flow the address hits and its target. A target that is not a
     group (the kernel, an entry being replaced, a hop set with no usable member) sends to the kernel.
     `hopsets` (group id -> the hop set it serves) names each bucket's gateway exactly: a host's
-    link-local and global addresses share its MAC, and only the hop set says which one a route uses."""
+    link-local and global addresses share its MAC, and only the hop set says which one a route uses.
+    `tap_of_port` maps (switch port, VLAN id or 0) to the TAP; a bucket's VLAN is the one it tags with."""
     table = int(Table.FIB6 if address.version == 6 else Table.FIB4)
     hit = longest_match(targets, address)
     if hit is None:
@@ -71,12 +72,13 @@ def switch_entry(targets: Mapping[int, object], groups: Mapping[int, GroupSpec |
         port = next((a.port for a in bucket.actions if isinstance(a, Output)), None)
         mac_int = next((a.value for a in bucket.actions if isinstance(a, SetField) and a.name == "eth_dst"), None)
         mac = int_to_mac(mac_int) if mac_int is not None else None
-        tap = tap_of_port.get(port) if port is not None else None
+        vid = next((a.value & 0xFFF for a in bucket.actions if isinstance(a, SetField) and a.name == "vlan_vid"), 0)
+        tap = tap_of_port.get((port, vid)) if port is not None else None
         hops.append({"via": gateways.get((tap, mac)), "port": port, "tap": tap, "mac": mac})
     return {**entry, "target": "group", "group": target, "group_type": spec.type.value, "next_hops": hops}
 
 
-def _gateways(state: KernelState, tap_of_port: Mapping[int, str], version: int,
+def _gateways(state: KernelState, tap_of_port: Mapping[tuple[int, int], str], version: int,
               hopset: HopSet | None) -> dict[tuple[str, str], str]:
     """(TAP, MAC) -> the neighbour's address, to name a group bucket's next hop: the hop set's
     members when it is known, else any neighbour of the family with that MAC on that TAP."""

@@ -66,6 +66,7 @@ class Router:
         self.session = SwitchSession(config.name)
         self.events: deque[SessionEvent] = deque()
         self.count_xids: set[int] = set()
+        self.drop_xids: set[int] = set()  # requests for the ingress drops' counters (routers with VLANs)
         self._expiry: deque[tuple[str, int, float]] = deque()  # from the policy source, in order
         self._applied = threading.Condition()  # guards the tickets below
         self._ticket = self._policies_ticket = self._applied_ticket = 0
@@ -96,6 +97,7 @@ class Router:
         # TAPs' carrier for it; None while one is connected or once carrier is dropped.
         self.gone_since: float | None = time.monotonic()
         self.punt_drops: dict[int, int] = {}  # meter id -> packets its bands dropped
+        self.ingress_drops: dict[tuple[int, str], int] = {}  # (port, reason) -> packets table 0 dropped
         self.last_pass: dict | None = None
         self.passes = Histogram()
         self.status: dict = self._status()
@@ -133,11 +135,11 @@ class Router:
         for port in change.removed:
             self.taps.remove(port)
         ports = dict(self.session.ports)  # the switch's, as last described (a copy: its thread writes)
-        for port in change.added:
-            state = ports.get(port.number)
+        for number in dict.fromkeys(port.number for port in change.added):  # a port's new VLANs: once
+            state = ports.get(number)
             if state is None:
                 LOG.warning("router %s: port %d added to the config is not on the switch (yet)", self.name,
-                            port.number)
+                            number)
             else:
                 self.taps.port_ready(state)
         for moved in change.readdressed:
@@ -222,6 +224,8 @@ class Router:
         if now - self._counted_at >= COUNT_INTERVAL:
             if policies:
                 self.count_xids.add(session.count())
+            if any(p.vlans for p in self.config.ports):
+                self.drop_xids.add(session.count_drops())
             session.count_meters()
             self._counted_at = now
         self._report()
@@ -311,8 +315,9 @@ class Router:
 
     def _ports(self) -> list[PortInput]:
         ports = self.session.ports
-        return [PortInput(p.number, p.tap, mac_to_int(info.mac), info.link_up)
-                for p in self.config.ports if (info := ports.get(p.number)) is not None]
+        tagging = any(p.vlans for p in self.config.ports)  # else PortInput.vid None: flows as without VLANs
+        return [PortInput(t.number, t.tap, mac_to_int(info.mac), info.link_up, t.vid if tagging else None)
+                for t in self.config.taps if (info := ports.get(t.number)) is not None]
 
     def _log(self, plan: Pass, started: float, planned: float, written: float) -> None:
         counts = plan.counts()

@@ -33,6 +33,7 @@ from ..routing import netlink
 from ..routing.bird import BirdConfigError, BirdPaths, describe
 from .. import paths
 from . import lookup, routelist
+from .openflow import pipeline
 from .. import prefix as pfx
 from .openflow import pipeline
 from .router import Router
@@ -96,29 +97,35 @@ class DaemonState:
             "bird": self._bird_status(router, fresh=True),
             "last_pass": router.last_pass,
             "relay": self.core.relay.counters_of(router.config.dpid),
+            "ingress_drops": self._ingress_drops(router),
         }
 
     def _ports(self, router: Router, present: bool, switch_ports: dict | None) -> list[dict]:
         ports = router.config.ports
         try:
-            found = tap.links(router.config.netns, {p.tap for p in ports}) if present else {}
+            found = tap.links(router.config.netns, {t.tap for t in router.config.taps}) if present else {}
         except OSError as exc:  # the netns went away between the two looks
             LOG.debug("router %s: cannot read its TAPs: %s", router.name, exc)
             found = {}
         out = []
         for port in ports:
-            state, counters = found.get(port.tap, (None, None))
             switch_port = (switch_ports or {}).get(port.number)
             out.append({
-                "port": port.number, "tap": port.tap, "present": state is not None,
-                "mac": state.mac if state else None, "carrier": bool(state and state.carrier),
-                "up": bool(state and state.up),
+                "port": port.number, **_tap_status(port.tap, found),
                 "link_up": None if switch_ports is None else bool(switch_port and switch_port["link_up"]),
                 "speed_kbps": switch_port.get("speed_kbps") if switch_port else None,
-                "addresses": [str(a) for a in state.addresses] if state else [],
-                "counters": counters.__dict__.copy() if counters else None,
+                "vlans": [{"vid": v.vid, **_tap_status(v.tap, found)} for v in port.vlans],
             })
         return out
+
+    @staticmethod
+    def _ingress_drops(router: Router) -> list[dict]:
+        """Every port and reason of a router with VLANs, 0 until the switch counted one."""
+        if not any(p.vlans for p in router.config.ports):
+            return []
+        drops = router.ingress_drops
+        return [{"port": p.number, "reason": reason, "packets": drops.get((p.number, reason), 0)}
+                for p in router.config.ports for reason in pipeline.DROP_REASONS.values()]
 
     def _bird_status(self, router: Router, fresh: bool = False) -> dict | None:
         """BIRD's answer; unless `fresh`, one at most BIRD_CACHE old (what scrapes ask for)."""
@@ -170,8 +177,8 @@ class DaemonState:
         r = self._pick(router)[0]
         addr = ipaddress.ip_address(address)
         state = r.mirror.snapshot()
-        tap_of_port = {p.number: p.tap for p in r.config.ports}
-        port_of_tap = {p.tap: p.number for p in r.config.ports}
+        tap_of_port = {(t.number, t.vid): t.tap for t in r.config.taps}
+        port_of_tap = {t.tap: t.number for t in r.config.taps}
         fib = r.planner.fib
         hopsets = {gid: shards.hopset for gid, shards in list(fib.books.owner.items())}
         switch = lookup.switch_entry(fib.targets, fib.switch_groups, addr, tap_of_port, state, hopsets)
@@ -190,7 +197,7 @@ class DaemonState:
         mirror, fib = r.mirror, r.planner.fib
         rows, last = routelist.page(index, mirror.routes, nets, routelist.parse_cursor(after), limit or 50)
         state = mirror.snapshot()
-        port_of_tap = {p.tap: p.number for p in r.config.ports}
+        port_of_tap = {t.tap: t.number for t in r.config.taps}
         targets, groups = fib.targets, fib.switch_groups
         out = []
         for pk, entry in rows:
@@ -313,6 +320,7 @@ class DaemonState:
                                   for (d, port), n in sorted(packet_outs.items()) if d == dpid),
                 punt_drops=tuple(Count(pipeline.meter_name(m), n) for m, n in sorted(r.punt_drops.items())),
                 relay_errors=tuple(Count(kind, errors.get((dpid, kind), 0)) for kind in RELAY_ERRORS),
+                ingress_drops=tuple(PacketCount(d["port"], d["reason"], d["packets"]) for d in self._ingress_drops(r)),
                 kernel_routes=len(r.mirror.routes),
                 fib_switched=offload.get("switched", 0),
                 fib_to_kernel=offload.get("to_kernel", 0),
@@ -346,3 +354,13 @@ class DaemonState:
             counts = (totals, counters, tuple(pair[0] for pair in pairs), tuple(pair[1] for pair in pairs))
         self._columns[router.name] = (policies, ids, names, states, counts)
         return PolicyColumns(names, counts[2], counts[3], states[1])
+
+
+def _tap_status(name: str | None, found: dict) -> dict:
+    """A TAP as the kernel shows it (tap.links' answer), for status; a port without an untagged TAP
+    (name None) shows none."""
+    state, counters = found.get(name, (None, None)) if name else (None, None)
+    return {"tap": name, "present": state is not None, "mac": state.mac if state else None,
+            "carrier": bool(state and state.carrier), "up": bool(state and state.up),
+            "addresses": [str(a) for a in state.addresses] if state else [],
+            "counters": counters.__dict__.copy() if counters else None}

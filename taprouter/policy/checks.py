@@ -24,7 +24,7 @@ def router(routers: Routers, name: str, source: object = "the config file") -> R
 
 
 def own_addresses(config: RouterConfig) -> frozenset[IPAddress]:
-    return frozenset(iface.ip for port in config.ports for iface in port.addresses)
+    return frozenset(iface.ip for port in config.taps for iface in port.addresses)
 
 
 def check_via(policy: Policy, config: RouterConfig) -> None:
@@ -32,14 +32,14 @@ def check_via(policy: Policy, config: RouterConfig) -> None:
     via = policy.via
     if via is None:
         return
-    subnets = [(port.number, iface) for port in config.ports for iface in port.addresses
+    subnets = [(port.label, iface) for port in config.taps for iface in port.addresses
                if iface.version == via.version]
     for number, iface in subnets:
         if via == iface.ip:
-            raise PolicyError("via", f"{via} is the router's own address on port {number}, not a next hop")
+            raise PolicyError("via", f"{via} is the router's own address on {number}, not a next hop")
         if via in iface.network:
             return
-    listed = ", ".join(f"{iface.network} (port {number})" for number, iface in subnets) or "none"
+    listed = ", ".join(f"{iface.network} ({number})" for number, iface in subnets) or "none"
     raise PolicyError("via", f"{via} is on no subnet of router {config.name}'s ports "
                              f"(IPv{via.version} subnets: {listed})")
 

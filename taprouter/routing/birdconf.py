@@ -15,7 +15,7 @@ def router_id(router: RouterConfig) -> str:
     """The lowest IPv4 address of the router's ports. An IPv6-only router still needs a 32-bit id
     (OSPFv3, BGP): the dpid's low 32 bits, where switches differ (Open vSwitch derives them from a
     MAC address), or its high 32 bits when those are zero; never 0.0.0.0, which BIRD refuses."""
-    v4 = sorted(iface.ip for port in router.ports for iface in port.addresses if iface.version == 4)
+    v4 = sorted(iface.ip for port in router.taps for iface in port.addresses if iface.version == 4)
     if v4:
         return str(v4[0])
     value = router.dpid & 0xFFFFFFFF or router.dpid >> 32 & 0xFFFFFFFF
@@ -23,7 +23,7 @@ def router_id(router: RouterConfig) -> str:
 
 
 def _taps(router: RouterConfig, version: int) -> str:
-    return ", ".join(f'"{p.tap}"' for p in router.ports if any(a.version == version for a in p.addresses))
+    return ", ".join(f'"{p.tap}"' for p in router.taps if any(a.version == version for a in p.addresses))
 
 
 def _ospf(version: int, name: str, channel: str, taps: str, hello: int) -> list[str]:
@@ -56,7 +56,7 @@ def starter(router: RouterConfig, hello: int = 10) -> str:
         raise StarterError(f"--ospf-hello must be 1 to {HELLO_MAX} seconds (dead and wait are four times it, "
                            f"at most 65535), not {hello}")
     taps4, taps6 = _taps(router, 4), _taps(router, 6)
-    all_taps = ", ".join(f'"{p.tap}"' for p in router.ports)
+    all_taps = ", ".join(f'"{p.tap}"' for p in router.taps)
     rid = router_id(router)
     lines = [
         f"# BIRD 2 starter config for taprouter router {router.name} (netns {router.netns}).",

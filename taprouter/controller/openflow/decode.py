@@ -8,7 +8,8 @@ import struct
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from .flows import FIELDS, Action, DecTtl, FieldMatch, Flow, Match, Output, SetField, ToGroup, from_text
+from .flows import (FIELDS, Action, DecTtl, FieldMatch, Flow, Match, Output, PopVlan, PushVlan, SetField, ToGroup,
+                    from_text)
 from .groups import Bucket, GroupSpec, GroupType
 from .meters import MeterSpec
 from .wire import METER_FLAGS, METER_FLAGS_KBPS
@@ -39,6 +40,10 @@ def action_from_ofp(action) -> Action:
         return DecTtl()
     if isinstance(action, parser.OFPActionGroup):
         return ToGroup(action.group_id)
+    if isinstance(action, parser.OFPActionPushVlan):
+        return PushVlan(action.ethertype)
+    if isinstance(action, parser.OFPActionPopVlan):
+        return PopVlan()
     raise ValueError(f"action {action!r} is not one taprouter installs")
 
 

@@ -27,6 +27,8 @@ class Kind(Enum):
 # The OXM fields the pipeline uses, with their widths in bits.
 FIELDS: dict[str, tuple[Kind, int]] = {
     "in_port": (Kind.INT, 32),
+    # 12-bit VID and OFPVID_PRESENT (0x1000) in a 16-bit OXM: 0 (OFPVID_NONE) matches untagged frames only.
+    "vlan_vid": (Kind.INT, 16),
     "eth_dst": (Kind.MAC, 48),
     "eth_src": (Kind.MAC, 48),
     "eth_type": (Kind.INT, 16),
@@ -54,6 +56,10 @@ FIELDS: dict[str, tuple[Kind, int]] = {
 SET_ONLY = frozenset({"in_port_nxm"})
 MATCH_FIELDS = {name: spec for name, spec in FIELDS.items() if name not in SET_ONLY}
 
+OFPVID_PRESENT = 0x1000
+OFPVID_NONE = 0x0000
+ETH_TYPE_VLAN = 0x8100
+ETH_TYPE_QINQ = 0x88A8
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
 ETH_TYPE_IPV6 = 0x86DD
@@ -171,7 +177,19 @@ class ToGroup:
     group_id: int
 
 
-Action = Output | SetField | DecTtl | ToGroup
+@dataclass(frozen=True, order=True)
+class PushVlan:
+    """A new outer 802.1Q tag (VID 0, PCP 0 until a set-field of vlan_vid)."""
+
+    ethertype: int = ETH_TYPE_VLAN
+
+
+@dataclass(frozen=True, order=True)
+class PopVlan:
+    """The outer tag off; Open vSwitch does nothing to an untagged frame."""
+
+
+Action = Output | SetField | DecTtl | ToGroup | PushVlan | PopVlan
 
 
 def to_controller() -> Output:

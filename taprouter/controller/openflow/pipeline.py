@@ -24,7 +24,7 @@ _PUNT_FIELDS = frozenset({"eth_type", "arp_tpa", "ip_proto", "icmpv6_type", "ipv
                           "tcp_dst", "ipv4_src", "ipv6_src"})
 # Which fields each table may match on; every planned flow is checked against it.
 TABLE_FIELDS: dict[Table, frozenset[str]] = {
-    Table.INGRESS: frozenset({"in_port", "eth_dst"}),
+    Table.INGRESS: frozenset({"in_port", "vlan_vid", "eth_type", "eth_dst"}),
     Table.POLICY: _PUNT_FIELDS | {"in_port", "ipv4_src", "ipv6_src", "udp_src", "udp_dst", "sctp_src", "sctp_dst",
                                   "icmpv4_type"},
     Table.PUNT: _PUNT_FIELDS,
@@ -54,6 +54,18 @@ class Owner(IntEnum):
     ROUTE = 2  # FIB entries derived from kernel routes and neighbours
     PIPELINE = 3  # fixed flows: FIB table-miss to the kernel, punt-to-FIB hand-over
     POLICY = 4  # an operator's policy, its id in the cookie's low 32 bits
+    # Ingress drops counted per port (its number in the cookie's low 32 bits), on routers with VLANs:
+    UNKNOWN_VLAN = 6  # a tag for a VLAN the port does not carry
+    DOUBLE_TAGGED = 7  # an 802.1Q tag around another tag (0x8100 or 0x88a8)
+
+
+# Both drop owners under one cookie and mask, so one flow-stats request reads them all.
+DROP_COOKIE_MASK = COOKIE_MASK | 0xFFFE << 32
+DROP_REASONS = {6: "unknown_vlan", 7: "double_tagged"}  # Owner -> the reason label in /metrics and status
+
+
+def drop_cookie(owner: "Owner", port: int) -> int:
+    return cookie(owner) | port
 
 
 def policy_cookie(policy_id: int) -> int:

@@ -10,7 +10,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ... import prefix
 from ...prefix import V6_TAG
-from .flows import FIELDS, Action, DecTtl, Match, Output, SetField, ToGroup
+from .flows import FIELDS, Action, DecTtl, Match, Output, PopVlan, PushVlan, SetField, ToGroup
 from .groups import GroupType
 from .meters import MeterSpec
 from .ops import FlowOp, GroupOp, MeterOp, Op
@@ -26,6 +26,7 @@ OFPXMC_OPENFLOW_BASIC = 0x8000
 OXM_FIELD_NUMBERS: dict[str, int] = {
     "in_port": 0,
     "eth_dst": 3,
+    "vlan_vid": 6,
     "eth_src": 4,
     "eth_type": 5,
     "ip_proto": 10,
@@ -94,6 +95,8 @@ _OUTPUT_ACTION = struct.Struct("!HHIH6x").pack
 _GROUP_ACTION = struct.Struct("!HHI").pack
 _APPLY_ONE_GROUP = struct.Struct("!HH4xHHI").pack  # apply-actions holding one group action
 _DEC_NW_TTL_ACTION = struct.pack("!HH4x", ofp.OFPAT_DEC_NW_TTL, 8)
+_PUSH_VLAN_ACTION = struct.Struct("!HHH2x").pack
+_POP_VLAN_ACTION = struct.pack("!HH4x", ofp.OFPAT_POP_VLAN, 8)
 
 VERSION = ofp.OFP_VERSION
 OFPT_FLOW_MOD = ofp.OFPT_FLOW_MOD
@@ -176,6 +179,10 @@ def _action(action: Action) -> bytes:
         return prefix + action.value.to_bytes(width, "big") + pad
     if kind is DecTtl:
         return _DEC_NW_TTL_ACTION
+    if kind is PushVlan:
+        return _PUSH_VLAN_ACTION(ofp.OFPAT_PUSH_VLAN, 8, action.ethertype)
+    if kind is PopVlan:
+        return _POP_VLAN_ACTION
     raise TypeError(f"unknown action {action!r}")
 
 

@@ -19,7 +19,7 @@ from typing import Mapping
 
 from ... import prefix
 from ...routing.model import KernelState, NeighbourKey, NextHop
-from ..openflow.flows import Action, DecTtl, Output, SetField
+from ..openflow.flows import OFPVID_PRESENT, Action, DecTtl, Output, PopVlan, PushVlan, SetField
 from ..openflow.groups import Bucket, GroupSpec, GroupType
 from ..openflow.pipeline import KERNEL
 
@@ -39,15 +39,30 @@ class PortBinding:
     port: int
     mac: int
     up: bool = True
+    # None: the router has no VLANs, frames keep whatever they came with (as before VLANs); 0: the
+    # port's untagged TAP; else the VLAN's id.
+    vid: int | None = None
+
+
+def tag_actions(vid: int | None) -> tuple[Action, ...]:
+    """What leaves a bucket tagged for `vid`. A bucket cannot know whether its packet came in tagged,
+    so on a router with VLANs it always pops (a no-op on an untagged packet) and pushes afresh:
+    push, rewrite and pop alike, and the priority bits (PCP) are reset to 0."""
+    if vid is None:
+        return ()
+    if vid == 0:
+        return (PopVlan(),)
+    return (PopVlan(), PushVlan(), SetField("vlan_vid", OFPVID_PRESENT | vid))
 
 
 def hop_actions(port: PortBinding, mac: int) -> tuple[Action, ...]:
     # TTL first: when it expires, Open vSwitch sends the frame to the controller
-    # as it arrived (still addressed to the router), and the kernel answers it.
+    # as it arrived (still addressed to the router, still tagged), and the kernel answers it.
     # in_port cleared: OpenFlow never outputs to the ingress port, and a route may lead back
-    # out of it (hosts whose gateway is us, behind another router on the same port).
-    return (DecTtl(), SetField("eth_src", port.mac), SetField("eth_dst", mac), SetField("in_port_nxm", 0),
-            Output(port.port))
+    # out of it (hosts whose gateway is us, behind another router on the same port; another VLAN
+    # on the same trunk, router on a stick).
+    return (DecTtl(), *tag_actions(port.vid), SetField("eth_src", port.mac), SetField("eth_dst", mac),
+            SetField("in_port_nxm", 0), Output(port.port))
 
 
 def classify(hops: tuple[NextHop, ...] | None, v6: bool, ports: Mapping[int, PortBinding]) -> HopSet | int:

@@ -10,6 +10,7 @@ from ..openflow import pipeline
 from ..openflow.flows import (BGP_PORT, ETH_TYPE_ARP, ETH_TYPE_IPV4, ETH_TYPE_IPV6, IPPROTO_ICMPV6, IPPROTO_OSPF,
                               IPPROTO_TCP, FieldMatch, Flow, Match, exact, prefix_match, to_controller)
 from ..openflow.pipeline import PRIO_LOCAL, PRIO_MULTICAST, PRIO_ND, PRIO_PROTOCOL, Owner, Table
+from . import vlans
 
 BROADCAST_MAC = 0xFFFFFFFFFFFF
 MULTICAST_BIT = 0x010000000000
@@ -24,11 +25,13 @@ IPV4_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 @dataclass(frozen=True)
 class PortView:
-    """What the punt plan needs to know of one port: its number, MAC and the router's addresses on it."""
+    """What the punt plan needs to know of one TAP: its port's number and MAC, the router's addresses
+    on it, and its VLAN (fib.PortBinding.vid: None on a router without VLANs, 0 untagged)."""
 
     number: int
     mac: int
     addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
+    vid: int | None = None
 
 
 def _flow(table: Table, priority: int, *fields, goto: Table | None = None,
@@ -91,12 +94,14 @@ def protocol_flows(v4: list, v6: list, bgp_peers: frozenset | None = None) -> li
 
 
 def ingress_flows(port: PortView) -> list[Flow]:
-    """Frames on a known port pass on, to the policies, only when addressed to the router."""
-    in_port = exact("in_port", port.number)
+    """Frames on a known port (and, with VLANs, with the TAP's tag or none) pass on, to the policies,
+    only when addressed to the router."""
+    tag = vlans.tag_match(port.vid)
+    on = (exact("in_port", port.number),) if tag is None else (exact("in_port", port.number), tag)
     return [
-        _flow(Table.INGRESS, 100, in_port, exact("eth_dst", port.mac), goto=Table.POLICY),
-        _flow(Table.INGRESS, 100, in_port, exact("eth_dst", BROADCAST_MAC), goto=Table.POLICY),
-        _flow(Table.INGRESS, 90, in_port, FieldMatch("eth_dst", MULTICAST_BIT, MULTICAST_BIT),
+        _flow(Table.INGRESS, 100, *on, exact("eth_dst", port.mac), goto=Table.POLICY),
+        _flow(Table.INGRESS, 100, *on, exact("eth_dst", BROADCAST_MAC), goto=Table.POLICY),
+        _flow(Table.INGRESS, 90, *on, FieldMatch("eth_dst", MULTICAST_BIT, MULTICAST_BIT),
               goto=Table.POLICY),
     ]
 
@@ -132,6 +137,12 @@ def plan(ports: Iterable[PortView], bgp_peers: frozenset | None = None) -> froze
     flows: list[Flow] = []
     for port in ports:
         flows.extend(ingress_flows(port))
+    tagged: dict[int, list[int]] = {}  # on a router with VLANs: port -> the VLANs its TAPs carry
+    for port in ports:
+        if port.vid is not None:
+            tagged.setdefault(port.number, []).append(port.vid)
+    for number, vids in tagged.items():
+        flows.extend(vlans.drop_flows(number, vids))
     if ports:
         flows.extend(punt_flows(ports, bgp_peers))
         flows.extend(police_flows(ports))

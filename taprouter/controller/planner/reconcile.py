@@ -43,12 +43,14 @@ class KernelView:
 
 @dataclass(frozen=True)
 class PortInput:
-    """A configured port as the switch describes it, with the TAP that stands for it."""
+    """A configured port as the switch describes it, with a TAP that stands for it: one per TAP, so a
+    port with VLANs comes once per VLAN (and once more for its untagged TAP, if it has one)."""
 
     number: int
     tap: str
     mac: int
     up: bool
+    vid: int | None = None  # fib.PortBinding.vid: None on a router without VLANs, 0 untagged
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ class Planner:
         policy_early, policy_late = _split(policy.flows)
         adds, modifies, _ = changes.counts
         routes = changes.routes
-        meter_upserts, meter_deletes = self._meter_ops(meters_for(view.number for view in views))
+        meter_upserts, meter_deletes = self._meter_ops(meters_for({view.number for view in views}))
         return Pass(meters=meter_upserts + policy.meter_upserts,
                     group_upserts=changes.group_upserts + policy.group_upserts, early=early + policy_early,
                     routes=(sorted(routes[:adds], key=_PREFIX) + sorted(routes[adds:adds + modifies], key=_PREFIX)
@@ -218,8 +220,8 @@ def _bindings(ports: Sequence[PortInput], state: KernelState) -> tuple[list[punt
             continue
         addresses = tuple(sorted((a.interface for a in state.addresses if a.ifindex == link.index
                                   and not (a.interface.version == 6 and a.interface.ip.is_link_local)), key=str))
-        views.append(punt.PortView(port.number, port.mac, addresses))
-        bindings[link.index] = PortBinding(link.index, port.number, port.mac, port.up)
+        views.append(punt.PortView(port.number, port.mac, addresses, port.vid))
+        bindings[link.index] = PortBinding(link.index, port.number, port.mac, port.up, port.vid)
     return views, bindings
 
 

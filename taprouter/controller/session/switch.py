@@ -304,6 +304,16 @@ class SwitchSession:
         dp.send_msg(request)
         return request.xid
 
+    def count_drops(self) -> int:
+        """Ask for the ingress table's counted drops (unknown VLAN, double tag); returns the request's xid."""
+        dp = self.dp
+        request = dp.ofproto_parser.OFPFlowStatsRequest(
+            dp, 0, int(Table.INGRESS), ofp.OFPP_ANY, ofp.OFPG_ANY, pipeline.cookie(Owner.UNKNOWN_VLAN),
+            pipeline.DROP_COOKIE_MASK, dp.ofproto_parser.OFPMatch())
+        dp.set_xid(request)
+        dp.send_msg(request)
+        return request.xid
+
     def count_meters(self) -> None:
         """Ask for every meter's counters (the punt meters' drops, for /metrics)."""
         dp = self.dp
