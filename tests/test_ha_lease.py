@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import psycopg
 import pytest
@@ -24,6 +25,18 @@ def pair(url: str, lease_seconds: float = 1.0) -> tuple[Lease, Lease]:
     return (Lease(url, "r1", 0x1, "a", lease_seconds), Lease(url, "r1", 0x1, "b", lease_seconds))
 
 
+def until_held(lease: Lease, now: float, timeout: float = 5.0):
+    """Rounds until `lease` holds (a session ended by the server or a client goes in milliseconds,
+    but not at once); returns the state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = lease.round(now)
+        if state.held or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+        now += 0.05
+
+
 def test_one_holder_then_the_other_after_its_session_ends(ha_url):
     a, b = pair(ha_url)
     try:
@@ -32,7 +45,7 @@ def test_one_holder_then_the_other_after_its_session_ends(ha_url):
         assert not seen.held and seen.holder == "a" and seen.generation == 1
         assert a.round(0.1).held and a.state.generation == 1  # a renewal keeps the generation
         a._close()  # as kill -9 does: the session ends, the lock frees at once
-        took = b.round(0.2)
+        took = until_held(b, 0.2)
         assert took.held and took.generation == 2 and took.holder == "b"
     finally:
         a.stop()
@@ -43,10 +56,9 @@ def test_a_holder_that_stops_renewing_is_ended_and_fences(ha_url):
     a, b = pair(ha_url, lease_seconds=0.5)
     try:
         assert a.round(0.0).held
-        import time
         time.sleep(0.7)  # a is "stopped": no renewal, its session still open
         assert not b.round(1.0).held  # finds the row expired and ends a's backend
-        took = b.round(1.1)
+        took = until_held(b, 1.1)
         assert took.held and took.generation == 2
         # a resumes: its renewal fails on the ended session; it keeps `held` with an error, so fences
         resumed = a.round(1.2)
@@ -64,7 +76,7 @@ def test_clean_stop_hands_over(ha_url):
     try:
         a.round(0.0)
         a.stop()
-        assert b.round(0.1).held
+        assert until_held(b, 0.1).held
     finally:
         b.stop()
 
