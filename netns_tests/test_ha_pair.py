@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -39,6 +40,13 @@ def test_kill_the_master(pair):
     assert standby.role() == "standby"
     first = master.ha_status()
     assert first["holder"] == master.node and first["generation"] >= 1
+    # status (the control socket's answer) and /metrics say the same.
+    for daemon, role in ((master, "master"), (standby, "standby")):
+        (entry,) = halab.status_json(daemon)
+        assert entry["ha"]["role"] == role and entry["ha"]["holder"] == master.node, entry["ha"]
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).read().decode()
+        assert f'taprouter_ha_role{{role="{role}",router="{daemon.router}"}} 1.0' in metrics
+        assert f'taprouter_ha_generation{{router="{daemon.router}"}} {float(first["generation"])}' in metrics
     master.wait_protocol("peer3", "Established", timeout=60)
     master.wait_fib_group_flow(LEARNT, timeout=60)
     master.wait_fib_group_flow(GONE, timeout=30)

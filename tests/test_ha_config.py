@@ -49,3 +49,32 @@ def test_bad_values_named(tmp_path, ha, key):
     with pytest.raises(ConfigError) as exc:
         config.parse(data(database=PG, ha=ha), tmp_path / "t.yaml")
     assert key in str(exc.value)
+
+
+def test_metrics_show_the_role_generation_and_stale_flows():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from taprouter.control.metrics import MetricsSnapshot, RouterFigures, SnapshotCollector
+
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: MetricsSnapshot((
+        RouterFigures("r1", ha_role="master", ha_generation=7, ha_stale_flows=3), RouterFigures("r2")))))
+    text = generate_latest(registry).decode()
+    assert 'taprouter_ha_role{role="master",router="r1"} 1.0' in text
+    assert 'taprouter_ha_role{role="standby",router="r1"} 0.0' in text
+    assert 'taprouter_ha_generation{router="r1"} 7.0' in text
+    assert 'taprouter_ha_stale_flows{router="r1"} 3.0' in text
+    assert 'router="r2"' not in "".join(line for line in text.splitlines() if line.startswith("taprouter_ha"))
+
+
+def test_status_text_shows_ha_and_a_fenced_router_is_a_problem():
+    from pathlib import Path
+
+    from taprouter import status
+
+    ha = {"role": "fenced", "generation": 4, "holder": "a", "node": "a", "lease_error": "server gone",
+          "stale_flows": 0}
+    entry = {"daemon": {"source": "control socket", "pid": 1}, "switch": {"connected": True}, "bird": None, "ha": ha}
+    assert status.problems(entry, False, Path("/x"), None) == ["HA: fenced (server gone)"]
+    entry["ha"] = dict(ha, role="standby", lease_error=None, holder="b")
+    assert status.problems(entry, False, Path("/x"), None) == []

@@ -96,6 +96,7 @@ class DaemonState:
             "bird": self._bird_status(router, fresh=True),
             "last_pass": router.last_pass,
             "relay": self.core.relay.counters_of(router.config.dpid),
+            "ha": published.get("ha"),
         }
 
     def _ports(self, router: Router, present: bool, switch_ports: dict | None) -> list[dict]:
@@ -322,6 +323,7 @@ class DaemonState:
                 bird=tuple(BirdProtocolState(p["name"], p["proto"], p["state"], p["info"])
                            for p in (bird or {}).get("protocols", [])),
                 policies=self._policy_columns(r, totals),
+                **_ha_figures(published.get("ha")),
             ))
         return MetricsSnapshot(tuple(figures))
 
@@ -346,3 +348,9 @@ class DaemonState:
             counts = (totals, counters, tuple(pair[0] for pair in pairs), tuple(pair[1] for pair in pairs))
         self._columns[router.name] = (policies, ids, names, states, counts)
         return PolicyColumns(names, counts[2], counts[3], states[1])
+
+
+def _ha_figures(ha: dict | None) -> dict:
+    if ha is None:
+        return {}
+    return {"ha_role": ha["role"], "ha_generation": ha["generation"], "ha_stale_flows": ha["stale_flows"]}
