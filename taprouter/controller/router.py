@@ -73,6 +73,8 @@ class Router:
                              self.bird.control if self.bird is not None else None, wake)
                    if ha is not None else None)
         self._master_generation = 0  # the generation we last became master with; 0: not master
+        # For the policy source: only an HA master writes policies' states and counters to the store.
+        self.writes_store = self.ha is None
         if self.ha is not None:
             self.session.may_write = False
         self.events: deque[SessionEvent] = deque()
@@ -282,6 +284,7 @@ class Router:
             session.request_role(*want, now)
         master = role is Role.MASTER and session.role_confirmed == want and session.dp is not None
         session.may_write = master
+        self.writes_store = master
         if not master:
             if self._master_generation and role is not Role.FENCED:
                 LOG.warning("router %s: no longer master; writing nothing to the switch", self.name)
