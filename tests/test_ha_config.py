@@ -78,3 +78,13 @@ def test_status_text_shows_ha_and_a_fenced_router_is_a_problem():
     assert status.problems(entry, False, Path("/x"), None) == ["HA: fenced (server gone)"]
     entry["ha"] = dict(ha, role="standby", lease_error=None, holder="b")
     assert status.problems(entry, False, Path("/x"), None) == []
+
+
+def test_a_reload_that_changes_ha_needs_a_restart(tmp_path):
+    from taprouter import reconfig
+
+    old = config.parse(data(database=PG, ha={"enabled": True}), tmp_path / "t.yaml")
+    new = config.parse(data(database=PG, ha={"enabled": True, "lease_seconds": 3}), tmp_path / "t.yaml")
+    change = reconfig.diff(old, new)
+    assert [r for r in change.restart if r.startswith("ha:")]
+    assert not reconfig.diff(old, old).restart
