@@ -158,3 +158,13 @@ def ha_pair(request, tmp_path: Path, cluster, **options) -> Iterator[HaPair]:
 def status_json(daemon: HaRouter) -> dict:
     return json.loads(run(TAPROUTER, "status", "-c", str(daemon.config_path), "--json", env=daemon.env,
                           check=False).stdout)
+
+
+def switch_roles(pair: HaPair) -> dict[str, str]:
+    """Each daemon's role as Open vSwitch itself has it (its Controller records' `role`)."""
+    roles = {}
+    for daemon in (pair.a, pair.b):
+        target = f"tcp:127.0.0.1:{daemon.controller_port}"
+        roles[daemon.node] = run("ovs-vsctl", "--bare", "--columns=role", "find", "controller",
+                                 f"target=\"{target}\"").stdout.strip()
+    return roles

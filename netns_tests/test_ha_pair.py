@@ -40,6 +40,9 @@ def test_kill_the_master(pair):
     assert standby.role() == "standby"
     first = master.ha_status()
     assert first["holder"] == master.node and first["generation"] >= 1
+    # The switch agrees: one master, one slave (Open vSwitch's own Controller records).
+    wait_until(lambda: halab.switch_roles(pair) == {master.node: "master", standby.node: "slave"}, timeout=10,
+               message=lambda: f"switch roles {halab.switch_roles(pair)}")
     # status (the control socket's answer) and /metrics say the same.
     for daemon, role in ((master, "master"), (standby, "standby")):
         (entry,) = halab.status_json(daemon)
@@ -85,6 +88,9 @@ def test_kill_the_master(pair):
         became = time.monotonic() - killed  # an upper bound: the status file is written once a second
         held = standby.wait_log(r"holding (\d+) stale route flows", since=mark, timeout=5)
         ha = standby.ha_status()
+        # (Open vSwitch writes a controller's role to its database every few seconds.)
+        wait_until(lambda: halab.switch_roles(pair)[standby.node] == "master", timeout=15,
+                   message=lambda: f"switch roles {halab.switch_roles(pair)}")
         assert ha["generation"] == first["generation"] + 1 and ha["holder"] == standby.node
         stale_seen = int(held.group(1))
         standby.wait_protocol("peer3", "Established", timeout=60)
@@ -123,4 +129,6 @@ def test_kill_the_master(pair):
     assert all(after[k] >= before[k] for k in before), "a flow was re-added while the old master rejoined"
     assert groups_after == groups_before
     assert standby.role() == "master" and master.ha_status()["generation"] == ha["generation"]
+    wait_until(lambda: halab.switch_roles(pair) == {standby.node: "master", master.node: "slave"}, timeout=15,
+               message=lambda: f"switch roles {halab.switch_roles(pair)}")
     assert "reconciled" not in master.log_since_start()
