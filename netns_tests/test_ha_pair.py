@@ -47,6 +47,8 @@ def test_kill_the_master(pair):
     for daemon, role in ((master, "master"), (standby, "standby")):
         (entry,) = halab.status_json(daemon)
         assert entry["ha"]["role"] == role and entry["ha"]["holder"] == master.node, entry["ha"]
+        text = daemon.taprouter("status", "-c", str(daemon.config_path)).stdout
+        assert f"HA: {role} (node {daemon.node}; lease holder {master.node}" in text, text
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics_port}/metrics", timeout=5).read().decode()
         assert f'taprouter_ha_role{{role="{role}",router="{daemon.router}"}} 1.0' in metrics
         assert f'taprouter_ha_generation{{router="{daemon.router}"}} {float(first["generation"])}' in metrics

@@ -113,3 +113,6 @@ def test_bird_converged():
     assert not bird_converged([("BGP", "start", "Active"), ("OSPF", "up", "Running")])
     assert bird_converged([("BGP", "down", "Disabled")])
     assert bird_converged([])
+    assert bird_converged([("OSPF", "up", "Running")], ["Full/DR", "2-Way/DROther"])
+    assert not bird_converged([("OSPF", "up", "Running")], ["Full/DR", "Loading/BDR"])
+    assert not bird_converged([("OSPF", "up", "Running")], ["ExStart/-"])

@@ -90,7 +90,10 @@ class HaControl:
             if self.hold_started is None:
                 continue
             try:
-                up = bird_converged((p.proto, p.state, p.info) for p in self.bird.protocols())
+                protocols = self.bird.protocols()
+                ospf = [n.state for n in self.bird.ospf_neighbours()] if any(
+                    p.proto == "OSPF" for p in protocols) else []
+                up = bird_converged(((p.proto, p.state, p.info) for p in protocols), ospf)
             except (BirdError, OSError):
                 up = False
             if not up:

@@ -54,10 +54,17 @@ def lock_key(dpid: int) -> int:
 CONVERGING = frozenset({"BGP", "OSPF"})
 
 
-def bird_converged(protocols: Iterable[tuple[str, str, str]]) -> bool:
-    """(proto, state, info) of every BIRD protocol: True when every BGP and OSPF one is up (BGP's
-    info then says Established). A disabled protocol does not count."""
+# OSPF neighbour states that are done: Full, or 2-Way between two routers that are neither DR nor
+# BDR (they never go further on a broadcast network).
+OSPF_SETTLED = ("Full", "2-Way")
+
+
+def bird_converged(protocols: Iterable[tuple[str, str, str]], ospf_neighbours: Iterable[str] = ()) -> bool:
+    """(proto, state, info) of every BIRD protocol, and the state of every OSPF neighbour (BIRD's
+    words, e.g. Full/DR, Loading/-): True when every BGP and OSPF protocol is up (BGP's info then says
+    Established) and no OSPF neighbour is still exchanging its database. A disabled protocol does
+    not count."""
     for proto, state, info in protocols:
         if proto in CONVERGING and not info.startswith("Disabled") and state != "up":
             return False
-    return True
+    return all(state.startswith(OSPF_SETTLED) for state in ospf_neighbours)
