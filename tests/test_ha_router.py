@@ -90,3 +90,21 @@ def test_a_master_that_cannot_renew_writes_nothing(tmp_path, switch_of_old_maste
     router.ha.lease.state = LeaseState(True, 2, "b", 3.0, 3.0)  # renewed, with a new generation
     run(core, sw, now=3.0)
     assert router.ha.role is Role.MASTER and prefixes(5, start=30) <= on_switch(sw).keys()
+
+
+def test_held_host_entries_are_the_neighbours_to_resolve():
+    import ipaddress
+
+    from taprouter import prefix as pfx
+    from taprouter.controller.router import held_neighbours
+    from taprouter.routing.model import Address, NeighbourKey
+
+    def pk(text):
+        return pfx.from_network(ipaddress.ip_network(text))
+
+    addresses = [Address(11, ipaddress.ip_interface("10.0.1.1/24")), Address(12, ipaddress.ip_interface("2001:db8:2::1/64")),
+                 Address(12, ipaddress.ip_interface("fe80::1/64"))]
+    held = {pk("10.0.1.7/32"): 3, pk("10.9.0.0/16"): 3, pk("2001:db8:2::9/128"): 4, pk("10.7.7.7/32"): 5,
+            pk("fe80::9/128"): 6}
+    assert held_neighbours(held, addresses) == {NeighbourKey(11, ipaddress.ip_address("10.0.1.7")),
+                                                NeighbourKey(12, ipaddress.ip_address("2001:db8:2::9"))}

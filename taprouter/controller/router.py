@@ -36,6 +36,8 @@ from ..routing.bird import BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..policy.model import Policy, State
 from ..routing.netlink import Watcher
+from ..routing.model import NeighbourKey
+from .. import prefix as pfx
 from .policyreport import PolicyReport, States
 from .planner.reconcile import KernelView, Pass, Planner, PortInput, SwitchView
 from .openflow import errors
@@ -75,6 +77,9 @@ class Router:
         self._master_generation = 0  # the generation we last became master with; 0: not master
         # For the policy source: only an HA master writes policies' states and counters to the store.
         self.writes_store = self.ha is None
+        # Hosts whose flows a takeover holds: the kernel is asked to resolve them, so that their
+        # flows are the kernel's again before the sweep rather than sent to it after.
+        self._held_hosts: frozenset[NeighbourKey] = frozenset()
         if self.ha is not None:
             self.session.may_write = False
         self.events: deque[SessionEvent] = deque()
@@ -240,7 +245,13 @@ class Router:
             LOG.warning("router %s: holding %d stale route flows and %d groups the kernel lacks", self.name,
                         len(self.planner.stale), len(self.planner.stale.groups))
         self._planned = True
-        self.resolver.request(plan.unresolved, state.links)
+        if self.planner.stale is not None:
+            if plan.adopted:
+                self._held_hosts = held_neighbours(self.planner.stale.routes, state.addresses)
+            self.resolver.request(plan.unresolved | self._held_hosts, state.links)
+        else:
+            self._held_hosts = frozenset()
+            self.resolver.request(plan.unresolved, state.links)
         self._log(plan, started, planned, written)
         self.status = self._status(recount=bool(plan))
         if plan.policy_states is not None:
@@ -441,3 +452,20 @@ class Router:
         stale = self.planner.stale
         return {"role": ha.role.value, "generation": lease.generation, "holder": lease.holder, "node": ha.node,
                 "lease_error": lease.error or None, "stale_flows": len(stale) if stale is not None else 0}
+
+
+def held_neighbours(held: Mapping[int, int], addresses) -> frozenset[NeighbourKey]:
+    """The host entries among held route flows (a /32 or /128 inside a subnet of the router's own
+    addresses), as the neighbours to resolve: (the TAP's ifindex, the host's address)."""
+    subnets = [(a.ifindex, a.interface.network) for a in addresses if not a.interface.ip.is_link_local]
+    found = set()
+    for pk in held:
+        net = pfx.to_network(pk)
+        if net.prefixlen != net.max_prefixlen:
+            continue
+        ip = net.network_address
+        for ifindex, subnet in subnets:
+            if subnet.version == ip.version and ip in subnet and ip != subnet.network_address:
+                found.add(NeighbourKey(ifindex, ip))
+                break
+    return frozenset(found)
