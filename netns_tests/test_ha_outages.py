@@ -133,7 +133,7 @@ def test_master_stops_answering(pair):
           f"later (lease {master.ha['lease_seconds']} s), generation {generation} -> {ha['generation']}; the old "
           f"master resumed joins as standby; transit pings {sent} sent, {missing} lost")
     assert relayed is not None and relayed < 3.0
-    assert ha["generation"] == generation + 1 and ha["holder"] == standby.node
+    assert ha["generation"] > generation and ha["holder"] == standby.node
     assert missing == 0
     # The resumed master wrote nothing: no switch error and no pass in its log after the resume.
     log = master.log_since_start()

@@ -40,13 +40,15 @@ def until_held(lease: Lease, now: float, timeout: float = 5.0):
 def test_one_holder_then_the_other_after_its_session_ends(ha_url):
     a, b = pair(ha_url)
     try:
-        assert a.round(0.0).held and a.state.generation == 1
+        assert a.round(0.0).held
+        first = a.state.generation
+        assert first > 1_700_000_000_000  # the server's clock in ms: past a database made afresh
         seen = b.round(0.0)
-        assert not seen.held and seen.holder == "a" and seen.generation == 1
-        assert a.round(0.1).held and a.state.generation == 1  # a renewal keeps the generation
+        assert not seen.held and seen.holder == "a" and seen.generation == first
+        assert a.round(0.1).held and a.state.generation == first  # a renewal keeps the generation
         a._close()  # as kill -9 does: the session ends, the lock frees at once
         took = until_held(b, 0.2)
-        assert took.held and took.generation == 2 and took.holder == "b"
+        assert took.held and took.generation > first and took.holder == "b"
     finally:
         a.stop()
         b.stop()
@@ -56,16 +58,31 @@ def test_a_holder_that_stops_renewing_is_ended_and_fences(ha_url):
     a, b = pair(ha_url, lease_seconds=0.5)
     try:
         assert a.round(0.0).held
+        first = a.state.generation
         time.sleep(0.7)  # a is "stopped": no renewal, its session still open
         assert not b.round(1.0).held  # finds the row expired and ends a's backend
         took = until_held(b, 1.1)
-        assert took.held and took.generation == 2
+        assert took.held and took.generation > first
         # a resumes: its renewal fails on the ended session; it keeps `held` with an error, so fences
         resumed = a.round(1.2)
         assert resumed.error and decide(resumed, Role.MASTER, 1.2, 0.5) is Role.FENCED
         again = a.round(1.3)  # a new session: the lock is b's
         assert not again.held and again.holder == "b"
         assert decide(again, Role.FENCED, 1.3, 0.5) is Role.STANDBY
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_generation_grows_even_when_the_clock_does_not(ha_url):
+    a, b = pair(ha_url)
+    try:
+        a.round(0.0)
+        with psycopg.connect(**__import__("taprouter.ha.lease", fromlist=["x"]).connect_args(ha_url)) as conn:
+            conn.execute("UPDATE taprouter_ha_lease SET generation = generation + 10000000")  # a clock behind
+            ahead = conn.execute("SELECT generation FROM taprouter_ha_lease").fetchone()[0]
+        a._close()
+        assert until_held(b, 0.1).generation == ahead + 1
     finally:
         a.stop()
         b.stop()

@@ -25,6 +25,7 @@ LOG = logging.getLogger("taprouter.ha")
 TRY_EVERY = 0.3  # seconds between a standby's tries
 CONNECT_TIMEOUT = 2
 
+CLOCK_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 TABLE = """CREATE TABLE IF NOT EXISTS taprouter_ha_lease (
     dpid bigint PRIMARY KEY, router text NOT NULL, holder text NOT NULL, generation bigint NOT NULL,
     pid integer NOT NULL, expires timestamptz NOT NULL)"""
@@ -136,11 +137,16 @@ class Lease:
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]
         if not got:
             return self._observe(conn, now)
+        # The generation is the server's clock in milliseconds, or one more than the last if that
+        # is ahead: it grows at every takeover, and keeps growing past a database made afresh (a
+        # restore, a new server), which a switch that kept its last generation would otherwise
+        # refuse as stale for as long as it runs.
         row = conn.execute(
             "INSERT INTO taprouter_ha_lease AS l (dpid, router, holder, generation, pid, expires) "
-            "VALUES (%s, %s, %s, 1, pg_backend_pid(), now() + make_interval(secs => %s)) "
+            "VALUES (%s, %s, %s, " + CLOCK_MS + ", pg_backend_pid(), now() + make_interval(secs => %s)) "
             "ON CONFLICT (dpid) DO UPDATE SET router = excluded.router, holder = excluded.holder, "
-            "generation = l.generation + 1, pid = excluded.pid, expires = excluded.expires RETURNING generation",
+            "generation = greatest(l.generation + 1, excluded.generation), pid = excluded.pid, "
+            "expires = excluded.expires RETURNING generation",
             (self.dpid, self.router, self.node, self.lease_seconds)).fetchone()
         LOG.warning("router %s: took the master's lease, generation %d", self.router, row[0])
         return LeaseState(True, row[0], self.node, now, now)
