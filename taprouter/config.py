@@ -79,6 +79,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HaConfig:
+    """The HA pair (README "High availability"): off unless enabled, and only with PostgreSQL."""
+
+    enabled: bool = False
+    node: str = ""  # the name the lease shows; "" -> host name and PID, at start
+    lease_seconds: float = 2.0
+    converge_timeout: float = 120.0
+    settle_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
 class WebConfig:
     listen: Listen
     tls: TlsConfig | None = None  # HTTPS with this key and certificate (its `ca` is always None)
@@ -127,6 +138,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig.default)
     metrics: MetricsConfig = MetricsConfig(METRICS_LISTEN)
     web: WebConfig = WebConfig(WEB_LISTEN)
+    ha: HaConfig = HaConfig()
 
 class _Problems:
     """Collects every problem in a file so the user fixes them in one pass."""
@@ -309,6 +321,37 @@ def _parse_metrics(problems: _Problems, data: Any) -> MetricsConfig:
     if "listen" in data and data["listen"] is None:
         return MetricsConfig(None)
     return MetricsConfig(_parse_listen(problems, "metrics", data, METRICS_LISTEN))
+
+
+def _parse_ha(problems: _Problems, data: Any, database: str) -> HaConfig:
+    if data is None:
+        return HaConfig()
+    if not isinstance(data, dict):
+        problems.add("ha", "must be a mapping with 'enabled' and optionally 'node', 'lease_seconds', "
+                           "'converge_timeout', 'settle_seconds'")
+        return HaConfig()
+    _unknown_keys(problems, "ha", data, ("enabled", "node", "lease_seconds", "converge_timeout", "settle_seconds"))
+    enabled = data.get("enabled", False)
+    if not isinstance(enabled, bool):
+        problems.add("ha.enabled", f"must be true or false, not {shown(enabled)}")
+        enabled = False
+    node = data.get("node", "")
+    if not isinstance(node, str) or len(node) > 200:
+        problems.add("ha.node", "must be a name (text, 200 characters at most)")
+        node = ""
+    numbers = {}
+    for key, default, low, high in (("lease_seconds", 2.0, 0.5, 60.0), ("converge_timeout", 120.0, 0.0, 3600.0),
+                                    ("settle_seconds", 3.0, 0.0, 600.0)):
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            problems.add(f"ha.{key}", f"must be a number of seconds in {low:g}..{high:g}, not {shown(value)}")
+            value = default
+        numbers[key] = float(value)
+    if enabled and dburl.parse(database).engine != "postgresql":
+        # The lease lives in the database both daemons share: a SQLite file is one host's.
+        problems.add("ha.enabled", "an HA pair needs PostgreSQL (database: postgresql://...): the master's lease "
+                                   "is held there, and a SQLite file cannot be shared by two hosts")
+    return HaConfig(enabled, node, numbers["lease_seconds"], numbers["converge_timeout"], numbers["settle_seconds"])
 
 
 def _parse_web(problems: _Problems, base: Path, data: Any) -> WebConfig:
@@ -538,12 +581,13 @@ def _parse(data: Any, path: Path, problems: _Problems) -> Config:
     if not isinstance(data, dict):
         problems.add("(top)", "the file must be a mapping with 'openflow' and 'routers'")
         raise ConfigError(problems.items)
-    _unknown_keys(problems, "", data, ("openflow", "routers", "database", "control", "metrics", "web"))
+    _unknown_keys(problems, "", data, ("openflow", "routers", "database", "control", "metrics", "web", "ha"))
     listen, tls = _parse_openflow(problems, path.parent, data.get("openflow"))
     database = _parse_database(problems, data.get("database"))
     control = _parse_control(problems, path.parent, data.get("control"))
     metrics = _parse_metrics(problems, data.get("metrics"))
     web = _parse_web(problems, path.parent, data.get("web"))
+    ha = _parse_ha(problems, data.get("ha"), database)
     _check_listeners(problems, [("openflow.listen", listen), ("metrics.listen", metrics.listen),
                                 ("web.listen", web.listen)])
     routers: list[RouterConfig] = []
@@ -558,7 +602,8 @@ def _parse(data: Any, path: Path, problems: _Problems) -> Config:
     _check_unique(problems, routers)
     if problems.items:
         raise ConfigError(problems.items)
-    return Config(path, listen, tuple(routers), tls, tuple(problems.warnings), database, control, metrics, web)
+    return Config(path, listen, tuple(routers), tls, tuple(problems.warnings), database, control, metrics, web,
+                  ha)
 
 
 def load(path: str | Path) -> Config:

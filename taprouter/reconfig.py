@@ -78,7 +78,7 @@ def diff(old: Config, new: Config, only: str | None = None) -> ConfigChange:
         for key, before, after in (("openflow.listen", old.listen, new.listen), ("openflow.tls", old.tls, new.tls),
                                    ("database", old.database, new.database),
                                    ("control.socket", old.control, new.control),
-                                   ("metrics.listen", old.metrics, new.metrics)):
+                                   ("metrics.listen", old.metrics, new.metrics), ("ha", old.ha, new.ha)):
             if before != after:
                 restart.append(f"{key}: changed; the daemon reads it at start only")
     old_routers = {r.name: r for r in old.routers}

@@ -126,6 +126,9 @@ def problems(entry: dict, bird_configured: bool, socket: Path, unanswered: str |
         found.append(f"daemon pid {daemon['pid']} does not answer on {socket}")
     if entry["switch"] is None or not entry["switch"]["connected"]:
         found.append("switch not connected")
+    ha = entry.get("ha")
+    if ha and ha["role"] in ("fenced", "starting"):
+        found.append(f"HA: {ha['role']}" + (f" ({ha['lease_error']})" if ha.get("lease_error") else ""))
     bird = entry["bird"]
     if bird_configured and (bird is None or bird["pid"] is None or bird["error"]):
         found.append(f"BIRD: {(bird or {}).get('error') or 'not running'}")
@@ -225,6 +228,11 @@ def _router_text(entry: dict, socket: Path) -> list[str]:
     if last and last["time"] is not None:
         lines.append(f"  last pass: {_when(last['time'])}, {last['duration'] * 1000:.1f} ms: {last['add']} added, "
                      f"{last['modify']} modified, {last['delete']} deleted, {last['groups']} group changes")
+    ha = entry.get("ha") or (entry["status_file"] or {}).get("ha")
+    if ha:
+        lines.append(f"  HA: {ha['role']} (node {ha['node']}; lease holder {ha['holder'] or '-'}, generation "
+                     f"{ha['generation']}){'; ' + str(ha['stale_flows']) + ' stale route flows held' if ha['stale_flows'] else ''}"
+                     f"{'; lease: ' + ha['lease_error'] if ha.get('lease_error') else ''}")
     relay = entry["relay"] or (entry["status_file"] or {}).get("relay")
     if relay:
         lines.append("  relay: " + ", ".join(f"{k} {v}" for k, v in relay.items()))

@@ -61,6 +61,7 @@ class FakeSwitch:
         self.silent: set[int] = set()  # multipart types left unanswered
         self.counts: dict[tuple, tuple[int, int]] = {}  # a flow's key -> its packet and byte counts
         self._rng = random.Random(7)
+        self.role = ofp.OFPCR_ROLE_EQUAL  # this connection's OpenFlow role
 
     # --- what os-ken's Datapath offers the daemon ----------------------------------------------
 
@@ -105,9 +106,17 @@ class FakeSwitch:
         if kind == ofp.OFPT_EXPERIMENTER:
             self._bundle_message(msg, xid)
         elif kind in (ofp.OFPT_FLOW_MOD, ofp.OFPT_GROUP_MOD, ofp.OFPT_METER_MOD):
+            if self.role == ofp.OFPCR_ROLE_SLAVE:
+                self._error(msg, xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE)
+                return
             self._apply(msg, xid)
         elif kind == ofp.OFPT_BARRIER_REQUEST:
             self.core.barrier_reply(self, xid)
+        elif kind == ofp.OFPT_ROLE_REQUEST:
+            # OpenFlow roles (HA), as Open vSwitch has them: a slave's writes are refused.
+            role, generation = struct.unpack_from("!I4xQ", msg, 8)
+            self.role = role
+            self.core.role_reply(self, role, generation)
         elif kind == ofp.OFPT_MULTIPART_REQUEST:
             self._multipart(msg, xid)
 

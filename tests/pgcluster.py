@@ -61,9 +61,7 @@ class Cluster:
             os.chmod(self.dir, 0o700)
             self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "--no-sync", "-E", "UTF8",
                       "--locale=C")
-            options = " ".join(f"-c {s}" for s in SERVER_SETTINGS) + f" -k {self.socket_dir}"
-            self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-o", options,
-                      "-w", "-t", "30", "start")
+            self._pg_ctl_start()
             self._started = True
         except (subprocess.CalledProcessError, OSError, KeyError) as exc:
             log = self.log()
@@ -71,6 +69,19 @@ class Cluster:
             detail = getattr(exc, "stderr", "") or ""
             raise ClusterUnavailable(f"PostgreSQL did not start: {exc}\n{detail}{log}") from None
         return self
+
+    def _pg_ctl_start(self) -> None:
+        options = " ".join(f"-c {s}" for s in SERVER_SETTINGS) + f" -k {self.socket_dir}"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-o", options,
+                  "-w", "-t", "30", "start")
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (a server going away under its clients: every session
+        ends); `resume` starts it again."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "20", "stop")
+
+    def resume(self) -> None:
+        self._pg_ctl_start()
 
     def log(self) -> str:
         try:

@@ -321,6 +321,21 @@ def test_states_and_counters_are_written_back_only_when_they_change(lab):
     wait_until(lambda: lab.statuses()[b.id][0] == "failed", "b failed, in the database")
 
 
+def test_an_ha_standby_writes_no_states_the_master_does(lab):
+    a = lab.add("a", dst="10.9.0.0/16")
+    source = lab.start()
+    store = lab.readers()[-1]
+    r1 = router_of(source)
+    r1.writes_store = False  # a standby: its switch is the master's
+    r1.report(states={a.id: State.PENDING})
+    checks = store.checks
+    wait_until(lambda: store.checks >= checks + 5, "five more rounds of the source")
+    assert a.id not in lab.statuses() and not lab.writes()
+    r1.writes_store = True  # it became master
+    r1.report(states={a.id: State.INSTALLED}, counters={a.id: (3, 300)})
+    wait_until(lambda: lab.statuses().get(a.id, ())[:3] == ("installed", 3, 300), "the master's state written")
+
+
 def test_counters_are_kept_across_a_restart_and_across_the_switch_counting_again(lab):
     a = lab.add("a", dst="10.9.0.0/16")
     source = lab.start()

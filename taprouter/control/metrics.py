@@ -124,6 +124,12 @@ class RouterFigures:
     passes: Histogram = Histogram()
     bird: tuple[BirdProtocolState, ...] = ()
     policies: PolicyColumns = PolicyColumns()
+    ha_role: str | None = None  # None: HA off
+    ha_generation: int = 0
+    ha_stale_flows: int = 0
+
+
+HA_ROLES = ("starting", "standby", "master", "fenced")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +193,16 @@ def router_families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
                   ["router", "protocol", "proto", "state", "info"],
                   (([r.router, p.name, p.proto, p.state, p.info], int(p.state == "up"))
                    for r in routers for p in r.bird))
+    ha = [r for r in routers if r.ha_role is not None]
+    if ha:
+        yield _family(GaugeMetricFamily, "taprouter_ha_role", "The router's HA role: 1 for the one it is in.",
+                      ["router", "role"], (([r.router, role], int(r.ha_role == role)) for r in ha for role in HA_ROLES))
+        yield _family(GaugeMetricFamily, "taprouter_ha_generation",
+                      "The HA lease's generation, the OpenFlow generation id (one more at each takeover).", ["router"],
+                      (([r.router], r.ha_generation) for r in ha))
+        yield _family(GaugeMetricFamily, "taprouter_ha_stale_flows",
+                      "Route flows a new master holds until its BIRD has converged.", ["router"],
+                      (([r.router], r.ha_stale_flows) for r in ha))
 
 
 # The per-policy families: (name as exposed, type, help, the figure it shows). The /metrics

@@ -17,7 +17,7 @@ the server sends them as they are; `taprouter status` reads them, and builds the
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 
 class DaemonInfo(TypedDict):
@@ -131,6 +131,17 @@ class PassSummary(TypedDict):
     groups: int  # group changes
 
 
+class HaStatus(TypedDict):
+    """The HA pair as this daemon sees it (README "High availability")."""
+
+    role: str  # starting, standby, master or fenced
+    generation: int  # the lease's generation: the OpenFlow generation id; 0 not known yet
+    holder: str  # the node the lease row names
+    node: str  # this daemon's node name
+    lease_error: str | None  # why the database could not be asked, last time
+    stale_flows: int  # route flows held since a takeover, until BIRD has converged
+
+
 class RouterStatus(TypedDict):
     router: str
     dpid: str  # "0x1"
@@ -147,6 +158,7 @@ class RouterStatus(TypedDict):
     last_pass: PassSummary | None
     relay: dict[str, int] | None  # frames to_tap, to_switch, and each kind of error
     ingress_drops: list[IngressDrops]  # on a router with VLANs, per port and reason (else empty)
+    ha: NotRequired[HaStatus | None]  # null (or absent) with HA off
 
 
 class Status(TypedDict):

@@ -33,7 +33,7 @@ from .planner import vlans
 from .planner.backlog import PASS_ROUTES
 from .router import Router
 from .session import connection, packetin
-from .session.switch import (Answered, Connected, Counted, Described, Disconnected, Errored, FlowRemoved,
+from .session.switch import (RoleReplied, Answered, Connected, Counted, Described, Disconnected, Errored, FlowRemoved,
                              FlowsRead, GroupsRead, MetersRead, PortChanged)
 
 LOG = logging.getLogger("taprouter.core")
@@ -58,7 +58,9 @@ class RouterCore:
         # A small pass limit makes a small load go in slices (tests).
         pass_routes = int(os.environ.get("TAPROUTER_PASS_ROUTES", PASS_ROUTES))
         self.switch_gone = float(os.environ.get("TAPROUTER_SWITCH_GONE", SWITCH_GONE))
-        self.routers: dict[int, Router] = {r.dpid: Router(r, self.relay, self._kick.set, pass_routes)
+        self.routers: dict[int, Router] = {r.dpid: Router(r, self.relay, self._kick.set, pass_routes,
+                                                          ha=config.ha if config.ha.enabled else None,
+                                                          database=config.database)
                                            for r in config.routers}
         self._current: dict[int, object] = {}  # dpid -> its live connection (os-ken's Datapath)
         self._lock = threading.Lock()
@@ -129,8 +131,10 @@ class RouterCore:
             router.taps.port_ready(port)
         # PacketIns go to the TAPs before os-ken's receive loop; PacketOuts out past its send queue.
         connection.install(dp, packetin.taker(dp.id, self.relay.to_tap))
-        self.relay.attach(dp.id, lambda frames: connection.send_now(dp, b"".join(wire.packet_out(port, frame)
-                                                                             for port, frame in frames)))
+        # An HA standby's kernel speaks too (IPv6 RAs, BIRD's hellos), with the master's addresses:
+        # its frames are dropped, and the switch would refuse them from a slave anyway.
+        self.relay.attach(dp.id, lambda frames: router.relays() and connection.send_now(
+            dp, b"".join(wire.packet_out(port, frame) for port, frame in frames)))
         router.hand_over(Described(dp, tuple(ports)))
 
     def port_changed(self, dp, port: PortState, removed: bool) -> None:
@@ -190,6 +194,9 @@ class RouterCore:
 
     def switch_error(self, dp, msg) -> None:
         self.routers[dp.id].hand_over(Errored(dp, msg.type, msg.code, msg.xid, bytes(msg.data or b"")))
+
+    def role_reply(self, dp, role: int, generation: int) -> None:
+        self.routers[dp.id].hand_over(RoleReplied(dp, role, generation))
 
     def switch_down(self, dp) -> bool:
         """Forget the switch's connection if `dp` is still it; False for one it has replaced

@@ -26,7 +26,8 @@ from .. import gctune, paths
 from ..bridge.holder import HolderClient
 from ..bridge.relay import Relay
 from ..bridge.taps import TapSet
-from ..config import RouterConfig
+from ..config import HaConfig, RouterConfig
+from ..ha.roles import Role
 from ..reconfig import RouterChange
 from ..control.metrics import Histogram
 from ..mac import mac_to_int
@@ -35,10 +36,13 @@ from ..routing.bird import BirdSupervisor
 from ..routing.mirror import KernelMirror
 from ..policy.model import Policy, State
 from ..routing.netlink import Watcher
+from ..routing.model import NeighbourKey
+from .. import prefix as pfx
 from .policyreport import PolicyReport, States
 from .planner.reconcile import KernelView, Pass, Planner, PortInput, SwitchView
 from .openflow import errors
 from .refusals import Refusals
+from .ha import HaControl
 from .session.switch import Answered, Connected, Counted, Errored, FlowRemoved, SessionEvent, SwitchSession
 from .session.tls import peer
 
@@ -46,10 +50,12 @@ LOG = logging.getLogger("taprouter.core")
 
 OFFLOAD_RECOUNT = 1.0  # seconds between recounts of the FIB for status (a walk over the hop sets)
 COUNT_INTERVAL = 2.0  # seconds between polls of the policy table's counters
+ROLE_RETRY = 1.0  # seconds before a role request the switch has not confirmed is sent again
 
 
 class Router:
-    def __init__(self, config: RouterConfig, relay: Relay, wake: Callable[[], None], pass_routes: int) -> None:
+    def __init__(self, config: RouterConfig, relay: Relay, wake: Callable[[], None], pass_routes: int,
+                 ha: HaConfig | None = None, database: str = "") -> None:
         self.config = config
         self.name = config.name
         self.holder = HolderClient(paths.router_dir(config.name))
@@ -64,6 +70,18 @@ class Router:
                      if config.bird is not None else None)
         self.planner = Planner(pass_routes)
         self.session = SwitchSession(config.name)
+        # HA: the lease and the role (controller/ha.py); None with HA off (every switch is ours).
+        self.ha = (HaControl(ha, database, config.name, config.dpid,
+                             self.bird.control if self.bird is not None else None, wake)
+                   if ha is not None else None)
+        self._master_generation = 0  # the generation we last became master with; 0: not master
+        # For the policy source: only an HA master writes policies' states and counters to the store.
+        self.writes_store = self.ha is None
+        # Hosts whose flows a takeover holds: the kernel is asked to resolve them, so that their
+        # flows are the kernel's again before the sweep rather than sent to it after.
+        self._held_hosts: frozenset[NeighbourKey] = frozenset()
+        if self.ha is not None:
+            self.session.may_write = False
         self.events: deque[SessionEvent] = deque()
         self.count_xids: set[int] = set()
         self.drop_xids: set[int] = set()  # requests for the ingress drops' counters (routers with VLANs)
@@ -113,8 +131,12 @@ class Router:
         self.resolver.start()
         if self.bird is not None:
             self.bird.start()
+        if self.ha is not None:
+            self.ha.start()
 
     def stop(self) -> None:
+        if self.ha is not None:
+            self.ha.stop()  # the lease goes with the session: the standby takes over at once
         self.watcher.stop()
         self.resolver.stop()
         if self.bird is not None:
@@ -177,12 +199,18 @@ class Router:
                 continue
             if isinstance(event, Answered) and event.xid in self._ticket_of:
                 self._mark_applied(self._ticket_of.pop(event.xid))
-            elif isinstance(event, Errored) and event.dp is session.dp:
+            elif isinstance(event, Errored) and event.dp is session.dp and not errors.is_role_error(event.type,
+                                                                                                     event.code):
                 self._refused(event)
             elif isinstance(event, Connected):
                 self.refusals.clear()  # a switch afresh may take what the last one refused
             session.handle(event, now)
         session.tick(now)
+        if self.ha is not None and not self._ha_step(now):
+            self._ticket_of.clear()
+            self._planned = False
+            self.status = self._status()
+            return False
         if not session.synced:
             self._ticket_of.clear()  # their barriers will not be answered, or a read-back follows them
             self._planned = False
@@ -215,8 +243,17 @@ class Router:
         # (With a resync due, what was sent may not all be on the switch: the pass after the
         # read-back tells.)
         written = time.monotonic()
+        if plan.adopted and self.planner.stale is not None:
+            LOG.warning("router %s: holding %d stale route flows and %d groups the kernel lacks", self.name,
+                        len(self.planner.stale), len(self.planner.stale.groups))
         self._planned = True
-        self.resolver.request(plan.unresolved, state.links)
+        if self.planner.stale is not None:
+            if plan.adopted:
+                self._held_hosts = held_neighbours(self.planner.stale.routes, state.addresses)
+            self.resolver.request(plan.unresolved | self._held_hosts, state.links)
+        else:
+            self._held_hosts = frozenset()
+            self.resolver.request(plan.unresolved, state.links)
         self._log(plan, started, planned, written)
         self.status = self._status(recount=bool(plan))
         if plan.policy_states is not None:
@@ -229,9 +266,63 @@ class Router:
             session.count_meters()
             self._counted_at = now
         self._report()
+        if self.planner.stale is not None and self.ha is not None and self.ha.converged(now):
+            self._sweep(now)
         if plan.full:
             gctune.release()  # a read-back's or a re-dump's memory, back to the system
         return len(self.planner.backlog) > 0
+
+    # --- HA (the reconcile thread) ----------------------------------------------------------------
+
+    def relays(self) -> bool:
+        """Whether the relay may send PacketOuts (the relay's thread): always without HA; with it,
+        while the switch has confirmed this connection as master."""
+        if self.ha is None:
+            return True
+        confirmed = self.session.role_confirmed
+        return confirmed is not None and confirmed[0] == ofp.OFPCR_ROLE_MASTER
+
+    def _ha_step(self, now: float) -> bool:
+        """The role from the lease; the switch asked for it; whether this pass may plan. A new
+        master reads the switch back first, and holds what its kernel lacks (planner/stale.py)."""
+        ha, session = self.ha, self.session
+        role = ha.update(now)
+        generation = ha.lease.state.generation
+        want = None
+        if role is Role.MASTER:
+            want = (ofp.OFPCR_ROLE_MASTER, generation)
+        elif role is Role.STANDBY and generation:
+            want = (ofp.OFPCR_ROLE_SLAVE, generation)
+        # STARTING: the generation is not known; FENCED: the switch's role is left as it is.
+        if want is not None and session.dp is not None and session.role_confirmed != want and (
+                session.role_sent != want or now - session.role_asked >= ROLE_RETRY):
+            session.request_role(*want, now)
+        master = role is Role.MASTER and session.role_confirmed == want and session.dp is not None
+        session.may_write = master
+        self.writes_store = master
+        if not master:
+            if self._master_generation and role is not Role.FENCED:
+                LOG.warning("router %s: no longer master; writing nothing to the switch", self.name)
+                self._master_generation = 0
+            return False
+        if self._master_generation != generation:
+            LOG.warning("router %s: master with generation %d; reading the switch back, holding what the kernel "
+                        "lacks until BIRD has converged", self.name, generation)
+            self._master_generation = generation
+            threading.Thread(target=kernel.flush_unresolved, args=(self.name, self.config.netns),
+                             name=f"neigh-flush-{self.name}", daemon=True).start()
+            self.planner.hold_next = True
+            ha.holding(now)
+            session.read_again(now)
+            return False
+        return True
+
+    def _sweep(self, now: float) -> None:
+        sweep = self.planner.sweep_stale()
+        LOG.warning("router %s: converged (%s); sweeping %d stale route flows and %d groups", self.name,
+                    self.ha.converged_by, sweep.route_counts[2], len(sweep.group_deletes))
+        if sweep:
+            self.session.send(sweep)
 
     def _policy_event(self, event: FlowRemoved | Counted) -> None:
         """A policy's timeout fired: it is expired, and not planned again until it is re-enabled;
@@ -355,4 +446,31 @@ class Router:
             "offload": self._offload if self._planned else {},
             "last_reconcile": self._last_reconcile, "switch_errors": session.errors,
             "netlink_resyncs": self.watcher.resyncs,
+            "ha": self._ha_status(),
         }
+
+    def _ha_status(self) -> dict | None:
+        ha = self.ha
+        if ha is None:
+            return None
+        lease = ha.lease.state
+        stale = self.planner.stale
+        return {"role": ha.role.value, "generation": lease.generation, "holder": lease.holder, "node": ha.node,
+                "lease_error": lease.error or None, "stale_flows": len(stale) if stale is not None else 0}
+
+
+def held_neighbours(held: Mapping[int, int], addresses) -> frozenset[NeighbourKey]:
+    """The host entries among held route flows (a /32 or /128 inside a subnet of the router's own
+    addresses), as the neighbours to resolve: (the TAP's ifindex, the host's address)."""
+    subnets = [(a.ifindex, a.interface.network) for a in addresses if not a.interface.ip.is_link_local]
+    found = set()
+    for pk in held:
+        net = pfx.to_network(pk)
+        if net.prefixlen != net.max_prefixlen:
+            continue
+        ip = net.network_address
+        for ifindex, subnet in subnets:
+            if subnet.version == ip.version and ip in subnet and ip != subnet.network_address:
+                found.add(NeighbourKey(ifindex, ip))
+                break
+    return frozenset(found)

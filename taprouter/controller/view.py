@@ -98,6 +98,7 @@ class DaemonState:
             "last_pass": router.last_pass,
             "relay": self.core.relay.counters_of(router.config.dpid),
             "ingress_drops": self._ingress_drops(router),
+            "ha": published.get("ha"),
         }
 
     def _ports(self, router: Router, present: bool, switch_ports: dict | None) -> list[dict]:
@@ -330,6 +331,7 @@ class DaemonState:
                 bird=tuple(BirdProtocolState(p["name"], p["proto"], p["state"], p["info"])
                            for p in (bird or {}).get("protocols", [])),
                 policies=self._policy_columns(r, totals),
+                **_ha_figures(published.get("ha")),
             ))
         return MetricsSnapshot(tuple(figures))
 
@@ -364,3 +366,9 @@ def _tap_status(name: str | None, found: dict) -> dict:
             "carrier": bool(state and state.carrier), "up": bool(state and state.up),
             "addresses": [str(a) for a in state.addresses] if state else [],
             "counters": counters.__dict__.copy() if counters else None}
+
+
+def _ha_figures(ha: dict | None) -> dict:
+    if ha is None:
+        return {}
+    return {"ha_role": ha["role"], "ha_generation": ha["generation"], "ha_stale_flows": ha["stale_flows"]}

@@ -54,6 +54,9 @@ class PolicyRouter(Protocol):
     name: str
 
     policy_report: object  # a PolicyReport: states, expired, counters by policy id
+    # False while an HA standby: the master writes the policies' states and counters (its switch's);
+    # a router without it writes always.
+    writes_store: bool
 
     def set_policies(self, policies: tuple[Policy, ...], reenabled: Iterable[int] = (),
                      expired: Mapping[int, float] | None = None) -> int: ...
@@ -287,6 +290,8 @@ class PolicySource:
         statuses = []
         totals = dict(self.totals)
         for name, router in self.routers.items():
+            if not getattr(router, "writes_store", True):
+                continue
             report = router.policy_report
             if only is None:
                 if report is self._reports.get(name):

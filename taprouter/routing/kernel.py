@@ -92,3 +92,15 @@ class Resolver:
             if proc.returncode != 0:
                 LOG.debug("router %s: cannot ask the kernel to resolve %s: %s", self.router, key.ip,
                           proc.stderr.strip())
+
+
+def flush_unresolved(router: str, netns_name: str) -> None:
+    """Forget neighbours the kernel is still resolving, or failed to: a new HA master's kernel asked
+    while its frames were dropped (a standby's, or in the instant before the switch made it master),
+    and would wait for its next retransmission (a second) before asking again; forgotten, the next
+    packet asks at once."""
+    for state in ("incomplete", "failed"):
+        proc = subprocess.run(["ip", "-n", netns_name, "neigh", "flush", "nud", state], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            LOG.debug("router %s: ip neigh flush nud %s: %s", router, state, proc.stderr.strip())

@@ -51,3 +51,9 @@ def subject(data: bytes) -> Subject | None:
     if message == ofp.OFPT_METER_MOD:  # command (2), flags (2), meter id
         return Subject("meter", struct.unpack_from("!I", data, 12)[0])
     return None
+
+
+def is_role_error(kind: int, code: int) -> bool:
+    """A role request refused, or a write refused because the connection is a slave (HA): about
+    who is master, not about what was written."""
+    return kind == ofp.OFPET_ROLE_REQUEST_FAILED or (kind == ofp.OFPET_BAD_REQUEST and code == ofp.OFPBRC_IS_SLAVE)

@@ -20,7 +20,7 @@ from ..openflow.groups import GroupSpec
 from ..openflow.meters import MeterSpec
 from ..openflow.ops import FlowOp, GroupOp, MeterOp, Op, RouteOp
 from ..openflow.pipeline import GROUP_MAX, GROUP_MIN, Owner, Table, is_punt_meter, meters_for, owner_of
-from . import baseflows, punt
+from . import baseflows, punt, stale
 from .backlog import PASS_ROUTES, Backlog
 from .diff import diff
 from .fib import PortBinding
@@ -121,6 +121,9 @@ class Planner:
         self._bound: dict[int, PortBinding] | None = None  # the port bindings policies were planned for
         self._meters: dict[int, MeterSpec | None] = {}
         self.policy_table = PolicyTable()
+        # HA: the next read-back is a takeover's, whose missing routes are held (stale.py), not deleted.
+        self.hold_next = False
+        self.stale: stale.StaleHold | None = None
 
     def plan(self, kernel: KernelView, switch: SwitchView, now: float, policies: Sequence[Policy] | None = ()
              ) -> Pass:
@@ -159,15 +162,40 @@ class Planner:
         adds, modifies, _ = changes.counts
         routes = changes.routes
         meter_upserts, meter_deletes = self._meter_ops(meters_for({view.number for view in views}))
-        return Pass(meters=meter_upserts + policy.meter_upserts,
-                    group_upserts=changes.group_upserts + policy.group_upserts, early=early + policy_early,
-                    routes=(sorted(routes[:adds], key=_PREFIX) + sorted(routes[adds:adds + modifies], key=_PREFIX)
-                            + sorted(routes[adds + modifies:], key=_PREFIX)),
-                    late=late + policy_late, group_deletes=changes.group_deletes + policy.group_deletes,
-                    meter_deletes=meter_deletes + policy.meter_deletes, route_counts=changes.counts,
-                    deleted_with_groups=changes.deleted_with_groups, full=changes.full, adopted=adopted,
-                    unresolved=self.fib.unresolved | table.unresolved(),
-                    policy_states=table.states() if policy.replanned else None)
+        result = Pass(meters=meter_upserts + policy.meter_upserts,
+                      group_upserts=changes.group_upserts + policy.group_upserts, early=early + policy_early,
+                      routes=(sorted(routes[:adds], key=_PREFIX) + sorted(routes[adds:adds + modifies], key=_PREFIX)
+                              + sorted(routes[adds + modifies:], key=_PREFIX)),
+                      late=late + policy_late, group_deletes=changes.group_deletes + policy.group_deletes,
+                      meter_deletes=meter_deletes + policy.meter_deletes, route_counts=changes.counts,
+                      deleted_with_groups=changes.deleted_with_groups, full=changes.full, adopted=adopted,
+                      unresolved=self.fib.unresolved | table.unresolved(),
+                      policy_states=table.states() if policy.replanned else None)
+        if adopted:
+            self.stale = None  # what a read-back holds is decided again
+            if self.hold_next:
+                self.hold_next = False
+                books = self.fib.books
+                self.stale = stale.hold(switch.read_back.routes, switch.read_back.groups, self.fib.targets,
+                                        books.owner)
+        if self.stale:
+            kept_routes, kept_groups = stale.keep(result.routes, result.group_deletes, self.stale)
+            for gid, spec in self.stale.groups.items():
+                # Still on the switch: no new group may take its id before the sweep.
+                self.fib.books.switch_groups.setdefault(gid, spec)
+            result = stale.without(result, kept_routes, kept_groups)
+        return result
+
+    def sweep_stale(self) -> Pass:
+        """The deletes of the flows and groups held since a takeover that did not come back."""
+        if self.stale is None:
+            return Pass()
+        books = self.fib.books
+        routes, groups = stale.sweep(self.stale, self.fib.targets, books.owner)
+        for op in groups:
+            books.switch_groups.pop(op.group_id, None)
+        self.stale = None
+        return Pass(routes=routes, group_deletes=groups, route_counts=(0, 0, len(routes)))
 
     def _adopt(self, read_back: ReadBack) -> None:
         fib_groups = {gid: spec for gid, spec in read_back.groups.items() if GROUP_MIN <= gid <= GROUP_MAX}

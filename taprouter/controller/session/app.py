@@ -36,6 +36,7 @@ class Core(Protocol):
     def barrier_reply(self, dp, xid: int) -> None: ...
     def meter_stats(self, dp, stats: list) -> None: ...
     def switch_error(self, dp, msg) -> None: ...
+    def role_reply(self, dp, role: int, generation: int) -> None: ...
     def switch_down(self, dp) -> bool: ...
 
 
@@ -140,6 +141,12 @@ class TapRouterApp(app_manager.OSKenApp):
     def packet_in(self, ev):
         msg = ev.msg
         self.core.relay.to_tap(SwitchPort(msg.datapath.id, msg.match["in_port"]), msg.data, msg.reason)
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    def role_reply(self, ev):
+        msg = ev.msg
+        if self.core.knows(msg.datapath.id):
+            self.core.role_reply(msg.datapath, msg.role, msg.generation_id)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error(self, ev):

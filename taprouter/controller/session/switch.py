@@ -21,7 +21,7 @@ from enum import Enum
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ...bridge.ports import PortState
-from ..openflow import pipeline, readback, wire
+from ..openflow import errors, pipeline, readback, wire
 from ..openflow.flows import Flow
 from ..openflow.groups import GroupSpec
 from ..openflow.meters import MeterSpec
@@ -125,7 +125,16 @@ class Counted:
     counters: dict[int, tuple[int, int]]
 
 
-SessionEvent = (Connected | Described | PortChanged | FlowsRead | GroupsRead | MetersRead | Answered | Errored
+@dataclass(frozen=True)
+class RoleReplied:
+    """The switch's answer to a role request: the role it gave this connection, and the generation."""
+
+    dp: object
+    role: int  # OFPCR_ROLE_MASTER, _SLAVE or _EQUAL
+    generation: int
+
+
+SessionEvent = (RoleReplied | Connected | Described | PortChanged | FlowsRead | GroupsRead | MetersRead | Answered | Errored
                 | Disconnected | FlowRemoved | Counted)
 
 
@@ -145,6 +154,12 @@ class SwitchSession:
         self._read_back: ReadBack | None = None  # complete, not yet taken by a pass
         self._unclean = False  # an error came since the last read-back
         self._since_read: set[int] = set()  # barrier xids of passes sent since the last read-back
+        # HA (OpenFlow roles): what we last asked for and what the switch last confirmed, each
+        # (role, generation); None with HA off, as the connection then stays EQUAL.
+        self.role_sent: tuple[int, int] | None = None
+        self.role_confirmed: tuple[int, int] | None = None
+        self.role_asked = 0.0
+        self.may_write = True  # False while an HA standby: nothing but reads goes to the switch
 
     # --- events ----------------------------------------------------------------------------
 
@@ -155,7 +170,11 @@ class SwitchSession:
             return
         if dp is not self.dp:
             return  # from a connection the switch has replaced
-        if isinstance(event, Described):
+        if isinstance(event, RoleReplied):
+            self.role_confirmed = (event.role, event.generation)
+        elif isinstance(event, Errored) and self._role_error(event):
+            pass
+        elif isinstance(event, Described):
             self.ports = {p.number: p for p in event.ports}
             if self.phase is Phase.DESCRIBING:
                 self._read(now)
@@ -173,15 +192,46 @@ class SwitchSession:
         elif isinstance(event, Disconnected):
             self.dp, self.phase = None, Phase.DOWN
             self._parts, self._read_back, self.resync_at = {}, None, None
+            self.role_sent = self.role_confirmed = None
             self.in_flight.reset()
 
     def _connected(self, dp, now: float) -> None:
         """The OpenFlow session is up: ask for the ports (Described follows with the answer)."""
+        if dp is not self.dp:
+            self.role_sent = self.role_confirmed = None  # a new connection starts EQUAL
         self.dp, self.phase = dp, Phase.DESCRIBING
         self._parts, self._read_back, self.resync_at = {}, None, None
         self.in_flight.reset()
         self._asked = now
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
+    def request_role(self, role: int, generation: int, now: float) -> None:
+        """Ask the switch for an OpenFlow role (HA); RoleReplied or a role error follows."""
+        dp = self.dp
+        dp.send_msg(dp.ofproto_parser.OFPRoleRequest(dp, role, generation))
+        self.role_sent, self.role_asked = (role, generation), now
+        if self.role_confirmed is not None and self.role_confirmed != (role, generation):
+            self.role_confirmed = None
+
+    def read_again(self, now: float) -> None:
+        """Read the switch back now (a new HA master: another daemon wrote it until now)."""
+        if self.phase in (Phase.READING, Phase.SYNCED):
+            self._read(now)
+        # Down or describing: the read-back follows the description anyway.
+
+    def _role_error(self, event: Errored) -> bool:
+        """A role request refused (a stale generation), or a write refused because the switch has
+        made us slave (another master took over): not a reason to read the switch again. The role
+        is asked again from what the lease says."""
+        if not errors.is_role_error(event.type, event.code):
+            return False
+        if event.type == ofp.OFPET_ROLE_REQUEST_FAILED:
+            LOG.warning("router %s: the switch refused the role request (code %d: %s)", self.name, event.code,
+                        "stale generation" if event.code == ofp.OFPRRFC_STALE else "refused")
+        elif self.role_confirmed is not None:
+            LOG.warning("router %s: the switch says this connection is a slave now (another master)", self.name)
+        self.role_sent = self.role_confirmed = None
+        return True
 
     def _read(self, now: float) -> None:
         """Ask the switch for everything of ours it holds."""
@@ -210,6 +260,8 @@ class SwitchSession:
     def _delete_unreadable(self, data: bytes) -> None:
         """A flow with our cookie that we cannot express is stale by definition: delete it, strictly."""
         dp = self.dp
+        if not self.may_write:
+            return  # an HA standby: the master deletes it
         try:
             entry = readback.parse(data)
         except ValueError:
