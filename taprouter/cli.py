@@ -90,7 +90,7 @@ def cmd_reload(args) -> int:
     if not answer["applied"]:
         print("error: nothing changed", file=sys.stderr)
         return 1
-    status = 0
+    status = 1 if answer["errors"] else 0  # a router added that did not start
     for result in answer["bird"]:
         if result["reloaded"]:
             print(f"router {result['router']}: BIRD {result['message']}")
