@@ -5,7 +5,8 @@ The daemon starts with router 0 only; switch 1 already points at it and is conne
 Router 1 added to the file and reloaded: its netns, TAPs, holder and BIRD come up, its switch
 (taken at once) gets its flows and routes h1 to h2. Removed again: its switch is emptied of every
 flow, group and meter of ours (routing stops there), its BIRD, holder, TAPs, netns and run files
-go, as `taprouter down` would remove them. Added once more, it routes again on the same switch.
+go, as `taprouter down` would remove them. Added once more, it routes again on the same switch;
+then `reload --router R` removes it alone.
 All the while router 0 pings h1 to h2 at 100 pps and loses nothing, its switch's flows are the
 same (counters aside) and the daemon logs no pass that changed anything on it.
 """
@@ -183,4 +184,12 @@ def test_a_router_added_then_removed_leaves_the_other_alone(lab):
     lab.ready(MOVED)
     assert lab.ping_once(MOVED).returncode == 0
     assert changes_on(lab, kept, mark) == []
+
+    # -- removed alone: `reload --router R` for a router the file no longer has ---------------
+    lab.write([KEPT])
+    result = lab.taprouter("reload", "-c", str(lab.config_path), "--router", moved, timeout=90)
+    assert f"router {moved}: removed" in result.stdout, result.stdout + result.stderr
+    assert lab.ours_left(MOVED) == {"flows": 0, "groups": 0, "meters": 0}
+    assert moved not in netns_list()
+    assert changes_on(lab, kept, mark) == [] and lab.flow_set(KEPT) == before
     assert lab.daemon_alive()
