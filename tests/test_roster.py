@@ -31,7 +31,8 @@ D1, D2 = 0x61, 0x62
 
 def router_data(n: int) -> dict:
     return {"dpid": 0x60 + n, "netns": f"trst-r{n}", "ports": {
-        1: {"tap": f"trst-{n}a", "addresses": [f"10.{n}.1.1/24"]}, 2: {"tap": f"trst-{n}b", "addresses": [f"10.{n}.2.1/24"]}}}
+        1: {"tap": f"trst-{n}a", "addresses": [f"10.{n}.1.1/24"]},
+        2: {"tap": f"trst-{n}b", "addresses": [f"10.{n}.2.1/24"]}}}
 
 
 def fill(router: Router, n: int, count: int = 20) -> None:

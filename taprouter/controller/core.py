@@ -140,18 +140,7 @@ class RouterCore:
                 if dp is not None:
                     self._strangers[dpid] = dp  # kept, ignored, for a reload that adds it again
         self.relay.attach(dpid, None)
-        emptied = None
-        if dp is not None:
-            groups, meters = router.planner.owned()
-            messages, barrier = roster.farewell(dp, groups, meters)
-            answered = self._farewells[barrier.xid] = threading.Event()
-            for msg in messages:
-                dp.send_msg(msg)
-            dp.send_msg(barrier)
-            emptied = answered.wait(roster.FAREWELL_WAIT)
-            self._farewells.pop(barrier.xid, None)
-            LOG.info("router %s: switch %#x %s: %d group(s), %d meter(s) and every flow with our cookie", name,
-                     dpid, "emptied" if emptied else "sent deletes, unconfirmed", len(groups), len(meters))
+        emptied = roster.empty(dp, router, self._farewells) if dp is not None else None
         with self._status_lock:
             teardown = roster.leave(router, self.relay)
         LOG.info("router %s: removed; %s", name, ", ".join(teardown.removed) or "nothing was left to remove")

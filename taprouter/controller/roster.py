@@ -19,6 +19,7 @@ so a reload that adds the router again takes it at once.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -80,6 +81,22 @@ def farewell(dp, groups: list[int], meters: list[int]) -> tuple[list, object]:
     barrier = parser.OFPBarrierRequest(dp)
     dp.set_xid(barrier)
     return messages, barrier
+
+
+def empty(dp, router: Router, waiting: dict[int, threading.Event]) -> bool:
+    """Send the farewell to a removed router's switch and wait for its barrier (the core sets
+    the event in `waiting` when the answer comes); True if it came within FAREWELL_WAIT."""
+    groups, meters = router.planner.owned()
+    messages, barrier = farewell(dp, groups, meters)
+    answered = waiting[barrier.xid] = threading.Event()
+    for msg in messages:
+        dp.send_msg(msg)
+    dp.send_msg(barrier)
+    emptied = answered.wait(FAREWELL_WAIT)
+    waiting.pop(barrier.xid, None)
+    LOG.info("router %s: switch %#x %s: %d group(s), %d meter(s) and every flow with our cookie", router.name,
+             dp.id, "emptied" if emptied else "sent deletes, unconfirmed", len(groups), len(meters))
+    return emptied
 
 
 def leave(router: Router, relay: Relay) -> Teardown:
