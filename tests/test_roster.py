@@ -133,3 +133,15 @@ def test_a_switch_with_no_router_is_kept_until_it_goes(two):
     assert core._strangers[0x99] is stranger
     core.stranger_gone(stranger)
     assert 0x99 not in core._strangers and core._strangers[D2] is sw2
+
+
+def test_a_teardown_that_fails_part_way_is_reported_not_raised(two, monkeypatch):
+    core, _, sw2, _ = two
+
+    def broken(_config):
+        raise OSError("netns busy")
+    monkeypatch.setattr(roster, "down", broken)
+    departure = remove(core, sw2, "r2")
+    assert departure.emptied is True and not core.knows(D2)
+    assert departure.teardown.removed == () and "failed part way (netns busy)" in departure.teardown.kept[0]
+    assert "r2: kept whatever" in departure.summary("r2", D2)[-1]

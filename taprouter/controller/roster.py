@@ -105,4 +105,8 @@ def leave(router: Router, relay: Relay) -> Teardown:
     router.stop()
     for port in router.config.ports:
         relay.remove(SwitchPort(router.config.dpid, port.number))
-    return down(router.config)
+    try:
+        return down(router.config)
+    except Exception as exc:  # the router is out of the daemon regardless: say what is left
+        LOG.exception("router %s: tearing it down failed part way", router.name)
+        return Teardown((), (f"whatever `taprouter down` had yet to remove: it failed part way ({exc})",))
