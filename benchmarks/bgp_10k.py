@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "netns_tests"))
 sys.path.insert(0, str(ROOT))
 
 import birdlab  # noqa: E402
-from conftest import run  # noqa: E402
+from routerlab import run  # noqa: E402
 
 POLL = 0.05  # seconds between polls; each poll costs a few ms (dump-aggregate, birdc, ip route)
 BASE = ipaddress.IPv4Network("100.64.0.0/10")  # room for 16,384 /24s

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 import yaml
 
 import ofctl
-from conftest import RouterLab, pid_alive, run, running_lab, wait_until
+from routerlab import RouterLab, pid_alive, run, running_lab, wait_until
 from taprouter.controller.openflow.pipeline import Table
 from taprouter.lab import Host
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TAPROUTER, free_tcp_port, wait_until
+from routerlab import TAPROUTER, free_tcp_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 import ofctl
-from conftest import (REPO, SOCK_PATH_MAX, TAPROUTER, free_tcp_port, leftovers, netns_list, pid_alive, run,
+from routerlab import (REPO, SOCK_PATH_MAX, TAPROUTER, free_tcp_port, leftovers, netns_list, pid_alive, run,
                       unique_prefix, wait_until)
 from taprouter.lab import Host, Lab
 

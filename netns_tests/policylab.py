@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 import ofctl
-from conftest import PYTHON, RouterLab, free_tcp_port, run
+from routerlab import PYTHON, RouterLab, free_tcp_port, run
 from taprouter.control.client import ControlClient
 from taprouter.controller.openflow.pipeline import Table, policy_cookie
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import birdlab
-from conftest import PYTHON, REPO
+from routerlab import PYTHON, REPO
 from taprouter.controller.openflow.pipeline import PORT_LOCAL_RATE, Table
 
 HOLD = 6

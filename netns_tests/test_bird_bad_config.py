@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import birdlab
-from conftest import TAPROUTER, run
+from routerlab import TAPROUTER, run
 
 HOLD = 6
 NET = "10.30.0.0/24"

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import birdlab
-from conftest import wait_until
+from routerlab import wait_until
 
 HOLD = 30
 TARGET = "10.30.0.1"  # on h3's lo, inside the first announced prefix

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import RouterLab, run, running_lab
+from routerlab import RouterLab, run, running_lab
 from taprouter.control.client import ControlClient
 from taprouter.controller.openflow.pipeline import Owner, Table, owner_of
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import TAPROUTER, leftovers, netns_list, pid_alive, run, unique_prefix
+from routerlab import TAPROUTER, leftovers, netns_list, pid_alive, run, unique_prefix
 from taprouter.bridge import tap
 from taprouter.bridge.holder import HolderClient
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TAPROUTER, leftovers, wait_until
+from routerlab import TAPROUTER, leftovers, wait_until
 from taprouter.labkit.build import ours
 from taprouter.labkit.journal import Journal
 from taprouter.labkit.plan import RUN_BASE, default_prefix

@@ -3,6 +3,10 @@
 The daemon is stopped (SIGSTOP, by PID) while the routes enter the kernel, so their events
 queue on its netlink socket and reach the reconciler at once: with TAPROUTER_PASS_ROUTES=100,
 3000 routes must take 30 passes, each started without a new change to wake the reconciler.
+
+SIGSTOP stops a process's threads only once one of them has taken the signal; on a busy machine
+that was seen to take long enough for the daemon to read part of the routes while they went in
+(a withdrawal in two passes, a load in two batches), so the test waits until every thread stops.
 """
 
 from __future__ import annotations
@@ -25,12 +29,25 @@ PASS = re.compile(r"reconciled \d+ flows, \d+ groups in [\d.]+ ms: (\d+) added, 
 TIMES = re.compile(r"in ([\d.]+) ms: .*\(planning ([\d.]+) ms, sending ([\d.]+) ms\)")
 
 
+def stopped(pid: int) -> bool:
+    """Every thread of `pid` stopped (state T in /proc/PID/task/*/stat)."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            continue  # a thread that ended meanwhile
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
 def behind(lab, routes, delete: bool = False) -> None:
-    """The routes into the kernel while the daemon is stopped."""
+    """The routes into the kernel while the daemon is stopped, every thread of it."""
     with netns.iproute(lab.netns) as ipr:
         index = ipr.link_lookup(ifname=lab.taps[2])[0]
     os.kill(lab.proc.pid, signal.SIGSTOP)
     try:
+        lab.wait_until(lambda: stopped(lab.proc.pid), timeout=10, interval=0.005,
+                       message="every thread of the daemon stopped")
         inject(lab.netns, index, "10.0.2.2", routes, delete=delete)
     finally:
         os.kill(lab.proc.pid, signal.SIGCONT)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 import ofctl
-from conftest import run
+from routerlab import run
 
 DESTINATIONS = 20
 # family: (the network behind h2, its next hop, its addresses, how they start as the dumps print them)

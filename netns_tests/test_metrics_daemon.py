@@ -13,7 +13,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PYTHON, run
+from routerlab import PYTHON, run
 from taprouter.controller.openflow.pipeline import (Owner, Table, meter_name, owner_of, policy_cookie,
                                                   port_meters)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import TAPROUTER, run, wait_until
+from routerlab import TAPROUTER, run, wait_until
 from taprouter.controller.openflow.pipeline import Table
 
 

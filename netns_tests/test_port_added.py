@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import RouterLab, running_lab, run
+from routerlab import RouterLab, running_lab, run
 
 
 class LatePortLab(RouterLab):

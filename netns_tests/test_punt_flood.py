@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import PYTHON, run
+from routerlab import PYTHON, run
 
 FLOOD_SECONDS = 8
 PINGS, PING_INTERVAL = 400, 0.01  # 4 s of pings at 100 pps, inside the flood

@@ -11,7 +11,7 @@ import time
 
 import yaml
 
-from conftest import RouterLab, running_lab
+from routerlab import RouterLab, running_lab
 from test_hitless_restart import ping_result, reconciles, warm_up
 
 import pytest

@@ -18,7 +18,7 @@ import threading
 
 import ofctl
 from taprouter.controller.openflow.pipeline import Table
-from conftest import run
+from routerlab import run
 
 GONE, KEPT, ADDED = "10.99.0.0/24", "10.97.0.0/24", "10.98.0.0/24"
 VIA = "10.0.2.2"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import RouterLab, running_lab, run
+from routerlab import RouterLab, running_lab, run
 from taprouter.lab import make_pki
 
 BURST = 3000  # routes added at once: sent to the switch in a few large writes

@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 
 from browserlab import WebUI, browser, click, fill_policy_form, log_in, post_from_page, text_of
-from conftest import wait_until
+from routerlab import wait_until
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from browserlab import WebUI, browser, click, fill_policy_form, log_in, now, text_of
-from conftest import wait_until
+from routerlab import wait_until
 
 WITHIN = 2.0  # seconds
 

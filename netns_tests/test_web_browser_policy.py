@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from browserlab import (Pinger, WebUI, browser, click, fill_policy_form, log_in, now, text_of)
-from conftest import wait_until
+from routerlab import wait_until
 
 STOPS_WITHIN = 1.0  # seconds from the click on Save to the last reply
 RESUMES_WITHIN = 2.0  # seconds from the click on delete to the first reply again

@@ -32,7 +32,10 @@ import importlib.metadata as md, pathlib, taprouter
 assert "site-packages" in taprouter.__file__, taprouter.__file__
 meta = md.metadata("taprouter")
 assert meta["License"] == "Apache-2.0", meta["License"]
-assert any(u.startswith("Source, ") for u in meta.get_all("Project-URL")), meta.get_all("Project-URL")
+assert not meta.get_all("Project-URL") and not meta.get("Home-page"), "an address was invented for the project"
+import sys
+readme = pathlib.Path(sys.prefix) / "share" / "doc" / "taprouter" / "README.md"
+assert readme.is_file() and "taprouter" in readme.read_text(), f"{readme} is not installed"
 files = [str(f) for f in md.files("taprouter")]
 assert any(f.endswith("LICENSE") for f in files), "LICENSE is not in the wheel"
 assert any("db/migrations/0001_initial.py" in f for f in files), "the migrations are not in the wheel"

@@ -71,16 +71,17 @@ def cmd_reload(args) -> int:
     reconfigure each router's BIRD from its file."""
     from .control.client import ControlClient, ControlError, ControlUnavailable
     config = _load(args.config)
-    routers = _chosen(args, config)
     try:
         # The daemon may start a BIRD that is not running, which can take its whole 10 s start
-        # window: wait longer than the default.
+        # window: wait longer than the default. (--router may name a router the file no longer
+        # has: the daemon removes it.)
         answer = ControlClient(config.control.socket, timeout=30).post(
             "/v1/reload", {"router": getattr(args, "router", None)})
     except ControlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ControlUnavailable as exc:
+        routers = _chosen(args, config)
         print(f"note: {exc}; reconfiguring BIRD only", file=sys.stderr)
         return _reload_bird_only(routers)
     for line in answer["changes"]:
@@ -92,7 +93,7 @@ def cmd_reload(args) -> int:
     if not answer["applied"]:
         print("error: nothing changed", file=sys.stderr)
         return 1
-    status = 0
+    status = 1 if answer["errors"] else 0  # a router added that did not start
     for result in answer["bird"]:
         if result["reloaded"]:
             print(f"router {result['router']}: BIRD {result['message']}")

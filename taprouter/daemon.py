@@ -118,11 +118,10 @@ def run(config: Config) -> int:
     LOG.info("listening for switches on %s:%d (%s); routers: %s", config.listen.host, config.listen.port,
              "TLS" if tls_context else "TCP",
              ", ".join(f"{r.name} (dpid {r.dpid:#x})" for r in config.routers))
-    logs = log_files(config)
     while "stop" not in requests:
         wake.wait(1.0)
         wake.clear()
-        logcap.cap_all(logs)
+        logcap.cap_all(log_files(core.config))  # the routers a reload added too
         if "reload" in requests:
             requests.discard("reload")
             LOG.info("received SIGHUP, re-reading %s", config.path)

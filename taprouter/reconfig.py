@@ -1,11 +1,13 @@
 """What a re-read config file changes for a running daemon: a pure difference of two Config values.
 
-The daemon (core.py) applies it; this module only says what differs. Changes the daemon can make in
-place are per router: ports added or removed (a TAP renamed is its port removed and added again)
-and addresses changed on a port. Everything else the daemon fixed at start (the OpenFlow listener,
-TLS, the policy database, the control socket, /metrics, a router's datapath id, netns or BIRD
-file, the set of routers) needs a restart: such a change is named in `restart`, and a reload
-with any of them changes nothing, so the daemon never runs half of a file.
+The daemon (core.py, roster.py) applies it; this module only says what differs. Changes the
+daemon can make in place: a router added (started as at daemon start) or removed (its switch
+emptied of what it put there, then torn down as `taprouter down` would), and per router, ports
+added or removed (a TAP renamed is its port removed and added again) and addresses changed on
+a port. Everything else the daemon fixed at start (the OpenFlow listener, TLS, the policy
+database, the control socket, /metrics, a running router's datapath id, netns or BIRD file)
+needs a restart: such a change is named in `restart`, and a reload with any of them changes
+nothing, so the daemon never runs half of a file.
 """
 
 from __future__ import annotations
@@ -43,10 +45,21 @@ class RouterChange:
 class ConfigChange:
     routers: tuple[RouterChange, ...]  # only routers with something to do
     restart: tuple[str, ...]  # "KEY: why": changes that need a restart; none is applied if any
+    added: tuple[RouterConfig, ...] = ()  # routers to start
+    removed: tuple[RouterConfig, ...] = ()  # routers to stop and tear down (before any is added)
 
     @property
     def empty(self) -> bool:
-        return not self.routers and not self.restart
+        return not self.routers and not self.restart and not self.added and not self.removed
+
+
+def added_summary(router: RouterConfig) -> str:
+    return (f"router {router.name}: added (dpid {router.dpid:#x}, netns {router.netns}, "
+            f"{len(router.ports)} port(s){', BIRD' if router.bird is not None else ''})")
+
+
+def removed_summary(router: RouterConfig) -> str:
+    return f"router {router.name}: removed (dpid {router.dpid:#x}, netns {router.netns})"
 
 
 def _ordered(addresses: tuple[Interface, ...], without: tuple[Interface, ...]) -> tuple[Interface, ...]:
@@ -84,15 +97,17 @@ def diff(old: Config, new: Config, only: str | None = None) -> ConfigChange:
     old_routers = {r.name: r for r in old.routers}
     new_routers = {r.name: r for r in new.routers}
     names = [only] if only is not None else [*old_routers, *(n for n in new_routers if n not in old_routers)]
-    changes = []
+    changes, added, removed = [], [], []
     for name in names:
         before, after = old_routers.get(name), new_routers.get(name)
         if before is None and after is None:
             restart.append(f"routers.{name}: no such router in either file")
         elif before is None:
-            restart.append(f"routers.{name}: added; a new router needs a restart")
+            if only is not None:
+                restart.extend(_clashes(after, old_routers.values()))
+            added.append(after)
         elif after is None:
-            restart.append(f"routers.{name}: removed; removing a router needs a restart")
+            removed.append(before)
         else:
             for key in ("dpid", "netns"):
                 if getattr(before, key) != getattr(after, key):
@@ -103,7 +118,20 @@ def diff(old: Config, new: Config, only: str | None = None) -> ConfigChange:
             change = _router_change(before, after)
             if change is not None:
                 changes.append(change)
-    return ConfigChange(tuple(changes), tuple(restart))
+    return ConfigChange(tuple(changes), tuple(restart), tuple(added), tuple(removed))
+
+
+def _clashes(new: RouterConfig, running) -> list[str]:
+    """A router added alone (`reload --router R`) next to the routers that keep running: the
+    file is checked as a whole, not against them, and one of them may still hold its dpid or
+    netns (a router renamed, say), which only the whole file's reload removes first."""
+    clashes = []
+    for other in running:
+        for key in ("dpid", "netns"):
+            if getattr(other, key) == getattr(new, key):
+                clashes.append(f"routers.{new.name}.{key}: also that of router {other.name}, which runs; "
+                               "reload the whole file")
+    return clashes
 
 
 def applied(old: Config, new: Config, only: str | None = None) -> Config:
@@ -112,4 +140,7 @@ def applied(old: Config, new: Config, only: str | None = None) -> Config:
     if only is None:
         return new
     after = {r.name: r for r in new.routers}
-    return replace(old, routers=tuple(after.get(r.name, r) if r.name == only else r for r in old.routers))
+    kept = tuple(after[r.name] if r.name == only else r for r in old.routers if r.name != only or r.name in after)
+    if only in after and only not in {r.name for r in old.routers}:
+        kept += (after[only],)
+    return replace(old, routers=kept)

@@ -148,6 +148,11 @@ class FakeSwitch:
             stats = SimpleNamespace(table_id=mod.table_id, priority=mod.priority, cookie=mod.cookie, match=mod.match,
                                     instructions=mod.instructions, idle_timeout=mod.idle_timeout,
                                     hard_timeout=mod.hard_timeout, flags=mod.flags)
+            if mod.command == ofp.OFPFC_DELETE:  # not strict: every flow its cookie (mask) and table name
+                self.table.apply([FlowOp(Op.DELETE, f) for f in sorted(self.table.snapshot())
+                                  if (f.cookie ^ mod.cookie) & mod.cookie_mask == 0
+                                  and mod.table_id in (ofp.OFPTT_ALL, f.table)])
+                return
             flow = decode.flow_from_stats(stats)
             op = _FLOW_OPS[mod.command]
             if op is not Op.DELETE:

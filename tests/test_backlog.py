@@ -48,6 +48,19 @@ def test_a_later_change_of_a_pending_prefix_comes_in_a_later_pass():
     assert drain(backlog) == [(changes(10, 10), []), (changes(20, 5), []), ({0: newer, 12: newer, 100: newer}, [])]
 
 
+def test_no_pass_takes_more_than_the_limit_even_a_map_that_goes_ahead():
+    """A map that may go ahead of a load (up to AHEAD_ROUTES) is still one pass: with a limit
+    below AHEAD_ROUTES it waits its turn and goes in slices (netns_tests/test_load_slices.py saw
+    a pass of 768 with a limit of 100 when a load reached the daemon in two batches)."""
+    backlog = Backlog(limit=100)
+    backlog.add(changes(0, 2232), [], withdrawn=False)
+    assert len(take(backlog)[0]) == 100
+    backlog.add(changes(10_000, 768), [], withdrawn=False)  # the rest of the load, a batch behind
+    parts = drain(backlog)
+    assert max(len(part) for part, _ in parts) == 100, [len(part) for part, _ in parts]
+    assert sum(len(part) for part, _ in parts) == 2232 - 100 + 768
+
+
 def test_a_small_change_behind_a_load_goes_first_when_it_touches_nothing_pending():
     backlog = Backlog(limit=10)
     backlog.add(changes(0, 25), [], withdrawn=False)

@@ -426,3 +426,24 @@ def test_a_policy_reenabled_while_the_store_could_not_be_read_is_reenabled_once_
             "ALTER TABLE taprouter_policy_away RENAME TO taprouter_policy")
     wait_until(lambda: source.error is None, "the store readable again")
     assert r1.last.reenabled == (brief.id,) and r1.last.expired == {}
+
+
+# --- routers a reload starts and removes --------------------------------------------------------------
+
+def test_a_router_a_reload_starts_gets_its_policies_and_one_it_removes_is_forgotten(lab):
+    a = lab.add("a", dst="10.9.0.0/16")
+    c = lab.add("c", router="r2", dst="10.7.0.0/16")
+    r1 = RecordingRouter("r1")
+    source = lab.start(r1)  # r2 is in the store but not running yet
+    assert set(r1.last.policies) == {a}
+    r2 = RecordingRouter("r2")
+    source.routers_changed({"r2": r2}, ["r1"])
+    wait_until(lambda: r2.handed, "the started router handed its policies")
+    assert set(r2.last.policies) == {c} and r2.last.expired == {}
+    assert set(source.routers) == {"r2"}
+    with pytest.raises(KeyError):
+        source.changed("r1", ["a"])
+    d = lab.add("d", router="r2", dst="10.6.0.0/16")
+    assert source.changed("r2", ["d"])["applied"] is True
+    assert set(r2.last.policies) == {c, d}
+    assert len(r1.handed) == 1  # nothing more for the removed one

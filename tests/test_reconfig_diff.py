@@ -7,7 +7,7 @@ import ipaddress
 from pathlib import Path
 
 from taprouter import config
-from taprouter.reconfig import applied, diff
+from taprouter.reconfig import added_summary, applied, diff, removed_summary
 
 PATH = Path("/etc/taprouter/taprouter.yaml")
 
@@ -94,18 +94,63 @@ def test_global_changes_need_a_restart():
     assert [r.split(":")[0] for r in restart] == ["openflow.listen", "database", "metrics.listen"]
 
 
-def test_router_added_removed_or_moved_needs_a_restart():
+def test_router_moved_needs_a_restart():
     def edit(d):
-        d["routers"].pop("r2")
-        d["routers"]["r3"] = {"dpid": 3, "netns": "r3", "ports": {1: {"tap": "r3-p1"}}}
         d["routers"]["r1"]["dpid"] = 9
         d["routers"]["r1"]["netns"] = "elsewhere"
     old, new = changed(edit)
-    restart = diff(old, new).restart
-    assert any(r.startswith("routers.r2: removed") for r in restart)
-    assert any(r.startswith("routers.r3: added") for r in restart)
-    assert any(r.startswith("routers.r1.dpid") for r in restart)
-    assert any(r.startswith("routers.r1.netns") for r in restart)
+    change = diff(old, new)
+    assert [r.split(":")[0] for r in change.restart] == ["routers.r1.dpid", "routers.r1.netns"]
+    assert "needs a restart" in change.restart[0]
+    assert change.added == () and change.removed == ()
+
+
+def test_router_added_and_removed_apply_in_place():
+    def edit(d):
+        d["routers"].pop("r2")
+        d["routers"]["r3"] = {"dpid": 3, "netns": "r3", "ports": {1: {"tap": "r3-p1"}}}
+    old, new = changed(edit)
+    change = diff(old, new)
+    assert change.restart == () and change.routers == () and not change.empty
+    assert [r.name for r in change.added] == ["r3"] and change.added[0] == new.routers[1]
+    assert [r.name for r in change.removed] == ["r2"] and change.removed[0] == old.routers[1]
+    assert added_summary(change.added[0]) == "router r3: added (dpid 0x3, netns r3, 1 port(s))"
+    assert removed_summary(change.removed[0]) == "router r2: removed (dpid 0x2, netns r2)"
+    assert applied(old, new) is new
+
+
+def test_router_renamed_is_removed_then_added_with_its_dpid():
+    def edit(d):
+        d["routers"]["r9"] = d["routers"].pop("r2")
+    old, new = changed(edit)
+    change = diff(old, new)
+    assert change.restart == ()
+    assert [(r.name, r.dpid) for r in change.removed] == [("r2", 2)]
+    assert [(r.name, r.dpid) for r in change.added] == [("r9", 2)]
+
+
+def test_one_router_added_or_removed_alone():
+    def edit(d):
+        d["routers"].pop("r2")
+        d["routers"]["r3"] = {"dpid": 3, "netns": "r3", "ports": {1: {"tap": "r3-p1"}}}
+        d["routers"]["r1"]["ports"].pop(2)
+    old, new = changed(edit)
+    only_r3 = diff(old, new, only="r3")
+    assert only_r3.restart == () and [r.name for r in only_r3.added] == ["r3"] and only_r3.removed == ()
+    assert [r.name for r in applied(old, new, only="r3").routers] == ["r1", "r2", "r3"]
+    assert applied(old, new, only="r3").routers[0] == old.routers[0]  # r1's port 2 stays until its turn
+    only_r2 = diff(old, new, only="r2")
+    assert [r.name for r in only_r2.removed] == ["r2"] and only_r2.added == ()
+    assert [r.name for r in applied(old, new, only="r2").routers] == ["r1"]
+
+
+def test_a_router_added_alone_may_not_take_a_running_routers_dpid_or_netns():
+    def edit(d):
+        d["routers"]["r9"] = d["routers"].pop("r2")  # renamed: r2 still runs until the whole file is read
+    old, new = changed(edit)
+    restart = diff(old, new, only="r9").restart
+    assert [r.split(":")[0] for r in restart] == ["routers.r9.dpid", "routers.r9.netns"]
+    assert "also that of router r2, which runs" in restart[0]
 
 
 def test_bird_file_changed_needs_a_restart(tmp_path):

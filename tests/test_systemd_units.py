@@ -37,3 +37,14 @@ def test_daemon_commands_parse():
         argv = shlex.split(service[key])[1:]
         args = cli.parser().parse_args(argv)
         assert args.command in ("check", "run")
+
+
+def test_documentation_is_the_installed_readme():
+    """No invented web address: the unit points at the README the wheel installs (setup.cfg's
+    data_files) in the venv the README suggests."""
+    docs = unit("taprouter.service")["Unit"]["Documentation"]
+    assert docs == "file:/opt/taprouter/share/doc/taprouter/README.md"
+    setup = configparser.ConfigParser(interpolation=None)
+    setup.read(UNITS.parent.parent / "setup.cfg")
+    assert setup["options.data_files"]["share/doc/taprouter"].strip() == "README.md"
+    assert "url" not in setup["metadata"] and "project_urls" not in setup["metadata"]

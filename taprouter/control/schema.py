@@ -255,8 +255,8 @@ class BirdReload(TypedDict):
 class Reload(TypedDict):
     """The config file re-read: what changed, or why nothing did."""
     applied: bool  # false: the file fails validation, or changes what only a restart can; nothing changed
-    changes: list[str]  # "router R: port N (TAP) added", ... (empty: no port or address changed)
-    errors: list[str]  # "FILE: KEY: why", when not applied
+    changes: list[str]  # "router R: port N (TAP) added", "router R: added (...)", ... (empty: nothing changed)
+    errors: list[str]  # "FILE: KEY: why", when not applied; or "router R: not started: why" (the rest applied)
     bird: list[BirdReloadResult]  # BIRD reconfigured as by /v1/bird/reload (empty when not applied)
 
 

@@ -7,8 +7,11 @@ Everything else is handed to the router's reconcile thread as a session event.
 
 Threads and what they own:
 - os-ken's receive threads: `_current`, the live connection per datapath (under `_lock`), which
-  decides whether a connection that ends is the switch's current one;
-- the reconcile thread: each router's session and planner (Router.step);
+  decides whether a connection that ends is the switch's current one; and `_strangers`, the
+  connections of switches no router claims (a reload may add their router: roster.py);
+- the reconcile thread: each router's session and planner (Router.step), under `_stepping`;
+- a reload (the main thread or a control socket thread): `routers`, replaced whole under `_lock`
+  when a router is added or removed, so the other threads iterate the one they took;
 - the status thread: writes each router's published status once a second;
 - the relay's, the watchers', the resolvers' and BIRD's supervisors' own threads.
 """
@@ -19,14 +22,15 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 
 from .. import gctune
 from ..bridge.ports import PortState
 from ..bridge.relay import Relay
-from ..config import Config
-from ..reconfig import ConfigChange
+from ..config import Config, RouterConfig
+from ..reconfig import ConfigChange, added_summary, removed_summary
 from ..routing.bird import BirdConfigError
-from . import status_file
+from . import roster, status_file
 from .openflow import decode, pipeline, readback, wire
 from .openflow.pipeline import owns_group, owns_meter
 from .planner import vlans
@@ -56,14 +60,21 @@ class RouterCore:
         self._kick = threading.Event()
         self._stop = threading.Event()
         # A small pass limit makes a small load go in slices (tests).
-        pass_routes = int(os.environ.get("TAPROUTER_PASS_ROUTES", PASS_ROUTES))
+        self.pass_routes = int(os.environ.get("TAPROUTER_PASS_ROUTES", PASS_ROUTES))
         self.switch_gone = float(os.environ.get("TAPROUTER_SWITCH_GONE", SWITCH_GONE))
-        self.routers: dict[int, Router] = {r.dpid: Router(r, self.relay, self._kick.set, pass_routes,
-                                                          ha=config.ha if config.ha.enabled else None,
-                                                          database=config.database)
-                                           for r in config.routers}
+        self._ha = config.ha if config.ha.enabled else None
+        self._database = config.database
+        self.routers: dict[int, Router] = {r.dpid: self._new_router(r) for r in config.routers}
         self._current: dict[int, object] = {}  # dpid -> its live connection (os-ken's Datapath)
+        self._strangers: dict[int, object] = {}  # dpid -> the connection of a switch no router claims
         self._lock = threading.Lock()
+        self._stepping = threading.Lock()  # held by the reconcile thread over a round of passes
+        self._status_lock = threading.Lock()  # a removed router's status file is not written after `down`
+        self._farewells: dict[int, threading.Event] = {}  # barrier xid -> a removal waiting for it
+
+    def _new_router(self, config: RouterConfig) -> Router:
+        """A router as the daemon runs it, at start or added by a reload: in the HA pair when HA is on."""
+        return Router(config, self.relay, self._kick.set, self.pass_routes, ha=self._ha, database=self._database)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -83,15 +94,63 @@ class RouterCore:
         self._write_status()
         LOG.info("stopped; relay counters %s", self.relay.counters.as_dict())
 
-    def reconfigure(self, change: ConfigChange, config: Config) -> list[str]:
-        """Apply a reload's change (reconfig.diff, with no restart in it); returns what was done."""
+    def reconfigure(self, change: ConfigChange, config: Config) -> tuple[list[str], list[str]]:
+        """Apply a reload's change (reconfig.diff, with no restart in it): routers removed first
+        (a router renamed frees its dpid and netns for its new name), then ports and addresses,
+        then routers added. Returns what was done, and what failed (a router that did not start
+        is left out of the running config, so a reload tries it again)."""
+        done, errors, failed = [], [], set()
+        for gone in change.removed:
+            departure = self.remove_router(gone.name)
+            done.append(removed_summary(gone))
+            done.extend(departure.summary(gone.name, gone.dpid))
         by_name = {r.name: r for r in self.routers.values()}
-        done = []
         for router_change in change.routers:
             by_name[router_change.name].reconfigure(router_change)
             done.extend(router_change.summary())
-        self.config = config
-        return done
+        for new in change.added:
+            try:
+                self.add_router(new)
+                done.append(added_summary(new))
+            except roster.StartFailed as exc:
+                errors.append(f"router {new.name}: not started, nothing of it is left: {exc}")
+                failed.add(new.name)
+        self.config = replace(config, routers=tuple(r for r in config.routers if r.name not in failed))
+        return done, errors
+
+    # --- routers added and removed by a reload (roster.py) -------------------------------------
+
+    def add_router(self, config: RouterConfig) -> Router:
+        """Start a router and give it its switch: at once if it is connected already."""
+        router = self._new_router(config)
+        roster.start(router)
+        with self._lock:
+            self.routers = {**self.routers, config.dpid: router}
+            waiting = self._strangers.pop(config.dpid, None)
+        LOG.info("router %s: started (dpid %#x)%s", router.name, config.dpid,
+                 "; its switch is connected already" if waiting is not None else "")
+        if waiting is not None:
+            self.switch_connected(waiting)
+        self._kick.set()
+        return router
+
+    def remove_router(self, name: str) -> roster.Departure:
+        """Take a router out of the daemon: no pass of it after this, its switch emptied of it
+        (waiting for the barrier, FAREWELL_WAIT at most), then its parts torn down."""
+        with self._stepping:  # a pass of it under way ends first
+            with self._lock:
+                router = next(r for r in self.routers.values() if r.name == name)
+                dpid = router.config.dpid
+                self.routers = {d: r for d, r in self.routers.items() if d != dpid}
+                dp = self._current.pop(dpid, None)
+                if dp is not None:
+                    self._strangers[dpid] = dp  # kept, ignored, for a reload that adds it again
+        self.relay.attach(dpid, None)
+        emptied = roster.empty(dp, router, self._farewells) if dp is not None else None
+        with self._status_lock:
+            teardown = roster.leave(router, self.relay)
+        LOG.info("router %s: removed; %s", name, ", ".join(teardown.removed) or "nothing was left to remove")
+        return roster.Departure(emptied, teardown)
 
     def reload_bird(self) -> None:
         """SIGHUP: reconfigure every BIRD in place; a broken file is refused and logged."""
@@ -108,20 +167,30 @@ class RouterCore:
     def knows(self, dpid: int) -> bool:
         return dpid in self.routers
 
-    def switch_connected(self, dp) -> None:
-        router = self.routers[dp.id]
+    def switch_connected(self, dp) -> bool:
+        """A switch is up; False if no router has its dpid (kept for a reload that adds one)."""
         with self._lock:
+            router = self.routers.get(dp.id)
+            if router is None:
+                self._strangers[dp.id] = dp
+                return False
             self._current[dp.id] = dp
             router.connections += 1
             router.connected_since = time.time()
             router.gone_since = None
         router.hand_over(Connected(dp))
+        return True
+
+    def stranger_gone(self, dp) -> None:
+        with self._lock:
+            if self._strangers.get(dp.id) is dp:
+                del self._strangers[dp.id]
 
     def switch_described(self, dp, ports: list[PortState]) -> None:
         """The switch's ports: TAPs for the configured ones, the relay on this connection."""
-        router = self.routers[dp.id]
         with self._lock:
-            if self._current.get(dp.id) is not dp:
+            router = self.routers.get(dp.id)
+            if router is None or self._current.get(dp.id) is not dp:
                 return
         have = {p.number for p in ports}
         for port in router.config.ports:
@@ -138,7 +207,9 @@ class RouterCore:
         router.hand_over(Described(dp, tuple(ports)))
 
     def port_changed(self, dp, port: PortState, removed: bool) -> None:
-        router = self.routers[dp.id]
+        router = self.routers.get(dp.id)
+        if router is None:
+            return  # removed by a reload meanwhile
         LOG.info("router %s: port %d %s", router.name, port.number,
                  "removed" if removed else ("up" if port.link_up else "down"))
         router.taps.port_ready(PortState(port.number, port.mac, False) if removed else port)
@@ -147,7 +218,9 @@ class RouterCore:
     def flows_read(self, dp, stats: list, xid: int) -> None:
         """Flow stats as readback.RawFlowStats: the policy table's counters when `xid` is a poll's,
         else a read-back, whose route flows decode narrowly, a million of them."""
-        router = self.routers[dp.id]
+        router = self.routers.get(dp.id)
+        if router is None:
+            return
         if xid in router.drop_xids:
             router.drop_xids.discard(xid)
             router.ingress_drops = vlans.drop_counts(readback.counters(stats))  # replaced whole, as punt_drops
@@ -161,11 +234,14 @@ class RouterCore:
         router.hand_over(FlowsRead(dp, routes, tuple(others), tuple(raw.data for raw in unreadable)))
 
     def flow_removed(self, dp, cookie: int, reason: int) -> None:
-        if pipeline.is_ours(cookie) and pipeline.owner_of(cookie) == pipeline.Owner.POLICY:
-            self.routers[dp.id].hand_over(FlowRemoved(dp, cookie, reason))
+        router = self.routers.get(dp.id)
+        if router is not None and pipeline.is_ours(cookie) and pipeline.owner_of(cookie) == pipeline.Owner.POLICY:
+            router.hand_over(FlowRemoved(dp, cookie, reason))
 
     def groups_read(self, dp, stats: list) -> None:
-        router = self.routers[dp.id]
+        router = self.routers.get(dp.id)
+        if router is None:
+            return
         groups = {}
         for entry in stats:
             if not owns_group(entry.group_id):
@@ -179,31 +255,47 @@ class RouterCore:
         router.hand_over(GroupsRead(dp, groups))
 
     def meters_read(self, dp, stats: list) -> None:
-        meters = {m.meter_id: decode.meter_from_stats(m) for m in stats if owns_meter(m.meter_id)}
-        self.routers[dp.id].hand_over(MetersRead(dp, meters))
+        router = self.routers.get(dp.id)
+        if router is not None:
+            router.hand_over(MetersRead(dp, {m.meter_id: decode.meter_from_stats(m) for m in stats
+                                             if owns_meter(m.meter_id)}))
 
     def meter_stats(self, dp, stats: list) -> None:
         """The punt meters' counters: packets their bands dropped."""
-        self.routers[dp.id].punt_drops = {m.meter_id: sum(b.packet_band_count for b in m.band_stats)
+        router = self.routers.get(dp.id)
+        if router is None:
+            return
+        router.punt_drops = {m.meter_id: sum(b.packet_band_count for b in m.band_stats)
                                           for m in stats if pipeline.is_punt_meter(m.meter_id)}
 
     def barrier_reply(self, dp, xid: int) -> None:
-        router = self.routers[dp.id]
+        router = self.routers.get(dp.id)
+        if router is None:  # a switch emptied of a removed router (remove_router waits for it)
+            answered = self._farewells.get(xid)
+            if answered is not None:
+                answered.set()
+            return
         router.session.in_flight.answered(xid)  # at once: the reconcile thread may be waiting for it
         router.hand_over(Answered(dp, xid))
 
     def switch_error(self, dp, msg) -> None:
-        self.routers[dp.id].hand_over(Errored(dp, msg.type, msg.code, msg.xid, bytes(msg.data or b"")))
+        router = self.routers.get(dp.id)
+        if router is None:
+            LOG.warning("switch %#x (no router): error type=%d code=%d for xid %d", dp.id, msg.type, msg.code, msg.xid)
+            return
+        router.hand_over(Errored(dp, msg.type, msg.code, msg.xid, bytes(msg.data or b"")))
 
     def role_reply(self, dp, role: int, generation: int) -> None:
-        self.routers[dp.id].hand_over(RoleReplied(dp, role, generation))
+        router = self.routers.get(dp.id)
+        if router is not None:
+            router.hand_over(RoleReplied(dp, role, generation))
 
     def switch_down(self, dp) -> bool:
         """Forget the switch's connection if `dp` is still it; False for one it has replaced
         already (a switch that reconnects before its old connection is found dead)."""
-        router = self.routers[dp.id]
         with self._lock:
-            if self._current.get(dp.id) is not dp:
+            router = self.routers.get(dp.id)
+            if router is None or self._current.get(dp.id) is not dp:
                 return False
             del self._current[dp.id]
             router.connected_since = None
@@ -227,7 +319,9 @@ class RouterCore:
                 # idle router goes out at once.
                 self._stop.wait(BURST_GATHER)
             self._kick.clear()
-            if self.step():
+            with self._stepping:
+                more = self.step()
+            if more:
                 self._kick.set()  # the rest of a load: no new change need come to wake us
             last = time.monotonic()
 
@@ -272,6 +366,10 @@ class RouterCore:
             self._write_status()
 
     def _write_status(self) -> None:
+        with self._status_lock:
+            self._write_statuses()
+
+    def _write_statuses(self) -> None:
         for router in self.routers.values():
             status_file.write(router.name, {**router.status, "relay": self.relay.counters_of(router.config.dpid)})
 

@@ -50,7 +50,6 @@ class DaemonState:
         self.core = core
         self.source = source
         self.started = time.time() if started is None else started
-        self.by_name: dict[str, Router] = {r.name: r for r in core.routers.values()}
         self._bird: dict[str, tuple[float, dict]] = {}
         self._bird_lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -59,12 +58,18 @@ class DaemonState:
         self._rebuilding: set[str] = set()
         self._index_lock = threading.Lock()
 
+    @property
+    def by_name(self) -> dict[str, Router]:
+        """The routers running now: a reload may add or remove some (core.routers is replaced whole)."""
+        return {r.name: r for r in self.core.routers.values()}
+
     def _pick(self, router: str | None) -> list[Router]:
+        by_name = self.by_name
         if router is None:
-            return list(self.by_name.values())
-        if router not in self.by_name:
+            return list(by_name.values())
+        if router not in by_name:
             raise UnknownRouter(router)
-        return [self.by_name[router]]
+        return [by_name[router]]
 
     def _daemon(self) -> dict:
         return {"pid": os.getpid(), "started": self.started, "source": "control socket"}
@@ -271,9 +276,8 @@ class DaemonState:
     def reload(self, router: str | None) -> dict:
         """SIGHUP or POST /v1/reload: re-read the config file and apply what changed (reconfig.py),
         then reconfigure BIRD as before. A file that fails validation, or that changes something
-        only a restart can, changes nothing; either way the answer and the log say why. One
-        reload at a time."""
-        self._pick(router)  # UnknownRouter before anything is read
+        only a restart can, changes nothing; either way the answer and the log say why. A router
+        added that fails to start is named in the errors, the rest applied. One reload at a time."""
         with self._reload_lock:
             old = self.core.config
             try:
@@ -282,6 +286,8 @@ class DaemonState:
                 for problem in exc.problems:
                     LOG.error("reload refused, nothing changed: %s", problem)
                 return {"applied": False, "changes": [], "errors": list(exc.problems), "bird": []}
+            if router is not None and router not in self.by_name and router not in {r.name for r in new.routers}:
+                raise UnknownRouter(router)
             for warning in new.warnings:
                 LOG.warning("reload: %s", warning)
             change = reconfig.diff(old, new, router)
@@ -290,13 +296,34 @@ class DaemonState:
                 for error in errors:
                     LOG.error("reload refused, nothing changed (these need a restart): %s", error)
                 return {"applied": False, "changes": [], "errors": errors, "bird": []}
-            done = self.core.reconfigure(change, reconfig.applied(old, new, router))
+            done, errors = self.core.reconfigure(change, reconfig.applied(old, new, router))
+            self._roster_changed(change)
             for line in done:
                 LOG.info("reload: %s", line)
-            if not done:
+            for error in errors:
+                LOG.error("reload: %s", error)
+            if not done and not errors:
                 LOG.info("reload: %s: no change to ports or addresses", old.path)
-            bird = self.reload_bird(router)["results"]
-            return {"applied": True, "changes": done, "errors": [], "bird": bird}
+            running = self.by_name
+            bird = self.reload_bird(router)["results"] if router is None or router in running else []
+            return {"applied": True, "changes": done, "errors": errors, "bird": bird}
+
+    def _roster_changed(self, change: reconfig.ConfigChange) -> None:
+        """Routers a reload removed are forgotten here and by the policy source; those it started
+        are handed to the policy source, which reads their policies."""
+        removed = [r.name for r in change.removed]
+        with self._index_lock:
+            for name in removed:
+                self._indexes.pop(name, None)
+        with self._bird_lock:
+            for name in removed:
+                self._bird.pop(name, None)
+        for name in removed:
+            self._columns.pop(name, None)
+        running = self.by_name
+        started = {r.name: running[r.name] for r in change.added if r.name in running}
+        if self.source is not None and (removed or started):
+            self.source.routers_changed(started, removed)
 
     # --- metrics ----------------------------------------------------------------------------------
 

@@ -64,6 +64,13 @@ class PolicyRouter(Protocol):
 
 
 @dataclass(frozen=True)
+class Roster:
+    """Routers a reload started (their policies to read and hand over) and removed (forgotten)."""
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Changed:
     router: str
     names: tuple[str, ...] | None  # None: all of the router's
@@ -117,6 +124,14 @@ class PolicySource:
         request.done.wait(wait + 1.0)
         return request.result or {"router": router, "applied": False, "error": "the policy source did not answer"}
 
+    def routers_changed(self, added: Mapping[str, PolicyRouter], removed: Iterable[str]) -> None:
+        """A reload started these routers and removed those: the routers are looked up here at
+        once (a writer may name an added one next), their books kept by the thread, which reads
+        an added router's policies and hands them over as at start (expiry and counters too)."""
+        removed = tuple(removed)
+        self.routers = {**{n: r for n, r in self.routers.items() if n not in removed}, **added}
+        self._requests.put(Roster(tuple(added), removed))
+
     def written(self, policy_id: int) -> Status | None:
         """What the store was last told of a policy (its installed_at, for the control socket)."""
         return self._written.get(policy_id)
@@ -149,8 +164,14 @@ class PolicySource:
                 continue
             if request is None:
                 return
+            if isinstance(request, Changed) and request.router not in self.routers:
+                request.result.update(router=request.router, applied=False, error="the router was removed")
+                request.done.set()
+                continue
             try:
-                if request:
+                if isinstance(request, Roster):
+                    self._roster(store, request)
+                elif request:
                     self._answer(store, request)
                     # The writer was told the switch has it: `policy list` must say so now, not
                     # up to WRITE_EVERY later.
@@ -171,7 +192,7 @@ class PolicySource:
                         self._moves = {}
             except Exception as exc:
                 self._fail(f"{exc}")
-                if request:
+                if isinstance(request, Changed):
                     request.result.update(router=request.router, applied=False, error=str(exc))
                     request.done.set()
                 store = None  # open it again: a server may have restarted
@@ -208,6 +229,28 @@ class PolicySource:
                 failed, store = str(exc), None
                 self._stopping.wait(GENERATION_POLL)
 
+    def _roster(self, store, request: Roster) -> None:
+        for name in request.removed:
+            self._policies.pop(name, None)
+            self._ids.pop(name, None)
+        added = {n: self.routers[n] for n in request.added if n in self.routers}
+        if not added:
+            return
+        for name, router in added.items():
+            mine = {p.id: p for p in store.policies(name)}
+            self._first_hand(name, router, mine, store.statuses(list(mine)))
+        LOG.info("policies: read for the router(s) a reload started: %s", ", ".join(added))
+
+    def _first_hand(self, name: str, router: PolicyRouter, mine: dict[int, Policy], statuses) -> None:
+        """A router's first policies, with their expiry and counters as the store has them."""
+        expired = {pid: s.expired_at.timestamp() for pid, s in statuses.items()
+                   if pid in mine and s.state is State.EXPIRED and s.expired_at is not None}
+        with self._lock:
+            self._offsets.update((pid, (s.packets, s.bytes)) for pid, s in statuses.items() if pid in mine)
+            self._written.update((pid, s) for pid, s in statuses.items() if pid in mine)
+        router.set_policies(tuple(mine.values()), expired=expired)
+        self._keep(name, mine)
+
     def _fail(self, why: str) -> None:
         if self.error != why:
             LOG.error("policies: cannot read the policy store (%s); the switch keeps what it has", why)
@@ -221,13 +264,12 @@ class PolicySource:
         for name, router in self.routers.items():
             mine = {p.id: p for p in everything if p.router == name}
             if first:
-                expired = {pid: s.expired_at.timestamp() for pid, s in statuses.items()
-                           if pid in mine and s.state is State.EXPIRED and s.expired_at is not None}
-                with self._lock:
-                    self._offsets.update((pid, (s.packets, s.bytes)) for pid, s in statuses.items() if pid in mine)
-                    self._written.update((pid, s) for pid, s in statuses.items() if pid in mine)
-                router.set_policies(tuple(mine.values()), expired=expired)
-            elif not _same(mine, self._policies[name]) or router.policy_report.expired:
+                self._first_hand(name, router, mine, statuses)
+                continue
+            if name not in self._policies:  # a router a reload started, not read yet (the store failed)
+                self._first_hand(name, router, mine, store.statuses(list(mine)))
+                continue
+            if not _same(mine, self._policies[name]) or router.policy_report.expired:
                 # Rows read again unchanged are the same objects (the store keeps them), so a
                 # reload that found only what the writers' notifications brought hands nothing over.
                 self._hand_over(store, name, mine)

@@ -233,6 +233,12 @@ class Planner:
     def groups_planned(self) -> int:
         return len(self.fib.switch_groups) + len(self.policy_table.groups)
 
+    def owned(self) -> tuple[list[int], list[int]]:
+        """The ids of our groups and meters on the switch, as planned or read back: what a router
+        removed by a reload deletes (roster.py)."""
+        return (sorted({*self.fib.switch_groups, *self.policy_table.groups}),
+                sorted({*self._meters, *self.policy_table.meters}))
+
     def offload(self, kernel_routes: int) -> dict[str, int]:
         """Kernel routes against FIB entries, for status; from per-group counts, not a walk."""
         return {"kernel_routes": kernel_routes, **self.fib.counts()}

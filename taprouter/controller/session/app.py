@@ -26,7 +26,8 @@ class Core(Protocol):
     relay: Relay
 
     def knows(self, dpid: int) -> bool: ...
-    def switch_connected(self, dp) -> None: ...
+    def switch_connected(self, dp) -> bool: ...
+    def stranger_gone(self, dp) -> None: ...
     def switch_described(self, dp, ports: list[PortState]) -> None: ...
     def port_changed(self, dp, port: PortState, removed: bool) -> None: ...
     def flows_read(self, dp, stats: list, xid: int) -> None: ...
@@ -80,11 +81,10 @@ class TapRouterApp(app_manager.OSKenApp):
         # Only once os-ken has moved the datapath to MAIN (and set its id) may we ask for
         # its ports: a reply arriving before that would reach no MAIN handler.
         dp = ev.datapath
-        if not self.core.knows(dp.id):
-            LOG.warning("switch %#x connected but no router in the config has that dpid; ignoring it", dp.id)
-            return
         LOG.info("switch %#x connected from %s", dp.id, dp.address)
-        self.core.switch_connected(dp)
+        if not self.core.switch_connected(dp):
+            LOG.warning("switch %#x connected but no router in the config has that dpid; ignoring it "
+                        "(a reload that adds one takes it)", dp.id)
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def port_desc(self, ev):
@@ -126,8 +126,8 @@ class TapRouterApp(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def barrier_reply(self, ev):
-        if self.core.knows(ev.msg.datapath.id):
-            self.core.barrier_reply(ev.msg.datapath, ev.msg.xid)
+        # Every switch's: a reload that removes a router waits for its switch's (core.py).
+        self.core.barrier_reply(ev.msg.datapath, ev.msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def port_status(self, ev):
@@ -156,7 +156,10 @@ class TapRouterApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def disconnected(self, ev):
         dp = ev.datapath
-        if dp.id is None or not self.core.knows(dp.id):
+        if dp.id is None:
+            return
+        if not self.core.knows(dp.id):
+            self.core.stranger_gone(dp)
             return
         if self.core.switch_down(dp):
             LOG.warning("switch %#x disconnected; its flows keep forwarding (fail-mode secure)", dp.id)
