@@ -18,7 +18,7 @@ from typing import Iterator
 import yaml
 
 import birdlab
-from conftest import RouterLab, TAPROUTER, free_tcp_port, run, wait_until
+from routerlab import RouterLab, TAPROUTER, free_tcp_port, run, wait_until
 
 _databases = itertools.count()
 

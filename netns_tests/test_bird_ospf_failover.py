@@ -20,7 +20,7 @@ import time
 import pytest
 
 import birdlab
-from conftest import wait_until
+from routerlab import wait_until
 
 STUB_NET, STUB = "10.20.0.0/24", "10.20.0.1"
 HELLO, DEAD = 1, 4  # the router's side: the lab's starter config (--ospf-hello 1)

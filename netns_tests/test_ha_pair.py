@@ -18,7 +18,7 @@ import pytest
 
 import birdlab
 import halab
-from conftest import wait_until
+from routerlab import wait_until
 
 TARGET = "10.50.0.1"  # on h3's lo, announced by h3's BIRD over BGP
 LEARNT = "10.50.0.0/24"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import vlanlab
-from conftest import PYTHON, run
+from routerlab import PYTHON, run
 from vlanlab import VLANS
 
 DROPPED = "taprouter_ingress_dropped_packets"

@@ -11,7 +11,7 @@ import pytest
 
 import ofctl
 import vlanlab
-from conftest import PYTHON, run
+from routerlab import PYTHON, run
 
 COOKIE = "0x7a7f00"  # this test's own flows on the router's bridge
 

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import RouterLab, free_tcp_port, run, running_lab
+from routerlab import RouterLab, free_tcp_port, run, running_lab
 from taprouter.lab import Host
 from taprouter.labkit.netdev import bridge_port, learning_bridge, veth_into, vsctl
 
