@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from ..paths import is_plain
+from . import vlans as vlans_mod
+from .vlans import RouterVlan
 
 MAX_BYTES = 1 << 20
 NODE_NAME_MAX = 32
@@ -43,8 +45,20 @@ class TopologyError(Exception):
 @dataclass(frozen=True)
 class RouterPort:
     number: int
-    tap: str  # in the router's netns, so the user's BIRD file can name it
+    tap: str | None  # in the router's netns, so the user's BIRD file can name it; None: VLANs only
     addresses: tuple[Interface, ...]
+    vlans: tuple[RouterVlan, ...] = ()
+
+    def vlan(self, vid: int) -> RouterVlan | None:
+        return next((v for v in self.vlans if v.vid == vid), None)
+
+    @property
+    def vids(self) -> tuple[int, ...]:
+        return tuple(v.vid for v in self.vlans)
+
+    @property
+    def all_addresses(self) -> tuple[Interface, ...]:
+        return self.addresses + tuple(a for v in self.vlans for a in v.addresses)
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,11 @@ class Endpoint:
     kind: str  # router, host, peer, switch
     port: int | None = None  # a router's port number
     interface: str | None = None  # a host's or a peer's interface
+    vlan: int | None = None  # a VLAN of the router's port
 
     def __str__(self) -> str:
         where = self.port if self.port is not None else self.interface
+        where = where if self.vlan is None else f"{where}.{self.vlan}"
         return self.node if where is None else f"{self.node}:{where}"
 
 
@@ -376,15 +392,13 @@ def _router(problems: _Problems, base: Path, name: str, data: Any) -> Router:
         if not isinstance(settings, dict):
             problems.add(pkey, "must be a list of addresses or a mapping with addresses (and tap)")
             continue
-        _unknown(problems, pkey, settings, ("addresses", "tap"))
-        tap = settings.get("tap", f"eth{number}")
-        if not is_plain(str(tap), 15):
-            problems.add(f"{pkey}.tap", f"{tap!r} is not an interface name of at most 15 characters")
-        elif tap in taps:
-            problems.add(f"{pkey}.tap", f"{tap!r} is also the TAP of port {taps[tap]}")
-        taps.setdefault(str(tap), number)
-        ports.append(RouterPort(number, str(tap), _addresses(problems, f"{pkey}.addresses",
-                                                                settings.get("addresses"))))
+        _unknown(problems, pkey, settings, ("addresses", "tap", "vlans"))
+        vlans = vlans_mod.parse(problems.add, pkey, number, settings.get("vlans"),
+                                lambda k, v: _addresses(problems, k, v))
+        tap = vlans_mod.port_tap(settings, number, vlans)
+        vlans_mod.check_taps(problems.add, pkey, number, tap, vlans, taps, lambda t: is_plain(str(t), 15))
+        ports.append(RouterPort(number, None if tap is None else str(tap),
+                                _addresses(problems, f"{pkey}.addresses", settings.get("addresses")), vlans))
     return Router(name, bird, tuple(sorted(ports, key=lambda p: p.number)), _neighbours(problems, key, data))
 
 
@@ -454,12 +468,18 @@ def _endpoint(problems: _Problems, topology: Topology, key: str, text: Any) -> E
         return Endpoint(node, kind)
     if kind == "router":
         router = topology.router(node)
-        if not where.isdigit() or router.port(int(where)) is None:
+        number, vid = vlans_mod.split_port(where) or (None, None)
+        port = router.port(number) if number is not None else None
+        if port is None:
             ports = ", ".join(str(p.number) for p in router.ports)
             problems.add(key, f"{text!r}: router {node} has no port {where or '(none given)'} "
-                         f"(its ports: {ports})")
+                         f"(its ports: {ports}; a VLAN of one: {node}:PORT.VID)")
             return None
-        return Endpoint(node, kind, port=int(where))
+        problem = vlans_mod.end_problem(node, port, vid)
+        if problem:
+            problems.add(key, f"{text!r}: {problem}")
+            return None
+        return Endpoint(node, kind, port=number, vlan=vid)
     host = next(h for h in (topology.hosts if kind == "host" else topology.peers) if h.name == node)
     interface = where or "eth0"
     if host.interface(interface) is None:
@@ -494,7 +514,7 @@ def _links(problems: _Problems, topology: Topology, data: Any) -> tuple[Link, ..
             continue
         clash = False
         for end in (a, b):
-            if end.kind == "switch":
+            if end.kind == "switch" or vlans_mod.on_trunk(topology, end):  # a LAN: an access switch's VLAN
                 continue
             if str(end) in used:
                 problems.add(key, f"{end} is already linked by links[{used[str(end)]}]: one link per port")
