@@ -8,10 +8,6 @@ takes its config file (`bird -p -c FILE`), so that a bad lab is refused before a
 from __future__ import annotations
 
 import ipaddress
-import re
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,9 @@ from typing import Any
 import yaml
 
 from ..paths import is_plain
+# Re-exported: build, converge, plan and the tests import them from here.
+from .daemons import (FRR_DIR, bird_refusal, exabgp_command, exabgp_refusal, frr_daemons,  # noqa: F401
+                      frr_refusal, speaks_ospf)
 from . import vlans as vlans_mod
 from .vlans import RouterVlan
 
@@ -26,11 +25,7 @@ MAX_BYTES = 1 << 20
 NODE_NAME_MAX = 32
 DEFAULT_TIMEOUT = 30.0
 DAEMONS = ("bird", "frr", "exabgp")
-FRR_DIR = Path("/usr/lib/frr")
 SECTIONS = ("name", "routers", "hosts", "peers", "switches", "links", "options")
-OSPF = re.compile(r"^\s*protocol\s+ospf\b", re.MULTILINE)
-FRR_OSPF = re.compile(r"^\s*router\s+ospf\b", re.MULTILINE)
-FRR_BGP = re.compile(r"^\s*router\s+bgp\b", re.MULTILINE)
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -220,59 +215,6 @@ def refusals(topology: Topology) -> list[str]:
         if message:
             problems.add(key, f"BIRD refuses {config}: {message}")
     return problems.items
-
-
-def bird_refusal(config: Path) -> str | None:
-    try:
-        proc = subprocess.run(["bird", "-p", "-c", str(config)], capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        return "bird is not installed (Debian package bird2)"
-    if proc.returncode == 0:
-        return None
-    return (proc.stderr or proc.stdout).strip().removeprefix("bird: ") or f"bird -p exited {proc.returncode}"
-
-
-def frr_refusal(config: Path) -> str | None:
-    """`vtysh -C -f FILE`: FRR's own check of a config, every daemon's commands at once."""
-    if shutil.which("vtysh") is None or not (FRR_DIR / "zebra").exists():
-        return "FRR is not installed (Debian package frr)"
-    proc = subprocess.run(["vtysh", "-C", "-f", str(config)], capture_output=True, text=True, timeout=30)
-    if proc.returncode == 0:
-        return None
-    return " ".join((proc.stderr or proc.stdout).split()) or f"vtysh -C exited {proc.returncode}"
-
-
-def exabgp_command() -> str | None:
-    """ExaBGP's command: beside this Python's (a venv's), else on PATH."""
-    beside = Path(sys.executable).parent / "exabgp"
-    return str(beside) if beside.exists() else shutil.which("exabgp")
-
-
-def exabgp_refusal(config: Path) -> str | None:
-    """`exabgp validate FILE`."""
-    command = exabgp_command()
-    if command is None:
-        return "ExaBGP is not installed (pip install exabgp)"
-    proc = subprocess.run([command, "validate", str(config)], capture_output=True, text=True, timeout=60)
-    if proc.returncode == 0:
-        return None
-    text = " ".join((proc.stderr + proc.stdout).split())
-    return text[text.find("error:"):] if "error:" in text else text or f"exabgp validate exited {proc.returncode}"
-
-
-def frr_daemons(config: Path) -> tuple[str, ...]:
-    """The FRR daemons a config needs: zebra and staticd always, bgpd and ospfd when it has them."""
-    text = config.read_text(errors="replace")
-    return ("zebra", "staticd") + (("bgpd",) if FRR_BGP.search(text) else ()) + (
-        ("ospfd",) if FRR_OSPF.search(text) else ())
-
-
-def speaks_ospf(config: Path | None) -> bool:
-    try:
-        text = config.read_text(errors="replace") if config is not None else ""
-    except OSError:
-        return False
-    return OSPF.search(text) is not None or FRR_OSPF.search(text) is not None
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -473,7 +415,7 @@ def _endpoint(problems: _Problems, topology: Topology, key: str, text: Any) -> E
         if port is None:
             ports = ", ".join(str(p.number) for p in router.ports)
             problems.add(key, f"{text!r}: router {node} has no port {where or '(none given)'} "
-                         f"(its ports: {ports}; a VLAN of one: {node}:PORT.VID)")
+                         f"(its ports: {ports})")
             return None
         problem = vlans_mod.end_problem(node, port, vid)
         if problem:
