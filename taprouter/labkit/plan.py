@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import vlans
-from .topology import Endpoint, Topology, speaks_ospf
+from .topology import Endpoint, Link, RouterPort, Topology, speaks_ospf
 
 RUN_BASE = Path("/run/taprouter-lab")
 PREFIX_LENGTH = 5  # "l" and four hex digits: names stay within Linux's 15 characters
@@ -186,7 +186,7 @@ def _access_switches(topology: Topology, prefix: str, seed: int, by_node: dict[s
     return tuple(bridges), tuple(wires)
 
 
-def _port_config(port) -> dict:
+def _port_config(port: RouterPort) -> dict:
     """A router port in its daemon's config: its untagged TAP, its VLANs' TAPs."""
     entry: dict = {} if port.tap is None else {"tap": port.tap, "addresses": [str(a) for a in port.addresses]}
     if port.vlans:
@@ -194,7 +194,7 @@ def _port_config(port) -> dict:
     return entry
 
 
-def segments(topology: Topology, links) -> list[tuple[str, frozenset[str]]]:
+def segments(topology: Topology, links: list[Link]) -> list[tuple[str, frozenset[str]]]:
     """(node, the nodes on the segment) for each of a node's attachments to a layer-2 segment: a
     point-to-point link, a switch's LAN, or one VLAN (or the untagged side) of a router port with
     VLANs; segments a link joins (a VLAN wired to a switch, or to another router's VLAN) are one.

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # topology imports this module
+    from .topology import Endpoint, RouterPort, Topology
 
 MIN_VID = 1
 MAX_VID = 4094
@@ -81,8 +84,8 @@ def check_taps(add: Add, key: str, number: int, tap: str | None, vlans: tuple[Ro
         taps.setdefault(name, number)
 
 
-def end_problem(node: str, port: Any, vid: int | None) -> str | None:
-    """Why a link cannot end on router `node`'s `port` (a RouterPort), VLAN `vid`; None if it can."""
+def end_problem(node: str, port: RouterPort, vid: int | None) -> str | None:
+    """Why a link cannot end on router `node`'s `port`, VLAN `vid` (None: untagged); None if it can."""
     if vid is not None and port.vlan(vid) is None:
         return (f"router {node}'s port {port.number} has no VLAN {vid} (its VLANs: "
                 f"{', '.join(map(str, port.vids)) or 'none'}; see routers.{node}.ports.{port.number}.vlans)")
@@ -92,7 +95,7 @@ def end_problem(node: str, port: Any, vid: int | None) -> str | None:
     return None
 
 
-def on_trunk(topology: Any, end: Any) -> bool:
+def on_trunk(topology: Topology, end: Endpoint) -> bool:
     """Whether a link's end is a router port with VLANs: behind an access switch, a LAN per VLAN."""
     return end.kind == "router" and bool(topology.router(end.node).port(end.port).vlans)
 
