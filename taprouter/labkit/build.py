@@ -93,12 +93,8 @@ def up(plan: LabPlan, journal: Journal) -> None:
         netdev.sh("ip", "link", "add", wire.a.veth, "type", "veth", "peer", "name", wire.b.veth)
         for end in (wire.a, wire.b):
             if end.netns is None:
-                if end.settings:
-                    # The root netns's own IPv6 (router solicitations, MLD) must not talk on a VLAN.
-                    netdev.sh("sysctl", "-qw", f"net.ipv6.conf.{end.veth}.disable_ipv6=1")
                 netdev.sh("ip", "link", "set", end.veth, "up")
                 args += netdev.bridge_port(end.bridge, end.veth, end.ofport)
-                args += ["--", "set", "port", end.veth, *end.settings] if end.settings else []
                 continue
             host = next(h for h in (*topology.hosts, *topology.peers) if h.name == end.node)
             netdev.sh("ip", "link", "set", end.veth, "netns", end.netns)

@@ -7,8 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import vlans
-from .topology import Endpoint, Link, RouterPort, Topology, speaks_ospf
+from .topology import Endpoint, Topology, speaks_ospf
 
 RUN_BASE = Path("/run/taprouter-lab")
 PREFIX_LENGTH = 5  # "l" and four hex digits: names stay within Linux's 15 characters
@@ -24,7 +23,6 @@ class Bridge:
     node: str
     router: bool  # a router's switch (OpenFlow, fail-mode secure) or a plain learning switch
     dpid: int
-    port: int | None = None  # the router port it is the access switch of (node is the router)
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,6 @@ class End:
     ofport: int | None = None  # routers' ports keep their numbers; switches' are left to OVS
     netns: str | None = None
     interface: str | None = None  # its name inside the netns
-    settings: tuple[str, ...] = ()  # ovs-vsctl `set port` settings: a VLAN access port or trunk
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ class LabPlan:
         return dict(self.netns)[node]
 
     def bridge_of(self, node: str) -> Bridge:
-        return next(b for b in self.bridges if b.node == node and b.port is None)
+        return next(b for b in self.bridges if b.node == node)
 
     def router_dir(self, router: str) -> Path:
         """TAPROUTER_RUN_DIR of the router's own daemon (its router directory is one below)."""
@@ -90,7 +87,7 @@ class LabPlan:
         entry: dict = {
             "dpid": hex(self.bridge_of(router).dpid),
             "netns": self.netns_of(router),
-            "ports": {p.number: _port_config(p) for p in spec.ports},
+            "ports": {p.number: {"tap": p.tap, "addresses": [str(a) for a in p.addresses]} for p in spec.ports},
         }
         if spec.bird is not None:
             entry["bird"] = {"config": str(spec.bird)}
@@ -106,7 +103,7 @@ class LabPlan:
         """The node that has this address on an interface, a port or its loopback."""
         topo = self.topology
         for router in topo.routers:
-            if any(str(a.ip) == address for p in router.ports for a in p.all_addresses):
+            if any(str(a.ip) == address for p in router.ports for a in p.addresses):
                 return router.name
         for host in (*topo.hosts, *topo.peers):
             if any(str(a.ip) == address for _, items in host.interfaces for a in items) or any(
@@ -116,17 +113,29 @@ class LabPlan:
 
     def ospf_expected(self, down: frozenset[frozenset[str]] = frozenset(),
                       dead: frozenset[str] = frozenset()) -> dict[str, int]:
-        """OSPF neighbours each OSPF speaker should reach Full with: the OSPF speakers on each
-        segment it is on (across a link, a switch's LAN, a VLAN of a router port), unless the file gives a count. Links taken `down`
+        """OSPF neighbours each OSPF speaker should reach Full with: the OSPF speakers across its
+        links (all of them on a switch's LAN), unless the file gives a count. Links taken `down`
         (pairs of nodes) and `dead` nodes count for nothing."""
         speakers = {r.name for r in self.topology.routers if speaks_ospf(r.bird)}
         speakers |= {p.name for p in self.topology.peers if speaks_ospf(p.config)}
         speakers -= dead
         links = [lk for lk in self.topology.links if frozenset((lk.a.node, lk.b.node)) not in down]
-        attached = segments(self.topology, links)
+        lans: dict[str, set[str]] = {}
+        for link in links:
+            for end, other in ((link.a, link.b), (link.b, link.a)):
+                if end.kind == "switch":
+                    lans.setdefault(end.node, set()).add(other.node)
         expected: dict[str, int] = {}
         for node in sorted(speakers):
-            count = sum(len((members - {node}) & speakers) for who, members in attached if who == node)
+            count = 0
+            for link in links:
+                for end, other in ((link.a, link.b), (link.b, link.a)):
+                    if end.node != node:
+                        continue
+                    if other.kind == "switch":
+                        count += len((lans[other.node] - {node}) & speakers)
+                    elif other.node in speakers:
+                        count += 1
             override = (self.topology.router(node).ospf_neighbours if self.topology.kind(node) == "router"
                         else self.topology.peer(node).ospf_neighbours)
             expected[node] = count if override is None else min(override, count) if down or dead else override
@@ -153,80 +162,4 @@ def make(topology: Topology, prefix: str | None = None, run_dir: Path | None = N
 
     wires = tuple(Wire(end(link.a, f"{prefix}v{i}a"), end(link.b, f"{prefix}v{i}b"))
                   for i, link in enumerate(topology.links))
-    access, trunks = _access_switches(topology, prefix, seed, by_node, len(bridges))
-    access_of = {(b.node, b.port): b for b in access}
-
-    def vlan_end(endpoint: Endpoint, veth: str) -> End:
-        """A link to a router port with VLANs: an access port of the port's access switch."""
-        if not vlans.on_trunk(topology, endpoint):
-            return end(endpoint, veth)
-        port = topology.router(endpoint.node).port(endpoint.port)
-        return End(endpoint.node, veth, bridge=access_of[(endpoint.node, endpoint.port)].name,
-                   settings=vlans.access_settings(port.vids, endpoint.vlan))
-
-    wires = tuple(Wire(vlan_end(link.a, f"{prefix}v{i}a"), vlan_end(link.b, f"{prefix}v{i}b"))
-                  for i, link in enumerate(topology.links))
-    return LabPlan(topology, prefix, run_dir, netns, bridges + access, wires + trunks)
-
-
-def _access_switches(topology: Topology, prefix: str, seed: int, by_node: dict[str, Bridge],
-                     first: int) -> tuple[tuple[Bridge, ...], tuple[Wire, ...]]:
-    """An access switch for each router port with VLANs that a link uses, and its trunk into the
-    router's switch (a veth, a real link, as netns_tests/vlanlab.py wires it)."""
-    used = sorted({(e.node, e.port) for link in topology.links for e in (link.a, link.b)
-                   if vlans.on_trunk(topology, e)})
-    bridges, wires = [], []
-    for i, (router, number) in enumerate(used):
-        port = topology.router(router).port(number)
-        bridge = Bridge(f"{prefix}a{i}", router, False, (0x7A1 << 40) | (seed << 16) | (first + i), number)
-        bridges.append(bridge)
-        wires.append(Wire(End(router, f"{prefix}k{i}a", bridge=by_node[router].name, ofport=number),
-                          End(router, f"{prefix}k{i}b", bridge=bridge.name,
-                              settings=vlans.trunk_settings(port.vids, port.tap is not None))))
-    return tuple(bridges), tuple(wires)
-
-
-def _port_config(port: RouterPort) -> dict:
-    """A router port in its daemon's config: its untagged TAP, its VLANs' TAPs."""
-    entry: dict = {} if port.tap is None else {"tap": port.tap, "addresses": [str(a) for a in port.addresses]}
-    if port.vlans:
-        entry["vlans"] = {v.vid: {"tap": v.tap, "addresses": [str(a) for a in v.addresses]} for v in port.vlans}
-    return entry
-
-
-def segments(topology: Topology, links: list[Link]) -> list[tuple[str, frozenset[str]]]:
-    """(node, the nodes on the segment) for each of a node's attachments to a layer-2 segment: a
-    point-to-point link, a switch's LAN, or one VLAN (or the untagged side) of a router port with
-    VLANs; segments a link joins (a VLAN wired to a switch, or to another router's VLAN) are one.
-    A router is on each VLAN segment of its ports once, through that VLAN's TAP, however many
-    links it has."""
-    parent: dict[tuple, tuple] = {}
-
-    def find(x: tuple) -> tuple:
-        while parent.setdefault(x, x) != x:
-            x = parent[x]
-        return x
-
-    def lan(end: Endpoint) -> tuple | None:
-        if end.kind == "switch":
-            return ("switch", end.node)
-        if vlans.on_trunk(topology, end):
-            return ("vlan", end.node, end.port, end.vlan)
-        return None
-
-    attachments: list[tuple[str, tuple]] = []
-    tapped: dict[tuple[str, tuple], None] = {}  # a router's VLAN TAPs, once each
-    for i, link in enumerate(links):
-        a, b = lan(link.a), lan(link.b)
-        if a is not None and b is not None:
-            parent[find(a)] = find(b)
-        for end, own, other in ((link.a, a, b), (link.b, b, a)):
-            if own is None:
-                attachments.append((end.node, ("link", i) if other is None else other))
-            elif own[0] == "vlan":
-                tapped[(end.node, own)] = None
-    attachments += list(tapped)
-    members: dict[tuple, set[str]] = {}
-    for node, seg in attachments:
-        members.setdefault(find(seg), set()).add(node)
-    return [(node, frozenset(members[find(seg)])) for node, seg in attachments]
+    return LabPlan(topology, prefix, run_dir, netns, bridges, wires)

@@ -227,7 +227,7 @@ class RunningLab:
         topo = self.plan.topology
         kind = topo.kind(node)
         if kind == "router":
-            candidates = [a for p in topo.router(node).ports for a in p.all_addresses]
+            candidates = [a for p in topo.router(node).ports for a in p.addresses]
         elif kind in ("host", "peer"):
             spec = next(h for h in (*topo.hosts, *topo.peers) if h.name == node)
             candidates = [a for _, addresses in spec.interfaces for a in addresses] + list(spec.loopback)
@@ -370,7 +370,7 @@ class RunningLab:
                 continue
             where = f"netns {self.plan.netns_of(node)}"
             if kind == "router":
-                addresses = [str(a) for p in topo.router(node).ports for a in p.all_addresses]
+                addresses = [str(a) for p in topo.router(node).ports for a in p.addresses]
                 extra = f"  switch {self.plan.bridge_of(node).name}"
             else:
                 spec = next(h for h in (*topo.hosts, *topo.peers) if h.name == node)

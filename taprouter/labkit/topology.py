@@ -8,6 +8,10 @@ takes its config file (`bird -p -c FILE`), so that a bad lab is refused before a
 from __future__ import annotations
 
 import ipaddress
+import re
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,17 +19,16 @@ from typing import Any
 import yaml
 
 from ..paths import is_plain
-# Re-exported: build, converge, plan and the tests import them from here.
-from .daemons import (FRR_DIR, bird_refusal, exabgp_command, exabgp_refusal, frr_daemons,  # noqa: F401
-                      frr_refusal, speaks_ospf)
-from . import vlans as vlans_mod
-from .vlans import RouterVlan
 
 MAX_BYTES = 1 << 20
 NODE_NAME_MAX = 32
 DEFAULT_TIMEOUT = 30.0
 DAEMONS = ("bird", "frr", "exabgp")
+FRR_DIR = Path("/usr/lib/frr")
 SECTIONS = ("name", "routers", "hosts", "peers", "switches", "links", "options")
+OSPF = re.compile(r"^\s*protocol\s+ospf\b", re.MULTILINE)
+FRR_OSPF = re.compile(r"^\s*router\s+ospf\b", re.MULTILINE)
+FRR_BGP = re.compile(r"^\s*router\s+bgp\b", re.MULTILINE)
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -40,20 +43,8 @@ class TopologyError(Exception):
 @dataclass(frozen=True)
 class RouterPort:
     number: int
-    tap: str | None  # in the router's netns, so the user's BIRD file can name it; None: VLANs only
+    tap: str  # in the router's netns, so the user's BIRD file can name it
     addresses: tuple[Interface, ...]
-    vlans: tuple[RouterVlan, ...] = ()
-
-    def vlan(self, vid: int) -> RouterVlan | None:
-        return next((v for v in self.vlans if v.vid == vid), None)
-
-    @property
-    def vids(self) -> tuple[int, ...]:
-        return tuple(v.vid for v in self.vlans)
-
-    @property
-    def all_addresses(self) -> tuple[Interface, ...]:
-        return self.addresses + tuple(a for v in self.vlans for a in v.addresses)
 
 
 @dataclass(frozen=True)
@@ -94,11 +85,9 @@ class Endpoint:
     kind: str  # router, host, peer, switch
     port: int | None = None  # a router's port number
     interface: str | None = None  # a host's or a peer's interface
-    vlan: int | None = None  # a VLAN of the router's port
 
     def __str__(self) -> str:
         where = self.port if self.port is not None else self.interface
-        where = where if self.vlan is None else f"{where}.{self.vlan}"
         return self.node if where is None else f"{self.node}:{where}"
 
 
@@ -215,6 +204,59 @@ def refusals(topology: Topology) -> list[str]:
         if message:
             problems.add(key, f"BIRD refuses {config}: {message}")
     return problems.items
+
+
+def bird_refusal(config: Path) -> str | None:
+    try:
+        proc = subprocess.run(["bird", "-p", "-c", str(config)], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        return "bird is not installed (Debian package bird2)"
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr or proc.stdout).strip().removeprefix("bird: ") or f"bird -p exited {proc.returncode}"
+
+
+def frr_refusal(config: Path) -> str | None:
+    """`vtysh -C -f FILE`: FRR's own check of a config, every daemon's commands at once."""
+    if shutil.which("vtysh") is None or not (FRR_DIR / "zebra").exists():
+        return "FRR is not installed (Debian package frr)"
+    proc = subprocess.run(["vtysh", "-C", "-f", str(config)], capture_output=True, text=True, timeout=30)
+    if proc.returncode == 0:
+        return None
+    return " ".join((proc.stderr or proc.stdout).split()) or f"vtysh -C exited {proc.returncode}"
+
+
+def exabgp_command() -> str | None:
+    """ExaBGP's command: beside this Python's (a venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "exabgp"
+    return str(beside) if beside.exists() else shutil.which("exabgp")
+
+
+def exabgp_refusal(config: Path) -> str | None:
+    """`exabgp validate FILE`."""
+    command = exabgp_command()
+    if command is None:
+        return "ExaBGP is not installed (pip install exabgp)"
+    proc = subprocess.run([command, "validate", str(config)], capture_output=True, text=True, timeout=60)
+    if proc.returncode == 0:
+        return None
+    text = " ".join((proc.stderr + proc.stdout).split())
+    return text[text.find("error:"):] if "error:" in text else text or f"exabgp validate exited {proc.returncode}"
+
+
+def frr_daemons(config: Path) -> tuple[str, ...]:
+    """The FRR daemons a config needs: zebra and staticd always, bgpd and ospfd when it has them."""
+    text = config.read_text(errors="replace")
+    return ("zebra", "staticd") + (("bgpd",) if FRR_BGP.search(text) else ()) + (
+        ("ospfd",) if FRR_OSPF.search(text) else ())
+
+
+def speaks_ospf(config: Path | None) -> bool:
+    try:
+        text = config.read_text(errors="replace") if config is not None else ""
+    except OSError:
+        return False
+    return OSPF.search(text) is not None or FRR_OSPF.search(text) is not None
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -334,13 +376,15 @@ def _router(problems: _Problems, base: Path, name: str, data: Any) -> Router:
         if not isinstance(settings, dict):
             problems.add(pkey, "must be a list of addresses or a mapping with addresses (and tap)")
             continue
-        _unknown(problems, pkey, settings, ("addresses", "tap", "vlans"))
-        vlans = vlans_mod.parse(problems.add, pkey, number, settings.get("vlans"),
-                                lambda k, v: _addresses(problems, k, v))
-        tap = vlans_mod.port_tap(settings, number, vlans)
-        vlans_mod.check_taps(problems.add, pkey, number, tap, vlans, taps, lambda t: is_plain(str(t), 15))
-        ports.append(RouterPort(number, None if tap is None else str(tap),
-                                _addresses(problems, f"{pkey}.addresses", settings.get("addresses")), vlans))
+        _unknown(problems, pkey, settings, ("addresses", "tap"))
+        tap = settings.get("tap", f"eth{number}")
+        if not is_plain(str(tap), 15):
+            problems.add(f"{pkey}.tap", f"{tap!r} is not an interface name of at most 15 characters")
+        elif tap in taps:
+            problems.add(f"{pkey}.tap", f"{tap!r} is also the TAP of port {taps[tap]}")
+        taps.setdefault(str(tap), number)
+        ports.append(RouterPort(number, str(tap), _addresses(problems, f"{pkey}.addresses",
+                                                                settings.get("addresses"))))
     return Router(name, bird, tuple(sorted(ports, key=lambda p: p.number)), _neighbours(problems, key, data))
 
 
@@ -410,18 +454,12 @@ def _endpoint(problems: _Problems, topology: Topology, key: str, text: Any) -> E
         return Endpoint(node, kind)
     if kind == "router":
         router = topology.router(node)
-        number, vid = vlans_mod.split_port(where) or (None, None)
-        port = router.port(number) if number is not None else None
-        if port is None:
+        if not where.isdigit() or router.port(int(where)) is None:
             ports = ", ".join(str(p.number) for p in router.ports)
             problems.add(key, f"{text!r}: router {node} has no port {where or '(none given)'} "
                          f"(its ports: {ports})")
             return None
-        problem = vlans_mod.end_problem(node, port, vid)
-        if problem:
-            problems.add(key, f"{text!r}: {problem}")
-            return None
-        return Endpoint(node, kind, port=number, vlan=vid)
+        return Endpoint(node, kind, port=int(where))
     host = next(h for h in (topology.hosts if kind == "host" else topology.peers) if h.name == node)
     interface = where or "eth0"
     if host.interface(interface) is None:
@@ -456,7 +494,7 @@ def _links(problems: _Problems, topology: Topology, data: Any) -> tuple[Link, ..
             continue
         clash = False
         for end in (a, b):
-            if end.kind == "switch" or vlans_mod.on_trunk(topology, end):  # a LAN: an access switch's VLAN
+            if end.kind == "switch":
                 continue
             if str(end) in used:
                 problems.add(key, f"{end} is already linked by links[{used[str(end)]}]: one link per port")
