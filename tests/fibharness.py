@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from oftable import OFTable
 from taprouter import prefix as pfx
 from taprouter.controller.openflow import pipeline
-from taprouter.controller.openflow.flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, ToGroup, to_controller
+from taprouter.controller.openflow.flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, Flow, ToGroup
 from taprouter.controller.openflow.groups import GroupSpec
 from taprouter.controller.openflow.ops import FlowOp, GroupOp, Op
 from taprouter.controller.planner import punt
@@ -187,13 +187,6 @@ def owned_groups(table: OFTable) -> dict[int, GroupSpec]:
 ROUTE_COOKIE = pipeline.cookie(pipeline.Owner.ROUTE)
 
 
-def former_route_flow(pk: int) -> Flow:
-    """A route flow to the kernel as written before FIB misses were policed per port: the shared
-    meter, then the controller (readback reads it as pipeline.REWRITE)."""
-    return dataclasses.replace(pipeline.route_flow(pk, pipeline.KERNEL), goto=None, actions=(to_controller(),),
-                               meter=pipeline.SLOW_PATH_METER)
-
-
 def read_back(table: OFTable, meters: dict | None = None) -> ReadBack:
     """What the daemon reads back: route flows in the form taprouter writes them as prefix -> target,
     everything else of ours as flows (readback.decode_all does this on the wire; tests/test_readback.py),
@@ -213,10 +206,7 @@ def read_back(table: OFTable, meters: dict | None = None) -> ReadBack:
                     routes[pk] = target
                     break
             else:
-                if flow == former_route_flow(pk):
-                    routes[pk] = pipeline.REWRITE
-                else:
-                    others.add(flow)
+                others.add(flow)
         else:
             others.add(flow)
     if meters is None:  # the punt meters of the ports the policing table names

@@ -71,8 +71,7 @@ def test_no_route_goes_to_the_kernel_through_the_fib_miss():
     assert sw.send("2001:db8:77::1") == KERNEL
     misses = [f for f in sw.table.snapshot() if f.priority == 0 and f.table in (pipeline.Table.FIB4, pipeline.Table.FIB6)]
     assert len(misses) == 2
-    # On to the per-port policing table, not to the controller through a meter shared by all ports.
-    assert all(f.goto == pipeline.Table.PUNT_POLICE and not f.actions and f.meter is None for f in misses)
+    assert all(f.actions == (to_controller(),) and f.meter == pipeline.SLOW_PATH_METER for f in misses)
 
 
 def test_router_own_addresses_are_punted_before_the_fib():

@@ -90,8 +90,8 @@ def test_every_planned_flow_fits_the_schema_and_is_ours():
         length = 0 if not dst else (bin(dst[0].mask).count("1") if dst[0].mask is not None
                                     else 32 if dst[0].name == "ipv4_dst" else 128)
         assert flow.priority == pipeline.FIB_PRIORITY_BASE + length
-        if flow.goto is not None:  # to the kernel, policed by ingress port
-            assert flow.goto == pipeline.Table.PUNT_POLICE and flow.meter is None and not flow.actions
+        if flow.actions == (to_controller(),):
+            assert flow.meter == pipeline.SLOW_PATH_METER
         else:
             (action,) = flow.actions
             assert isinstance(action, ToGroup) and pipeline.owns_group(action.group_id) and flow.meter is None

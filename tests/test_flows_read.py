@@ -23,7 +23,7 @@ from taprouter.controller.session.switch import Connected, Described, FlowsRead,
 from taprouter.controller.openflow.pipeline import Owner
 from taprouter import prefix
 
-from test_readback import SEED, _refused, entry, former_flow, route_flow
+from test_readback import SEED, _refused, entry, route_flow
 
 DPID = 0x7F01
 
@@ -81,10 +81,9 @@ def read(core_: RouterCore, dp: Recorder, blocks: list[bytes]) -> None:
 
 
 def drifting_entry(rng: random.Random) -> bytes:
-    """A punted route (in the form before per-port policing) whose output action says 16 bytes but
-    has the type of a fixed 8-byte one (dec-mpls-ttl): os-ken's walk lands on a zero-length
-    experimenter action behind it, for ever."""
-    good = bytearray(entry(former_flow(prefix.pack(4, 0x0A000000, 8)), rng))
+    """A punted route whose output action says 16 bytes but has the type of a fixed 8-byte one
+    (dec-mpls-ttl): os-ken's walk lands on a zero-length experimenter action behind it, for ever."""
+    good = bytearray(entry(route_flow(prefix.pack(4, 0x0A000000, 8), 0), rng))
     at = len(good) - 16  # the output action: type, length 16, port, max_len, 6 pad bytes
     assert struct.unpack_from("!HH", good, at) == (ofp.OFPAT_OUTPUT, 16)
     good[at:at + 2] = struct.pack("!H", ofp.OFPAT_DEC_MPLS_TTL)

@@ -40,13 +40,6 @@ def route_flow(pk: int, target: int) -> Flow:
     return pipeline.route_flow(pk, target)
 
 
-def former_flow(pk: int) -> Flow:
-    """The flow to the kernel as the daemon wrote it before FIB misses were policed per port: through
-    the shared meter straight to the controller. It reads back as pipeline.REWRITE."""
-    return dataclasses.replace(route_flow(pk, pipeline.KERNEL), goto=None, actions=(to_controller(),),
-                               meter=pipeline.SLOW_PATH_METER)
-
-
 def fixed_flows() -> list[Flow]:
     return baseflows.fib_flows()
 
@@ -78,10 +71,9 @@ def group_instructions(gid: int) -> bytes:
     return struct.pack("!HH4xHHI", ofp.OFPIT_APPLY_ACTIONS, 16, ofp.OFPAT_GROUP, 8, gid)
 
 
-PUNT_INSTRUCTIONS = struct.pack("!HHB3x", ofp.OFPIT_GOTO_TABLE, 8, int(pipeline.Table.PUNT_POLICE))
-FORMER_INSTRUCTIONS = (struct.pack("!HHI", ofp.OFPIT_METER, 8, pipeline.SLOW_PATH_METER)
-                       + struct.pack("!HH4xHHIH6x", ofp.OFPIT_APPLY_ACTIONS, 24, ofp.OFPAT_OUTPUT, 16,
-                                     OFPP_CONTROLLER, 0xFFFF))
+PUNT_INSTRUCTIONS = (struct.pack("!HHI", ofp.OFPIT_METER, 8, pipeline.SLOW_PATH_METER)
+                     + struct.pack("!HH4xHHIH6x", ofp.OFPIT_APPLY_ACTIONS, 24, ofp.OFPAT_OUTPUT, 16,
+                                   OFPP_CONTROLLER, 0xFFFF))
 
 
 def raw_entry(table: int, priority: int, oxms: bytes, instructions: bytes, rng: random.Random,
@@ -155,18 +147,13 @@ def test_host_and_default_routes_in_every_encoding_a_switch_may_report(version):
     full = (1 << width) - 1
     host = rng.getrandbits(width)
     eth_oxm = oxm("eth_type", eth)
-    for instructions, target in ((group_instructions(0x7A700005), 0x7A700005), (PUNT_INSTRUCTIONS, 0),
-                                 (FORMER_INSTRUCTIONS, pipeline.REWRITE)):
+    for instructions, target in ((group_instructions(0x7A700005), 0x7A700005), (PUNT_INSTRUCTIONS, 0)):
         cases = [(eth_oxm + oxm(name, host), 10 + width, prefix.pack(version, host, width)),  # exact
                  (eth_oxm + oxm(name, host, full), 10 + width, prefix.pack(version, host, width)),  # full mask
                  (eth_oxm, 10, prefix.pack(version, 0, 0)),  # no field
                  (eth_oxm + oxm(name, 0, 0), 10, prefix.pack(version, 0, 0))]  # zero mask
         for oxms, priority, pk in cases:
-            data = raw_entry(table, priority, oxms, instructions, rng)
-            if target == pipeline.REWRITE:
-                assert readback.decode(data) == (pk, target) and reference(data).meter == pipeline.SLOW_PATH_METER
-            else:
-                assert check(data) == (pk, target)
+            assert check(raw_entry(table, priority, oxms, instructions, rng)) == (pk, target)
 
 
 def test_padding_and_timeouts_do_not_matter_as_to_os_ken():
@@ -175,18 +162,15 @@ def test_padding_and_timeouts_do_not_matter_as_to_os_ken():
     data = raw_entry(FIB4, 18, oxms, group_instructions(7), rng, padding=b"\xff\xff")
     assert check(data) == (prefix.pack(4, 0x0A000000, 8), 7)
     # Pads inside the instructions and actions too.
-    instructions = PUNT_INSTRUCTIONS[:5] + b"\xee" * 3
+    instructions = bytes(PUNT_INSTRUCTIONS[:12]) + b"\xee" * 4 + PUNT_INSTRUCTIONS[16:26] + b"\xee" * 6
     assert check(raw_entry(FIB4, 18, oxms, instructions, rng)) == (prefix.pack(4, 0x0A000000, 8), 0)
-    former = bytes(FORMER_INSTRUCTIONS[:12]) + b"\xee" * 4 + FORMER_INSTRUCTIONS[16:26] + b"\xee" * 6
-    assert readback.decode(raw_entry(FIB4, 18, oxms, former, rng)) == (prefix.pack(4, 0x0A000000, 8),
-                                                                       pipeline.REWRITE)
 
 
 def _near_misses() -> dict[str, bytes]:
     rng = random.Random(SEED + 4)
     v4 = prefix.pack(4, 0xC6336400, 24)
     v6 = prefix.pack(6, 0x20010DB8 << 96, 32)
-    group, punted, former = route_flow(v4, 0x7A700001), route_flow(v6, 0), former_flow(v4)
+    group, punted = route_flow(v4, 0x7A700001), route_flow(v6, 0)
 
     def alter(flow: Flow, **changes) -> bytes:
         return entry(Flow(**{**flow.__dict__, **changes}), rng)
@@ -203,11 +187,7 @@ def _near_misses() -> dict[str, bytes]:
         "output instead of group": alter(group, actions=(Output(1),)),
         "group 0": alter(group, actions=(ToGroup(0),)),
         "wrong meter": alter(punted, meter=pipeline.PUNT_METER),
-        "punt with meter": alter(punted, meter=pipeline.SLOW_PATH_METER),
-        "punt to another table": alter(punted, goto=int(pipeline.Table.PUNT)),
-        "former punt without meter": alter(former, meter=None),
-        "former punt, another meter": alter(former, meter=pipeline.PUNT_METER),
-        "former punt to port 1": alter(former, actions=(Output(1, 0xFFFF),)),
+        "punt without meter": alter(punted, meter=None),
         "group with meter": alter(group, meter=pipeline.SLOW_PATH_METER),
         "output max_len 0": alter(punted, actions=(Output(OFPP_CONTROLLER, 0),)),
         "output to port 1": alter(punted, actions=(Output(1, 0xFFFF),)),
@@ -237,7 +217,7 @@ def _near_misses() -> dict[str, bytes]:
         "ipv4_dst before eth_type": raw_entry(FIB4, 34, oxm("ipv4_dst", 0xC6336400, 0xFFFFFF00) + eth4,
                                               group_instructions(5), rng),
         "apply-actions before meter": raw_entry(FIB6, 42, eth6 + oxm("ipv6_dst", 0x20010DB8 << 96, ((1 << 32) - 1) << 96),
-                                                FORMER_INSTRUCTIONS[8:] + FORMER_INSTRUCTIONS[:8], rng),
+                                                PUNT_INSTRUCTIONS[8:] + PUNT_INSTRUCTIONS[:8], rng),
         "standard match type": raw_entry(FIB4, 34, eth4 + oxm("ipv4_dst", 0xC6336400, 0xFFFFFF00),
                                          group_instructions(5), rng, match_type=ofp.OFPMT_STANDARD),
     }

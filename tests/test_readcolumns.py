@@ -11,14 +11,13 @@ import random
 
 import pytest
 
-from taprouter.controller.openflow import pipeline, readback, readcolumns
+from taprouter.controller.openflow import readback, readcolumns
 from taprouter import prefix
 
-from test_readback import GIDS, SEED, entry, former_flow, random_prefix, route_flow
+from test_readback import GIDS, SEED, entry, random_prefix, route_flow
 
 # (version, form, punted): the shapes a block decoder exists for (a /0 is one route: entries only).
-# punted: 0 to a group, 1 to the kernel, 2 to the kernel as written before per-port policing (REWRITE).
-SHAPES = [(v, form, punted) for v in (4, 6) for form in ("exact", "masked") for punted in (0, 1, 2)]
+SHAPES = [(v, form, punted) for v in (4, 6) for form in ("exact", "masked") for punted in (False, True)]
 
 
 def entries_path(blocks, monkeypatch) -> tuple:
@@ -33,16 +32,14 @@ def both_paths(blocks, monkeypatch) -> tuple:
     return (routes, flows, [b.data for b in bad]), entries_path(blocks, monkeypatch)
 
 
-def shape_entries(version: int, form: str, punted: int, n: int, rng: random.Random) -> tuple[list[bytes], dict]:
+def shape_entries(version: int, form: str, punted: bool, n: int, rng: random.Random) -> tuple[list[bytes], dict]:
     width = 32 if version == 4 else 128
     lengths = [width] if form == "exact" else list(range(1, width))  # /width is written exact
     routes = {}
     for _ in range(n):
         pk = random_prefix(rng, version, rng.choice(lengths))
-        routes[pk] = ((pipeline.KERNEL, pipeline.REWRITE)[punted - 1] if punted
-                      else rng.choice([*GIDS, rng.randrange(1, 1 << 32)]))
-    return [entry(former_flow(pk) if target == pipeline.REWRITE else route_flow(pk, target), rng)
-            for pk, target in routes.items()], routes
+        routes[pk] = 0 if punted else rng.choice([*GIDS, rng.randrange(1, 1 << 32)])
+    return [entry(route_flow(pk, target), rng) for pk, target in routes.items()], routes
 
 
 def decoder(data: bytes):
@@ -52,7 +49,7 @@ def decoder(data: bytes):
 
 
 def test_there_is_a_block_decoder_for_every_shape_but_the_default_route():
-    assert len(readback._COLUMNS) == len(SHAPES) == 12
+    assert len(readback._COLUMNS) == len(SHAPES) == 8
 
 
 @pytest.mark.parametrize("version,form,punted", SHAPES)

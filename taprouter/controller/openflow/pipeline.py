@@ -7,7 +7,7 @@ from enum import IntEnum
 from typing import Iterable
 
 from ... import prefix
-from .flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, FieldMatch, Flow, Match, ToGroup, exact
+from .flows import ETH_TYPE_IPV4, ETH_TYPE_IPV6, FieldMatch, Flow, Match, ToGroup, exact, to_controller
 from .meters import MeterSpec
 
 
@@ -17,7 +17,7 @@ class Table(IntEnum):
     PUNT = 2  # what the kernel must see goes to the controller
     FIB4 = 3  # IPv4 longest-prefix match, priority by prefix length
     FIB6 = 4  # IPv6 likewise
-    PUNT_POLICE = 5  # the punt table's metered classes and the FIBs' misses, policed per ingress port, to the controller
+    PUNT_POLICE = 5  # the punt table's metered classes, policed per ingress port, then to the controller
 
 
 _PUNT_FIELDS = frozenset({"eth_type", "arp_tpa", "ip_proto", "icmpv6_type", "ipv4_dst", "ipv6_dst", "tcp_src",
@@ -38,8 +38,8 @@ NEXT_TABLES: dict[Table, frozenset[Table]] = {
     Table.INGRESS: frozenset({Table.POLICY}),
     Table.POLICY: frozenset({Table.PUNT}),
     Table.PUNT: frozenset({Table.FIB4, Table.FIB6, Table.PUNT_POLICE}),
-    Table.FIB4: frozenset({Table.PUNT_POLICE}),  # a miss or an unresolved next hop, to the kernel
-    Table.FIB6: frozenset({Table.PUNT_POLICE}),
+    Table.FIB4: frozenset(),
+    Table.FIB6: frozenset(),
     Table.PUNT_POLICE: frozenset(),
 }
 
@@ -90,11 +90,8 @@ OFPFF_SEND_FLOW_REM = 1  # a flow with a timeout reports its end: a policy expir
 # kernel; routing protocol traffic is never metered (BGP keepalives must not starve). The rest
 # of what the router must see is policed per ingress port, in two classes, so that one host's
 # flood costs only its own port: the punt table sends those frames to PUNT_POLICE, which meters
-# them by in_port and class. The FIBs' misses (no route, or a next hop not resolved yet) go there
-# too, as a goto rather than a meter of their own: the FIBs cannot match in_port, and PUNT_POLICE
-# already does, so they share the port's local meter with the router's own traffic and one host
-# scanning unresolved addresses starves only its own port.
-SLOW_PATH_METER = 1  # a policy's FORWARD to a next hop not resolved yet: the kernel forwards it
+# them by in_port and class. FIB misses (the slow path) share one meter.
+SLOW_PATH_METER = 1  # FIB misses and unresolved next hops: the kernel forwards them
 PUNT_METER = 2  # a frame in PUNT_POLICE from a port without meters of its own (its miss)
 METERS: dict[int, MeterSpec] = {SLOW_PATH_METER: MeterSpec.pps(2000), PUNT_METER: MeterSpec.pps(1000)}
 # Per port: ARP and IPv6 ND/RA/MLD (resolve), and everything else addressed to the router (local).
@@ -158,10 +155,7 @@ PRIO_POLICY_ROUTED = 1000
 # In the FIB tables the longest prefix wins: priority = base + prefix length; a miss (priority 0)
 # goes to the kernel.
 FIB_PRIORITY_BASE = 10
-KERNEL = 0  # a route flow's target when the kernel forwards: the flow on to PUNT_POLICE
-# A route flow read back in a form we no longer write (the shared-meter punt of before per-port
-# policing of FIB misses): the planner rewrites it in place, by a modify, so nothing goes missing.
-REWRITE = -1
+KERNEL = 0  # a route flow's target when the kernel forwards: the metered flow to the controller
 
 
 def owns_group(group_id: int) -> bool:
@@ -201,8 +195,8 @@ def check(flow: Flow) -> Flow:
 
 
 def route_flow(pk: int, target: int) -> Flow:
-    """The flow for one FIB entry (a packed prefix): to group `target`, or to the kernel (through
-    PUNT_POLICE, policed by ingress port) when target is KERNEL. wire.encode_routes writes the same bytes from templates, and readback reads them."""
+    """The flow for one FIB entry (a packed prefix): to group `target`, or to the kernel when target
+    is KERNEL. wire.encode_routes writes the same bytes from templates, and readback reads them."""
     length = prefix.length(pk)
     if prefix.is_v6(pk):
         table, eth_type, name, bits = Table.FIB6, ETH_TYPE_IPV6, "ipv6_dst", 128
@@ -212,8 +206,8 @@ def route_flow(pk: int, target: int) -> Flow:
     if length:
         fields.append(FieldMatch(name, prefix.value(pk), prefix.mask(pk) if length < bits else None))
     if target == KERNEL:
-        actions, goto = (), int(Table.PUNT_POLICE)
+        actions, meter = (to_controller(),), SLOW_PATH_METER
     else:
-        actions, goto = (ToGroup(target),), None
-    return Flow(int(table), FIB_PRIORITY_BASE + length, Match.of(*fields), actions=actions, goto=goto,
+        actions, meter = (ToGroup(target),), None
+    return Flow(int(table), FIB_PRIORITY_BASE + length, Match.of(*fields), actions=actions, meter=meter,
                 cookie=cookie(Owner.ROUTE))

@@ -64,21 +64,14 @@ _HEAD_FORMAT = "!HBx8xH10xQ16xHH"
 _HEAD = struct.Struct(_HEAD_FORMAT).unpack_from
 _ROUTE_COOKIE = pipeline.cookie(Owner.ROUTE)
 _GROUP_TAIL = "HH4xHHI"  # apply-actions (4, 16), group action (22, 8, group id)
-_PUNT_TAIL = "HHB3x"  # goto-table (1, 8, PUNT_POLICE)
-_FORMER_TAIL = "HHIHH4xHHIH6x"  # meter (6, 8, id), apply-actions (4, 24), output (0, 16, port, max_len)
+_PUNT_TAIL = "HHIHH4xHHIH6x"  # meter (6, 8, id), apply-actions (4, 24), output (0, 16, port, max_len)
 _GROUP_CONST = (ofp.OFPIT_APPLY_ACTIONS, 16, ofp.OFPAT_GROUP, 8)
-_PUNT_CONST = (ofp.OFPIT_GOTO_TABLE, 8, int(Table.PUNT_POLICE))
-# The punt of before FIB misses were policed per port: through the shared meter 1. Read back as
-# pipeline.REWRITE, so the planner modifies it into the current form where it stands.
-_FORMER_CONST = (ofp.OFPIT_METER, 8, pipeline.SLOW_PATH_METER, ofp.OFPIT_APPLY_ACTIONS, 24,
-                 ofp.OFPAT_OUTPUT, 16, OFPP_CONTROLLER, OFPCML_NO_BUFFER)
-# form -> (struct tail, its constant fields, the target it reads as: None for the group id)
-_FORMS = {"group": (_GROUP_TAIL, _GROUP_CONST, None), "punt": (_PUNT_TAIL, _PUNT_CONST, KERNEL),
-          "former": (_FORMER_TAIL, _FORMER_CONST, pipeline.REWRITE)}
+_PUNT_CONST = (ofp.OFPIT_METER, 8, pipeline.SLOW_PATH_METER, ofp.OFPIT_APPLY_ACTIONS, 24,
+               ofp.OFPAT_OUTPUT, 16, OFPP_CONTROLLER, OFPCML_NO_BUFFER)
 Shape = Callable[[bytes, int, int], "tuple[int, int] | None"]
 
 
-def _shape(version: int, dst: str, form: str) -> tuple[tuple[int, int, int], tuple[Shape, Columns | None]]:
+def _shape(version: int, dst: str, punt: bool) -> tuple[tuple[int, int, int], tuple[Shape, Columns | None]]:
     """The key (table, match length, entry length), the entry decoder and the block decoder
     (readcolumns; None for a /0, one route) of one route-flow shape.
 
@@ -97,11 +90,9 @@ def _shape(version: int, dst: str, form: str) -> tuple[tuple[int, int, int], tup
         head += (oxm_header(name, dst == "masked"),)
         fmt += "I" + word * (1 + (dst == "masked"))
         match_len += 4 + width // 8 * (1 + (dst == "masked"))
-    tail_fmt, tail, fixed = _FORMS[form]
-    punt = fixed is not None
-    fmt += "x" * (-match_len & 7) + tail_fmt
+    fmt += "x" * (-match_len & 7) + (_PUNT_TAIL if punt else _GROUP_TAIL)
     unpack = struct.Struct(fmt).unpack_from
-    nhead, ntail = len(head), len(tail)
+    nhead = len(head)
     full = (1 << width) - 1
     v6 = version == 6
 
@@ -110,9 +101,9 @@ def _shape(version: int, dst: str, form: str) -> tuple[tuple[int, int, int], tup
         if t[:nhead] != head:
             return None
         if punt:
-            if t[-ntail:] != tail:
+            if t[-9:] != _PUNT_CONST:
                 return None
-            target = fixed
+            target = KERNEL
         else:
             if t[-5:-1] != _GROUP_CONST or t[-1] == KERNEL:  # group 0 would read as the punt form
                 return None
@@ -129,31 +120,31 @@ def _shape(version: int, dst: str, form: str) -> tuple[tuple[int, int, int], tup
         return prefix.pack(version, value, plen), target
 
     pad_len = match_len + (-match_len & 7)
-    length = ENTRY_HEAD + pad_len + struct.calcsize("!" + tail_fmt)
+    length = ENTRY_HEAD + pad_len + (32 if punt else 16)
     columns = None
     if dst:
         # The same layout as a whole entry: the head's fields are 0-5, the match's from 6 on.
+        tail = _PUNT_CONST if punt else _GROUP_CONST
         first_tail = 6 + nhead + nwords * (1 + (dst == "masked"))
         const = {0: length, 1: int(table), 3: _ROUTE_COOKIE, 4: ofp.OFPMT_OXM, 5: match_len,
                  **{6 + i: v for i, v in enumerate(head)}, **{first_tail + i: v for i, v in enumerate(tail)}}
         columns = readcolumns.plan(
             _HEAD_FORMAT + fmt[1:], const, priority=2, value=list(range(6 + nhead, 6 + nhead + nwords)),
             mask=list(range(6 + nhead + nwords, first_tail)) if dst == "masked" else [],
-            target=None if punt else first_tail + len(tail), version=version, base=FIB_PRIORITY_BASE,
-            punt=KERNEL if fixed is None else fixed)
+            target=None if punt else first_tail + len(tail), version=version, base=FIB_PRIORITY_BASE, punt=KERNEL)
     return (int(table), match_len, length), (decode_shape, columns)
 
 
 _DECODERS = dict(
-    _shape(version, dst, form) for version in (4, 6) for dst in ("", "exact", "masked") for form in _FORMS)
-if len(_DECODERS) != 18:  # the key must tell every shape apart
+    _shape(version, dst, punt) for version in (4, 6) for dst in ("", "exact", "masked") for punt in (False, True))
+if len(_DECODERS) != 12:  # the key must tell every shape apart
     raise ImportError("readback: route-flow shapes collide")
 _SHAPES: dict[tuple[int, int, int], Shape] = {key: entry for key, (entry, _) in _DECODERS.items()}
 _COLUMNS: dict[tuple[int, int, int], Columns] = {key: block for key, (_, block) in _DECODERS.items() if block}
 
 
 def decode(data: bytes) -> tuple[int, int] | Flow:
-    """A canonical route flow as (prefix.pack(...), group id, KERNEL or REWRITE), anything else as a Flow.
+    """A canonical route flow as (prefix.pack(...), group id or KERNEL), anything else as a Flow.
 
     Raises ValueError where decode.flow_from_stats does, and for entries os-ken cannot parse.
     """

@@ -4,20 +4,21 @@ punting (punt.py), the policy table's fixed bands, and each FIB table's hand-ove
 from __future__ import annotations
 
 from ..openflow import pipeline
-from ..openflow.flows import ETH_TYPE_ARP, ETH_TYPE_IPV6, ETH_TYPE_IPV4, IPPROTO_ICMPV6, Flow, Match, exact
+from ..openflow.flows import (ETH_TYPE_ARP, ETH_TYPE_IPV6, ETH_TYPE_IPV4, IPPROTO_ICMPV6, Flow, Match, exact,
+                              to_controller)
 from ..openflow.pipeline import PRIO_POLICY_GUARD, PRIO_POLICY_OWN, PRIO_TO_FIB, Owner, Table
 from . import punt
 
 
 def fib_flows() -> list[Flow]:
-    """The hand-over from the punt table to the FIBs, and each FIB's miss to the kernel (through
-    PUNT_POLICE, metered by ingress port)."""
+    """The hand-over from the punt table to the FIBs, and each FIB's miss to the kernel (metered)."""
     cookie = pipeline.cookie(Owner.PIPELINE)
     flows = []
     for eth_type, table in ((ETH_TYPE_IPV4, Table.FIB4), (ETH_TYPE_IPV6, Table.FIB6)):
         flows.append(Flow(int(Table.PUNT), PRIO_TO_FIB, Match.of(exact("eth_type", eth_type)), goto=int(table),
                           cookie=cookie))
-        flows.append(Flow(int(table), 0, Match(), goto=int(Table.PUNT_POLICE), cookie=cookie))
+        flows.append(Flow(int(table), 0, Match(), actions=(to_controller(),),
+                          meter=pipeline.SLOW_PATH_METER, cookie=cookie))
     return [pipeline.check(f) for f in flows]
 
 

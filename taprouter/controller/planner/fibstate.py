@@ -28,18 +28,17 @@ from ...prefix import V6_TAG
 from ...routing.model import KernelState, NeighbourKey
 from ..openflow.groups import GroupSpec
 from ..openflow.ops import GroupOp, Op, RouteOp
-from ..openflow.pipeline import KERNEL, REWRITE
+from ..openflow.pipeline import KERNEL
 from . import fib
 from .connected import ConnectedSubnets
 from .fib import PortBinding
 from .groupbooks import GroupBooks
 
 # What the switch holds for a prefix: a group id (> 0), KERNEL (the flow to the kernel), or
-# UNKNOWN (a flow of ours read back in a form we no longer write: modified in place, so traffic
-# never meets a gap). Prefixes sent to the
+# UNKNOWN (a flow of ours in a form we do not write, to be overwritten). Prefixes sent to the
 # kernel because their hop set has no usable member are held as its Shards record, so they move
 # back onto groups when a member becomes usable.
-UNKNOWN = REWRITE
+UNKNOWN = -1
 _MISSING = object()
 
 # Follows a prefix with an entry past the connected subnets: (prefix, next hops) -> whether host
@@ -273,7 +272,7 @@ class FibState:
             before = old if old is None or type(old) is int else KERNEL
             after = new if type(new) is int else KERNEL
             if before != after:
-                if before is None:
+                if before is None or before == UNKNOWN:
                     add_op((ADD, pk, after))
                 else:
                     modify_op((MODIFY, pk, after))
